@@ -1,0 +1,354 @@
+/*
+** The Block: a named shared-memory block mapped into this process (Python's SharedMemory).
+** shm.create, shm.attach, shm.exists, and the Block's methods and metatable.
+*/
+#include <stdarg.h>
+#include <string.h>
+
+#include "core.h"
+#include "lualib.h"
+#include "tracker.h"
+
+int luashm_error(lua_State *L, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  lua_pushstring(L, "luashm: ");
+  lua_pushvfstring(L, fmt, ap);
+  va_end(ap);
+  lua_concat(L, 2);
+  return lua_error(L);
+}
+
+int luashm_closed(lua_State *L, const luashm_block *b, const char *what) {
+  return luashm_error(L, "%s '%s': block is closed", what, b->name);
+}
+
+luashm_block *luashm_toblock(lua_State *L, int i) {
+  return (luashm_block *)luaL_checkudata(L, i, LUASHM_BLOCK);
+}
+
+luashm_block *luashm_checkblock(lua_State *L, int i) {
+  luashm_block *b = luashm_toblock(L, i);
+  if (b->data == NULL) luashm_error(L, "block '%s' is closed", b->name);
+  return b;
+}
+
+int luashm_optboolfield(lua_State *L, int idx, const char *field, int def) {
+  int v = def;
+  if (idx == 0 || lua_isnoneornil(L, idx)) return def;
+  if (lua_getfield(L, idx, field) != LUA_TNIL) v = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
+const char *luashm_checkname(lua_State *L, int idx, const char *op) {
+  char err[LUASHM_ERRLEN];
+  size_t len;
+  const char *name = luaL_checklstring(L, idx, &len);
+  if (luashm_name_check(op, name, len, err) != 0) luashm_error(L, "%s", err);
+  return name;
+}
+
+/* A userdata marked closed, so that an error before the mapping is made leaves an object that
+   __gc can handle. */
+static luashm_block *block_push(lua_State *L, const char *name) {
+  luashm_block *b = (luashm_block *)lua_newuserdatauv(L, sizeof(luashm_block), 0);
+  b->data = NULL;
+  b->size = 0;
+  b->tracked = 0;
+  strcpy(b->name, name);
+  luaL_setmetatable(L, LUASHM_BLOCK);
+  return b;
+}
+
+static const char *opt_name(lua_State *L, int optidx) {
+  const char *name = NULL;
+  if (optidx == 0 || lua_isnoneornil(L, optidx)) return NULL;
+  if (lua_getfield(L, optidx, "name") != LUA_TNIL) {
+    if (!lua_isstring(L, -1)) luashm_error(L, "create: opts.name must be a string");
+    name = luashm_checkname(L, lua_gettop(L), "create");
+  }
+  lua_pop(L, 1); /* the string stays referenced by the opts table */
+  return name;
+}
+
+static mode_t opt_mode(lua_State *L, int optidx) {
+  lua_Integer mode = 0600;
+  if (optidx == 0 || lua_isnoneornil(L, optidx)) return (mode_t)mode;
+  if (lua_getfield(L, optidx, "mode") != LUA_TNIL) {
+    int isint;
+    mode = lua_tointegerx(L, -1, &isint);
+    if (!isint || mode < 0 || mode > 0777)
+      luashm_error(L, "create: opts.mode must be an integer from 0 to 0777 (e.g. 384 for 0600)");
+  }
+  lua_pop(L, 1);
+  return (mode_t)mode;
+}
+
+luashm_block *luashm_block_new(lua_State *L, size_t size, int optidx) {
+  char err[LUASHM_ERRLEN], gen[LUASHM_GEN_NAME_LEN + 1];
+  const char *name;
+  luashm_block *b;
+  void *data;
+  int track, tries = 0;
+  if (optidx != 0 && !lua_isnoneornil(L, optidx)) luaL_checktype(L, optidx, LUA_TTABLE);
+  name = opt_name(L, optidx);
+  track = luashm_optboolfield(L, optidx, "track", 1);
+  mode_t mode = opt_mode(L, optidx);
+  for (;;) {
+    if (name == NULL && luashm_name_new(gen, err) != 0) luashm_error(L, "%s", err);
+    b = block_push(L, name ? name : gen);
+    if (luashm_shm_create(b->name, size, mode, &data, err) == 0) break;
+    /* A generated name that collides (2^-64 odds) is simply drawn again. */
+    if (name != NULL || ++tries > 8 || strstr(err, "already exists") == NULL)
+      luashm_error(L, "%s", err);
+    lua_pop(L, 1);
+  }
+  b->data = (unsigned char *)data;
+  b->size = size;
+  if (track) {
+    if (luashm_tracker_add(b->name, err) != 0) {
+      char ignored[LUASHM_ERRLEN];
+      luashm_shm_unlink(b->name, ignored);
+      luashm_error(L, "%s", err);
+    }
+    b->tracked = 1;
+  }
+  return b;
+}
+
+luashm_block *luashm_block_attach(lua_State *L, const char *name) {
+  char err[LUASHM_ERRLEN];
+  void *data;
+  size_t size;
+  luashm_block *b = block_push(L, name);
+  if (luashm_shm_attach(name, &data, &size, err) != 0) luashm_error(L, "%s", err);
+  b->data = (unsigned char *)data;
+  b->size = size;
+  return b;
+}
+
+/* ---------------------------------------------------------------------------------------
+** Module functions
+** ------------------------------------------------------------------------------------- */
+
+static int block_create(lua_State *L) {
+  lua_Integer size = luaL_checkinteger(L, 1);
+  if (size <= 0) return luashm_error(L, "create: size %I is not positive", size);
+  if ((lua_Unsigned)size > (lua_Unsigned)PTRDIFF_MAX)
+    return luashm_error(L, "create: size %I is too large", size);
+  luashm_block_new(L, (size_t)size, 2);
+  return 1;
+}
+
+static int block_attach(lua_State *L) {
+  luashm_block_attach(L, luashm_checkname(L, 1, "attach"));
+  return 1;
+}
+
+static int block_exists(lua_State *L) {
+  char err[LUASHM_ERRLEN];
+  size_t len;
+  const char *name = lua_tolstring(L, 1, &len);
+  lua_pushboolean(L, lua_type(L, 1) == LUA_TSTRING &&
+                         luashm_name_check("exists", name, len, err) == 0 &&
+                         luashm_shm_exists(name));
+  return 1;
+}
+
+/* ---------------------------------------------------------------------------------------
+** Methods
+** ------------------------------------------------------------------------------------- */
+
+/* Checks that [off, off+len) lies inside b; op names the method in the error. */
+static void block_range(lua_State *L, luashm_block *b, const char *op, lua_Integer off,
+                        lua_Integer len) {
+  if (off < 0) luashm_error(L, "%s '%s': offset %I is negative", op, b->name, off);
+  if (len < 0) luashm_error(L, "%s '%s': length %I is negative", op, b->name, len);
+  if ((lua_Unsigned)off > b->size || (lua_Unsigned)len > b->size - (size_t)off)
+    luashm_error(L, "%s '%s': offset %I + length %I is past the end of the block (size %I)", op,
+                 b->name, off, len, (lua_Integer)b->size);
+}
+
+static int block_read(lua_State *L) {
+  luashm_block *b = luashm_checkblock(L, 1);
+  lua_Integer off = luaL_optinteger(L, 2, 0);
+  lua_Integer len;
+  if (off < 0 || (lua_Unsigned)off > b->size) block_range(L, b, "read", off, 0);
+  len = luaL_optinteger(L, 3, (lua_Integer)b->size - off);
+  block_range(L, b, "read", off, len);
+  lua_pushlstring(L, (const char *)b->data + off, (size_t)len);
+  return 1;
+}
+
+static int block_write(lua_State *L) {
+  luashm_block *b = luashm_checkblock(L, 1);
+  lua_Integer off = luaL_checkinteger(L, 2);
+  size_t len;
+  const char *s = luaL_checklstring(L, 3, &len);
+  block_range(L, b, "write", off, (lua_Integer)len);
+  memcpy(b->data + off, s, len);
+  return 0;
+}
+
+/* string.pack into a string, then one copy of just those bytes into the block. Returns the
+   offset just past what was written. */
+static int block_pack(lua_State *L) {
+  luashm_block *b = luashm_checkblock(L, 1);
+  lua_Integer off = luaL_checkinteger(L, 2);
+  int n = lua_gettop(L);
+  size_t len;
+  const char *s;
+  luaL_checkstring(L, 3);
+  lua_pushvalue(L, lua_upvalueindex(1)); /* string.pack */
+  lua_rotate(L, 3, 1);
+  lua_call(L, n - 2, 1);
+  s = lua_tolstring(L, -1, &len);
+  block_range(L, b, "pack", off, (lua_Integer)len);
+  b = luashm_checkblock(L, 1); /* string.pack ran Lua code (__tostring...): recheck */
+  memcpy(b->data + off, s, len);
+  lua_pushinteger(L, off + (lua_Integer)len);
+  return 1;
+}
+
+/* string.unpack over a window of the block: the exact size for fixed formats, else a window
+   that doubles until the format fits, so no call copies more than twice what it reads. */
+static int block_unpack(lua_State *L) {
+  luashm_block *b = luashm_checkblock(L, 1);
+  lua_Integer off = luaL_checkinteger(L, 2);
+  const char *fmt = luaL_checkstring(L, 3);
+  size_t rest, win;
+  int top;
+  if (off < 0 || (lua_Unsigned)off > b->size) block_range(L, b, "unpack", off, 0);
+  rest = b->size - (size_t)off;
+  lua_pushvalue(L, lua_upvalueindex(2)); /* string.packsize */
+  lua_pushstring(L, fmt);
+  if (lua_pcall(L, 1, 1, 0) == LUA_OK) {
+    lua_Integer need = lua_tointeger(L, -1);
+    block_range(L, b, "unpack", off, need);
+    win = (size_t)need;
+  } else {
+    win = rest < 64 ? rest : 64;
+  }
+  lua_settop(L, 3);
+  for (;;) {
+    lua_pushvalue(L, lua_upvalueindex(3)); /* string.unpack */
+    lua_pushstring(L, fmt);
+    lua_pushlstring(L, (const char *)b->data + off, win);
+    if (lua_pcall(L, 2, LUA_MULTRET, 0) == LUA_OK) break;
+    if (win == rest || strstr(lua_tostring(L, -1), "too short") == NULL) {
+      if (strstr(lua_tostring(L, -1), "too short") != NULL)
+        return luashm_error(L, "unpack '%s': format '%s' at offset %I is past the end of the block",
+                            b->name, fmt, off);
+      return lua_error(L);
+    }
+    lua_settop(L, 3);
+    win = rest / 2 < win ? rest : win * 2;
+  }
+  top = lua_gettop(L);
+  lua_pop(L, 1); /* the next position */
+  return top - 4;
+}
+
+static int block_close(lua_State *L) {
+  luashm_block *b = luashm_toblock(L, 1);
+  luashm_shm_unmap(b->data, b->size);
+  b->data = NULL;
+  return 0;
+}
+
+static int block_unlink(lua_State *L) {
+  luashm_block *b = luashm_toblock(L, 1);
+  char err[LUASHM_ERRLEN];
+  /* Un-record first: a tracker must never unlink a name that was re-created meanwhile. */
+  luashm_tracker_remove(b->name);
+  b->tracked = 0;
+  if (luashm_shm_unlink(b->name, err) != 0) return luashm_error(L, "%s", err);
+  return 0;
+}
+
+static int block_tostring(lua_State *L) {
+  luashm_block *b = luashm_toblock(L, 1);
+  if (b->data == NULL)
+    lua_pushfstring(L, "luashm.Block '%s' (closed)", b->name);
+  else
+    lua_pushfstring(L, "luashm.Block '%s' (%I bytes)", b->name, (lua_Integer)b->size);
+  return 1;
+}
+
+static int block_len(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)luashm_toblock(L, 1)->size);
+  return 1;
+}
+
+/* Properties first, then methods (the method table is upvalue 1). */
+static int block_index(lua_State *L) {
+  luashm_block *b = luashm_toblock(L, 1);
+  const char *k = lua_tostring(L, 2);
+  if (k != NULL && lua_type(L, 2) == LUA_TSTRING) {
+    if (strcmp(k, "name") == 0) {
+      lua_pushstring(L, b->name);
+      return 1;
+    }
+    if (strcmp(k, "size") == 0) {
+      lua_pushinteger(L, (lua_Integer)b->size);
+      return 1;
+    }
+    if (strcmp(k, "closed") == 0) {
+      lua_pushboolean(L, b->data == NULL);
+      return 1;
+    }
+  }
+  lua_pushvalue(L, 2);
+  lua_rawget(L, lua_upvalueindex(1));
+  return 1;
+}
+
+static int block_newindex(lua_State *L) {
+  luashm_block *b = luashm_toblock(L, 1);
+  return luashm_error(L, "block '%s': fields are read-only", b->name);
+}
+
+static const luaL_Reg block_meth[] = {
+    {"read", block_read},   {"write", block_write}, {"pack", block_pack},
+    {"unpack", block_unpack}, {"close", block_close}, {"unlink", block_unlink},
+    {NULL, NULL}};
+
+static const luaL_Reg block_metameth[] = {
+    {"__gc", block_close},         {"__close", block_close}, {"__tostring", block_tostring},
+    {"__len", block_len},          {"__newindex", block_newindex}, {NULL, NULL}};
+
+static const luaL_Reg block_funcs[] = {
+    {"create", block_create}, {"attach", block_attach}, {"exists", block_exists}, {NULL, NULL}};
+
+void luashm_open_block(lua_State *L) {
+  int i;
+  luaL_newmetatable(L, LUASHM_BLOCK);
+  luaL_setfuncs(L, block_metameth, 0);
+  lua_pushliteral(L, "luashm.Block");
+  lua_setfield(L, -2, "__name");
+  lua_pushboolean(L, 0); /* getmetatable(b) must not hand out the raw methods */
+  lua_setfield(L, -2, "__metatable");
+  /* Methods: pack/unpack get string.pack, string.packsize and string.unpack as upvalues. */
+  lua_newtable(L);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_getfield(L, -1, LUA_STRLIBNAME);
+  lua_remove(L, -2);
+  if (!lua_istable(L, -1)) luaL_error(L, "luashm needs the string library to be open");
+  for (i = 0; block_meth[i].name != NULL; i++) {
+    int pk = block_meth[i].func == block_pack, up = block_meth[i].func == block_unpack;
+    if (pk) lua_getfield(L, -1, "pack");
+    if (up) {
+      lua_getfield(L, -1, "pack");
+      lua_getfield(L, -2, "packsize");
+      lua_getfield(L, -3, "unpack");
+    }
+    lua_pushcclosure(L, block_meth[i].func, pk ? 1 : up ? 3 : 0);
+    lua_setfield(L, -3, block_meth[i].name);
+  }
+  lua_pop(L, 1);
+  lua_pushcclosure(L, block_index, 1);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+  luaL_setfuncs(L, block_funcs, 0);
+}

@@ -1,0 +1,95 @@
+/*
+** What every luashm type shares: the error helper, the Block that every view stands on, the
+** registry of block kinds that shm.open consults, and each type's open function.
+*/
+#ifndef LUASHM_CORE_H
+#define LUASHM_CORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lauxlib.h"
+#include "lua.h"
+#include "posix.h"
+
+/* The symbols a program or the stock interpreter may link against; everything else is hidden. */
+#define LUASHM_EXPORT __attribute__((visibility("default")))
+
+#if defined(__GNUC__)
+#define LUASHM_LIKELY(x) __builtin_expect(!!(x), 1)
+#define LUASHM_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#else
+#define LUASHM_LIKELY(x) (x)
+#define LUASHM_UNLIKELY(x) (x)
+#endif
+
+/* Raises "luashm: <formatted message>" (lua_pushfstring formats), never returns. */
+int luashm_error(lua_State *L, const char *fmt, ...);
+
+/* ---------------------------------------------------------------------------------------
+** Blocks
+** ------------------------------------------------------------------------------------- */
+
+#define LUASHM_BLOCK "luashm.Block"
+
+/* A mapping of a named block. data is NULL once closed: every view holds the Block (as its
+   user value) and checks data before each access, so close invalidates them all. */
+typedef struct luashm_block {
+  unsigned char *data;
+  size_t size;
+  int tracked; /* recorded with the tracker by this process */
+  char name[LUASHM_NAME_MAX + 1];
+} luashm_block;
+
+/* The Block at index i, raising "luashm: block '<name>' is closed" when closed. */
+luashm_block *luashm_checkblock(lua_State *L, int i);
+
+/* The Block at index i whether open or not (a type error if it is no Block). */
+luashm_block *luashm_toblock(lua_State *L, int i);
+
+/* Raises "luashm: <what> '<name>': block is closed" unless b is open; the views' gate. */
+#define luashm_checkopen(L, b, what) \
+  ((void)(LUASHM_UNLIKELY((b)->data == NULL) ? luashm_closed((L), (b), (what)) : 0))
+int luashm_closed(lua_State *L, const luashm_block *b, const char *what);
+
+/* Creates a block (generated name when name is NULL) and pushes it. opts at index optidx
+   (0 for none) may carry name, track, mode. */
+luashm_block *luashm_block_new(lua_State *L, size_t size, int optidx);
+
+/* Attaches an existing block by name and pushes it. */
+luashm_block *luashm_block_attach(lua_State *L, const char *name);
+
+/* Reads an optional boolean field of the table at idx (absent or nil: def). */
+int luashm_optboolfield(lua_State *L, int idx, const char *field, int def);
+
+/* Checks a name argument at idx with luashm_name_check, raising with op in the message. */
+const char *luashm_checkname(lua_State *L, int idx, const char *op);
+
+/* ---------------------------------------------------------------------------------------
+** Kinds of block, for shm.open
+** ------------------------------------------------------------------------------------- */
+
+/* A kind recognises its bytes (probe: 1 yes, 0 no) and wraps the Block at the top of the stack
+   into its object (wrap: replaces it with the object, or raises on a malformed layout). */
+typedef struct luashm_kind {
+  const char *name;
+  int (*probe)(const unsigned char *p, size_t size);
+  int (*wrap)(lua_State *L);
+} luashm_kind;
+
+/* Every kind luashm knows, most specific first, terminated by a NULL name (open.c). */
+extern const luashm_kind luashm_kinds[];
+
+/* The kind name of a block's bytes ("array", "list", ..., or "block"). */
+const char *luashm_kind_of(const unsigned char *p, size_t size);
+
+/* ---------------------------------------------------------------------------------------
+** Module pieces: each adds its functions to the module table at the top of the stack.
+** ------------------------------------------------------------------------------------- */
+
+void luashm_open_block(lua_State *L);
+int luaopen_luashm(lua_State *L);
+void luashm_openlibs(lua_State *L);
+void luashm_open_kinds(lua_State *L);
+
+#endif

@@ -1,0 +1,16 @@
+/* The Lua parts of luashm (scripts/lib/ files), compiled in by scripts/embed.cmake. */
+#ifndef LUASHM_EMBED_H
+#define LUASHM_EMBED_H
+
+#include <stddef.h>
+
+typedef struct luashm_lua_part {
+  const char *module; /* "luashm.<file name>" */
+  const char *source;
+  size_t len;
+} luashm_lua_part;
+
+/* Terminated by an entry whose module is NULL. */
+extern const luashm_lua_part luashm_lua_parts[];
+
+#endif

@@ -1,0 +1,36 @@
+/*
+** luaopen_luashm: the module table, built from each type's open function, then the Lua parts
+** of the library (scripts/lib/ files, compiled in), each called with the module table.
+*/
+#include "core.h"
+#include "embed.h"
+#include "lualib.h"
+
+#define LUASHM_VERSION "0.1.0"
+
+static void open_lua_parts(lua_State *L) {
+  const luashm_lua_part *p;
+  for (p = luashm_lua_parts; p->module != NULL; p++) {
+    if (luaL_loadbufferx(L, p->source, p->len, p->module, "t") != LUA_OK) lua_error(L);
+    lua_pushvalue(L, -2);
+    lua_call(L, 1, 0);
+  }
+}
+
+LUASHM_EXPORT int luaopen_luashm(lua_State *L) {
+  lua_newtable(L);
+  lua_pushliteral(L, LUASHM_VERSION);
+  lua_setfield(L, -2, "version");
+  luashm_open_block(L);
+  luashm_open_kinds(L);
+  open_lua_parts(L);
+  return 1;
+}
+
+/* Opens the standard libraries and luashm into L, with luashm also the global `shm`: what every
+   luashm interpreter (the host's, a fresh worker's) starts with. */
+LUASHM_EXPORT void luashm_openlibs(lua_State *L) {
+  luaL_openlibs(L);
+  luaL_requiref(L, "luashm", luaopen_luashm, 0);
+  lua_setglobal(L, "shm");
+}
