@@ -65,7 +65,7 @@ static const char *opt_name(lua_State *L, int optidx) {
   const char *name = NULL;
   if (optidx == 0 || lua_isnoneornil(L, optidx)) return NULL;
   if (lua_getfield(L, optidx, "name") != LUA_TNIL) {
-    if (!lua_isstring(L, -1)) luashm_error(L, "create: opts.name must be a string");
+    if (lua_type(L, -1) != LUA_TSTRING) luashm_error(L, "create: opts.name must be a string");
     name = luashm_checkname(L, lua_gettop(L), "create");
   }
   lua_pop(L, 1); /* the string stays referenced by the opts table */
@@ -236,12 +236,12 @@ static int block_unpack(lua_State *L) {
     lua_pushstring(L, fmt);
     lua_pushlstring(L, (const char *)b->data + off, win);
     if (lua_pcall(L, 2, LUA_MULTRET, 0) == LUA_OK) break;
-    if (win == rest || strstr(lua_tostring(L, -1), "too short") == NULL) {
-      if (strstr(lua_tostring(L, -1), "too short") != NULL)
-        return luashm_error(L, "unpack '%s': format '%s' at offset %I is past the end of the block",
-                            b->name, fmt, off);
-      return lua_error(L);
-    }
+    const char *msg = lua_tostring(L, -1);
+    int short_data = strstr(msg, "too short") != NULL || strstr(msg, "unfinished string") != NULL;
+    if (!short_data) return lua_error(L);
+    if (win == rest)
+      return luashm_error(L, "unpack '%s': format '%s' at offset %I runs past the end of the block",
+                          b->name, fmt, off);
     lua_settop(L, 3);
     win = rest / 2 < win ? rest : win * 2;
   }

@@ -6,7 +6,17 @@
 #include "embed.h"
 #include "lualib.h"
 
+#include <time.h>
+
 #define LUASHM_VERSION "0.1.0"
+
+/* shm.now(): seconds on the monotonic clock, for timing jobs and benchmarks. */
+static int module_now(lua_State *L) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec * 1e-9);
+  return 1;
+}
 
 static void open_lua_parts(lua_State *L) {
   const luashm_lua_part *p;
@@ -21,6 +31,8 @@ LUASHM_EXPORT int luaopen_luashm(lua_State *L) {
   lua_newtable(L);
   lua_pushliteral(L, LUASHM_VERSION);
   lua_setfield(L, -2, "version");
+  lua_pushcfunction(L, module_now);
+  lua_setfield(L, -2, "now");
   luashm_open_block(L);
   luashm_open_kinds(L);
   open_lua_parts(L);

@@ -1,0 +1,15 @@
+#!/bin/sh
+# Configures and builds luashm into a build directory. Usage: build.sh [release|sanitize|fuzz]
+# Prints the build directory on the last line.
+set -e
+cd "$(dirname "$0")/.."
+case "${1:-release}" in
+  release) dir=build; args="-DCMAKE_BUILD_TYPE=RelWithDebInfo" ;;
+  sanitize) dir=build-sanitize; args="-DCMAKE_BUILD_TYPE=Debug -DLUASHM_SANITIZE=ON" ;;
+  fuzz) dir=build-fuzz; args="-DCMAKE_BUILD_TYPE=RelWithDebInfo -DLUASHM_FUZZ=ON -DCMAKE_C_COMPILER=clang" ;;
+  *) echo "usage: build.sh [release|sanitize|fuzz]" >&2; exit 2 ;;
+esac
+dir=${LUASHM_BUILD_DIR:-$dir}
+cmake -S . -B "$dir" $args >/dev/null
+cmake --build "$dir" -j "$(nproc)" >&2
+echo "$dir"

@@ -1,0 +1,130 @@
+-- Shared test helpers: running real CPython, listing /dev/shm, checking error messages.
+local lu = require "luaunit"
+
+local H = {}
+
+H.python_bin = "/usr/bin/python3"
+H.host = os.getenv("LUASHM_HOST") or "luashm"
+H.top = os.getenv("LUASHM_TOP") or "."
+
+-- Python 3.11 registers even an attached block with its resource tracker and unlinks it at
+-- exit (gh-82300); every snippet attaches through this helper, which unregisters it.
+H.python_prelude = [[
+import sys
+from multiprocessing import shared_memory, resource_tracker
+def attach(name):
+    s = shared_memory.SharedMemory(name=name)
+    resource_tracker.unregister(s._name, "shared_memory")
+    return s
+def create(size, name=None):
+    s = shared_memory.SharedMemory(name=name, create=True, size=size)
+    resource_tracker.unregister(s._name, "shared_memory")
+    return s
+]]
+
+local function shell_quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+H.shell_quote = shell_quote
+
+-- Runs a Python snippet (after the prelude) with arguments in sys.argv[1:]; returns its stdout.
+-- Raises with Python's stderr if it fails.
+function H.python(code, ...)
+  local file = os.tmpname()
+  local f = assert(io.open(file, "w"))
+  f:write(H.python_prelude, code)
+  f:close()
+  local args = {}
+  for i = 1, select("#", ...) do args[#args + 1] = shell_quote(select(i, ...)) end
+  local errfile = os.tmpname()
+  local p = io.popen(H.python_bin .. " " .. file .. " " .. table.concat(args, " ") .. " 2>" .. errfile)
+  local out = p:read("a")
+  local ok = p:close()
+  local ef = io.open(errfile)
+  local err = ef:read("a")
+  ef:close()
+  os.remove(file)
+  os.remove(errfile)
+  if not ok then error("python failed: " .. err, 2) end
+  return out, err
+end
+
+-- Runs a shell command, returns stdout and whether it exited 0.
+function H.sh(cmd)
+  local p = io.popen(cmd)
+  local out = p:read("a")
+  local ok, _, code = p:close()
+  return out, ok, code
+end
+
+-- The luashm_* names now in /dev/shm, as a set.
+function H.shm_names()
+  local set = {}
+  for n in H.sh("ls /dev/shm"):gmatch("[^\n]+") do
+    if n:match("^luashm_") then set[n] = true end
+  end
+  return set
+end
+
+function H.in_shm(name)
+  local _, ok = H.sh("test -e /dev/shm/" .. shell_quote(name))
+  return ok == true
+end
+
+-- Permission bits of /dev/shm/name as an octal string ("600").
+function H.mode(name)
+  return (H.sh("stat -c %a /dev/shm/" .. shell_quote(name)):gsub("%s+$", ""))
+end
+
+-- Asserts that fn(...) raises an error whose message contains every given fragment (plain).
+function H.assert_error(fragments, fn, ...)
+  local ok, err = pcall(fn, ...)
+  lu.assertFalse(ok, "expected an error containing " .. table.concat(fragments, " | "))
+  err = tostring(err)
+  for _, frag in ipairs(fragments) do
+    lu.assertStrContains(err, frag)
+  end
+  return err
+end
+
+-- Asserts that fn(...) raises an error at all (any message), and that it is a string error.
+function H.assert_raises(fn, ...)
+  local ok, err = pcall(fn, ...)
+  lu.assertFalse(ok, "expected an error")
+  lu.assertEquals(type(err), "string")
+  return err
+end
+
+-- The command line that runs stock lua5.4 with luashm.so on its C path (under the sanitizer
+-- build, with the ASan runtime preloaded, since lua5.4 itself is not instrumented).
+function H.stock_lua()
+  local cmd = "LUA_CPATH=" .. shell_quote((os.getenv("LUASHM_MODDIR") or ".") .. "/?.so") .. " lua5.4"
+  if os.getenv("LUASHM_SANITIZE") then
+    local asan = H.sh("gcc -print-file-name=libasan.so"):gsub("%s+$", "")
+    local ubsan = H.sh("gcc -print-file-name=libubsan.so"):gsub("%s+$", "")
+    cmd = "LD_PRELOAD=" .. shell_quote(asan .. " " .. ubsan) .. " " .. cmd
+  end
+  return cmd
+end
+
+-- Runs a Lua snippet in a fresh luashm host; returns stdout, stderr and whether it exited 0.
+function H.luashm(code, ...)
+  local file = os.tmpname()
+  local f = assert(io.open(file, "w"))
+  f:write(code)
+  f:close()
+  local args = {}
+  for i = 1, select("#", ...) do args[#args + 1] = shell_quote(select(i, ...)) end
+  local errfile = os.tmpname()
+  local p = io.popen(shell_quote(H.host) .. " " .. file .. " " .. table.concat(args, " ") .. " 2>" .. errfile)
+  local out = p:read("a")
+  local ok = p:close()
+  local ef = io.open(errfile)
+  local err = ef:read("a")
+  ef:close()
+  os.remove(file)
+  os.remove(errfile)
+  return out, err, ok
+end
+
+return H
