@@ -304,6 +304,26 @@ static int block_index(lua_State *L) {
   return 1;
 }
 
+/* __luashm_ref: a Block travels as its name and reopens with shm.attach. */
+static int block_ref(lua_State *L) {
+  luashm_block *b = luashm_toblock(L, 1);
+  lua_pushstring(L, b->name);
+  lua_pushliteral(L, "block");
+  return 2;
+}
+
+static int block_reopen(lua_State *L) {
+  luashm_block_attach(L, luashm_checkname(L, 1, "attach"));
+  return 1;
+}
+
+void luashm_set_reopener(lua_State *L, const char *kind) {
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUASHM_REOPENERS);
+  lua_insert(L, -2);
+  lua_setfield(L, -2, kind);
+  lua_pop(L, 1);
+}
+
 static int block_newindex(lua_State *L) {
   luashm_block *b = luashm_toblock(L, 1);
   return luashm_error(L, "block '%s': fields are read-only", b->name);
@@ -316,7 +336,8 @@ static const luaL_Reg block_meth[] = {
 
 static const luaL_Reg block_metameth[] = {
     {"__gc", block_close},         {"__close", block_close}, {"__tostring", block_tostring},
-    {"__len", block_len},          {"__newindex", block_newindex}, {NULL, NULL}};
+    {"__len", block_len},          {"__newindex", block_newindex},
+    {LUASHM_REF_FIELD, block_ref}, {NULL, NULL}};
 
 static const luaL_Reg block_funcs[] = {
     {"create", block_create}, {"attach", block_attach}, {"exists", block_exists}, {NULL, NULL}};
@@ -351,4 +372,6 @@ void luashm_open_block(lua_State *L) {
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
   luaL_setfuncs(L, block_funcs, 0);
+  lua_pushcfunction(L, block_reopen);
+  luashm_set_reopener(L, "block");
 }

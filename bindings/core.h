@@ -84,6 +84,22 @@ extern const luashm_kind luashm_kinds[];
 const char *luashm_kind_of(const unsigned char *p, size_t size);
 
 /* ---------------------------------------------------------------------------------------
+** Sending objects by name (channels, worker arguments and results, managers)
+** ------------------------------------------------------------------------------------- */
+
+/* Every shareable type's metatable has this field: a C function that takes the object and
+   returns its block name, its kind (a key of the reopeners table) and, for views that the
+   block alone does not describe, a plain table (numbers, strings, tables) describing the view. */
+#define LUASHM_REF_FIELD "__luashm_ref"
+
+/* Registry table kind -> function(name, view) that reopens, in another process, an object
+   described by LUASHM_REF_FIELD. Each type adds its entry in its luashm_open_<type>. */
+#define LUASHM_REOPENERS "luashm.reopeners"
+
+/* Adds the function at the top of the stack as the reopener of kind (pops it). */
+void luashm_set_reopener(lua_State *L, const char *kind);
+
+/* ---------------------------------------------------------------------------------------
 ** Module pieces: each adds its functions to the module table at the top of the stack.
 ** ------------------------------------------------------------------------------------- */
 

@@ -18,13 +18,21 @@ static int module_now(lua_State *L) {
   return 1;
 }
 
+/* Each part runs with the module table as its argument; a part that returns a value becomes
+   requireable as "luashm.<file name>" (e.g. the REPL's pretty printer). */
 static void open_lua_parts(lua_State *L) {
   const luashm_lua_part *p;
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   for (p = luashm_lua_parts; p->module != NULL; p++) {
     if (luaL_loadbufferx(L, p->source, p->len, p->module, "t") != LUA_OK) lua_error(L);
-    lua_pushvalue(L, -2);
-    lua_call(L, 1, 0);
+    lua_pushvalue(L, -3);
+    lua_call(L, 1, 1);
+    if (!lua_isnil(L, -1))
+      lua_setfield(L, -2, p->module);
+    else
+      lua_pop(L, 1);
   }
+  lua_pop(L, 1);
 }
 
 LUASHM_EXPORT int luaopen_luashm(lua_State *L) {
@@ -35,6 +43,7 @@ LUASHM_EXPORT int luaopen_luashm(lua_State *L) {
   lua_setfield(L, -2, "now");
   luashm_open_block(L);
   luashm_open_kinds(L);
+  /* Each type's open function goes here, one line each. */
   open_lua_parts(L);
   return 1;
 }
