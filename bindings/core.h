@@ -77,6 +77,26 @@ typedef struct luashm_kind {
   int (*wrap)(lua_State *L);
 } luashm_kind;
 
+/* Blocks that hold one of luashm's own objects (lock, barrier, channel, progress counter,
+   manager record...) start with this 64-byte header, so that shm.open and the block tool can
+   tell them apart; the object's own data starts at LUASHM_HEADER_SIZE. */
+#define LUASHM_MAGIC "\x93LUASHM" /* 7 bytes + NUL */
+#define LUASHM_HEADER_SIZE 64
+typedef struct luashm_header {
+  char magic[8];    /* LUASHM_MAGIC */
+  char kind[16];    /* "lock", "barrier", "channel"...: NUL-padded */
+  uint32_t version; /* layout version of that kind, starting at 1 */
+  uint32_t reserved;
+  int64_t creator; /* pid of the creating process, for the block tool */
+} luashm_header;
+
+/* Writes the header for kind at p (the block's first bytes). */
+void luashm_header_init(unsigned char *p, const char *kind, uint32_t version);
+
+/* 1 when the block (p, size) is at least LUASHM_HEADER_SIZE bytes and starts with the header of
+   kind at this version; 0 otherwise. Untrusted bytes: it only compares. */
+int luashm_header_is(const unsigned char *p, size_t size, const char *kind, uint32_t version);
+
 /* Every kind luashm knows, most specific first, terminated by a NULL name (open.c). */
 extern const luashm_kind luashm_kinds[];
 

@@ -3,8 +3,31 @@
 ** array, a ShareableList, a lock...) registers a probe and a wrapper in luashm_kinds; a block
 ** no kind recognises opens as a plain Block.
 */
+#include <string.h>
+#include <unistd.h>
+
 #include "core.h"
 
+void luashm_header_init(unsigned char *p, const char *kind, uint32_t version) {
+  luashm_header h;
+  memset(&h, 0, sizeof h);
+  memcpy(h.magic, LUASHM_MAGIC, sizeof h.magic);
+  strncpy(h.kind, kind, sizeof h.kind - 1);
+  h.version = version;
+  h.creator = (int64_t)getpid();
+  memcpy(p, &h, sizeof h);
+}
+
+int luashm_header_is(const unsigned char *p, size_t size, const char *kind, uint32_t version) {
+  luashm_header h;
+  if (size < LUASHM_HEADER_SIZE) return 0;
+  memcpy(&h, p, sizeof h);
+  return memcmp(h.magic, LUASHM_MAGIC, sizeof h.magic) == 0 &&
+         strncmp(h.kind, kind, sizeof h.kind) == 0 && h.version == version;
+}
+
+/* Order matters: formats with a magic first, the ShareableList (recognised by layout alone)
+   last. */
 const luashm_kind luashm_kinds[] = {
     {NULL, NULL, NULL}};
 
