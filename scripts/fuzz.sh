@@ -12,10 +12,16 @@ for t in "$dir"/fuzz_*; do
   seeds="tests/fuzz/seeds/${name#fuzz_}"
   work="$dir/corpus/${name#fuzz_}"
   mkdir -p "$work"
+  [ -d "$seeds" ] || seeds=""
   echo "fuzz: $name for ${secs}s" >&2
-  if [ -d "$seeds" ]; then
-    "$t" -max_total_time="$secs" -print_final_stats=1 "$work" "$seeds" 2>&1 | tail -n 12
-  else
-    "$t" -max_total_time="$secs" -print_final_stats=1 "$work" 2>&1 | tail -n 12
+  log="$dir/$name.log"
+  # A crash leaves its input in $dir (crash-*) and fails the run: keep it as a regression seed.
+  if ! "$t" -max_total_time="$secs" -print_final_stats=1 -artifact_prefix="$dir/" \
+      "$work" $seeds > "$log" 2>&1; then
+    tail -n 40 "$log"
+    echo "fuzz: $name FAILED (input saved under $dir/)" >&2
+    status=1
   fi
+  grep -E '^stat::number_of_executed_units|^#[0-9]+.*DONE' "$log" | tail -n 2
 done
+exit ${status:-0}
