@@ -124,6 +124,8 @@ void luashm_set_reopener(lua_State *L, const char *kind);
 ** ------------------------------------------------------------------------------------- */
 
 void luashm_open_block(lua_State *L);
+void luashm_open_codec(lua_State *L);   /* shm.encode, shm.decode (codec.c) */
+void luashm_open_channel(lua_State *L); /* shm.channel (channel.c) */
 int luaopen_luashm(lua_State *L);
 void luashm_openlibs(lua_State *L);
 void luashm_open_kinds(lua_State *L);

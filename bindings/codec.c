@@ -1,0 +1,479 @@
+/*
+** The value codec shared by channels and workers (see codec.h for the contract).
+**
+** Format (native byte order: both ends are on this machine):
+**   message = version:u8 count:varint value*count
+**   value   = NIL | FALSE | TRUE | INT zigzag-varint | FLOAT f64 | STR varint bytes
+**           | TABLE narr:varint value*narr (key value)* NIL     array part t[1..narr], then the
+**                                                              other pairs, ended by a NIL key
+**           | REF name:str kind:str view:value                 a luashm object by name
+** Tables are copied without metatables; a table reachable twice (not a cycle) is copied twice.
+*/
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "codec.h"
+#include "core.h"
+
+#define CODEC_VERSION 1
+#define CODEC_INIT 512 /* bytes encoded on the C stack before a growable box is needed */
+
+enum { T_NIL, T_FALSE, T_TRUE, T_INT, T_FLOAT, T_STR, T_TABLE, T_REF };
+
+/* ---------------------------------------------------------------------------------------
+** Encoding
+** ------------------------------------------------------------------------------------- */
+
+/* Where the encoder is inside the values, for error messages: per table level, the key being
+   encoded (a stack index, or an array index when keyidx is 0), or the key itself (iskey). */
+typedef struct enc_level {
+  int keyidx;
+  int iskey;
+  lua_Integer ikey;
+  const void *table; /* the table of this level, for cycle detection */
+} enc_level;
+
+typedef struct enc {
+  lua_State *L;
+  const char *op;
+  unsigned char *p; /* init, or the box at boxidx once it grew */
+  size_t n, cap;
+  int boxidx;
+  int nvals, argi; /* how many top-level values; which one is being encoded */
+  int depth;
+  enc_level lvl[LUASHM_CODEC_MAXDEPTH];
+  unsigned char init[CODEC_INIT];
+} enc;
+
+/* Anchors the grown box while it is copied into the caller's buffer (no Lua code runs then, so
+   one key serves every state). */
+static const char box_anchor = 0;
+
+/* Grows the buffer to hold k more bytes: a new userdata replaces the old one at boxidx, so an
+   error anywhere leaves only garbage for the collector, never a leak. */
+static void enc_grow(enc *e, size_t k) {
+  size_t cap = e->cap;
+  unsigned char *np;
+  if (k > SIZE_MAX / 2 - e->n) luashm_error(e->L, "%s: message is too large", e->op);
+  while (cap - e->n < k) cap *= 2;
+  np = (unsigned char *)lua_newuserdatauv(e->L, cap, 0);
+  memcpy(np, e->p, e->n);
+  lua_replace(e->L, e->boxidx);
+  e->p = np;
+  e->cap = cap;
+}
+
+static inline void enc_need(enc *e, size_t k) {
+  if (LUASHM_UNLIKELY(e->cap - e->n < k)) enc_grow(e, k);
+}
+
+static inline void enc_byte(enc *e, unsigned char c) {
+  enc_need(e, 1);
+  e->p[e->n++] = c;
+}
+
+static inline void enc_varint(enc *e, uint64_t u) {
+  enc_need(e, 10);
+  while (u >= 0x80) {
+    e->p[e->n++] = (unsigned char)(u | 0x80);
+    u >>= 7;
+  }
+  e->p[e->n++] = (unsigned char)u;
+}
+
+static void enc_bytes(enc *e, const char *s, size_t len) {
+  enc_varint(e, len);
+  enc_need(e, len);
+  memcpy(e->p + e->n, s, len);
+  e->n += len;
+}
+
+/* Pushes the path fragment of one table level: ".name", "[3]", "[\"a b\"]", "[<key>]". */
+static void push_fragment(lua_State *L, const enc_level *lv) {
+  size_t len, i;
+  const char *s;
+  if (lv->iskey) {
+    lua_pushliteral(L, "[<key>]");
+    return;
+  }
+  if (lv->keyidx == 0) {
+    lua_pushfstring(L, "[%I]", lv->ikey);
+    return;
+  }
+  switch (lua_type(L, lv->keyidx)) {
+    case LUA_TSTRING:
+      s = lua_tolstring(L, lv->keyidx, &len);
+      for (i = 0; i < len; i++)
+        if (!(s[i] == '_' || (s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+              (i > 0 && s[i] >= '0' && s[i] <= '9')))
+          break;
+      if (len > 0 && i == len)
+        lua_pushfstring(L, ".%s", s);
+      else
+        lua_pushfstring(L, "[\"%s\"]", s);
+      break;
+    case LUA_TNUMBER:
+      if (lua_isinteger(L, lv->keyidx))
+        lua_pushfstring(L, "[%I]", lua_tointeger(L, lv->keyidx));
+      else
+        lua_pushfstring(L, "[%f]", lua_tonumber(L, lv->keyidx));
+      break;
+    case LUA_TBOOLEAN:
+      lua_pushstring(L, lua_toboolean(L, lv->keyidx) ? "[true]" : "[false]");
+      break;
+    default:
+      lua_pushfstring(L, "[%s]", luaL_typename(L, lv->keyidx));
+  }
+}
+
+/* Raises "luashm: <op>: value[ #i][ at <path>] <what>". */
+static void enc_fail(enc *e, const char *what) {
+  lua_State *L = e->L;
+  int i;
+  luaL_checkstack(L, 8, "error message");
+  lua_pushfstring(L, "luashm: %s: value", e->op);
+  if (e->nvals > 1) {
+    lua_pushfstring(L, " #%d", e->argi);
+    lua_concat(L, 2);
+  }
+  if (e->depth > 0) {
+    lua_pushliteral(L, " at ");
+    lua_concat(L, 2);
+  }
+  for (i = 0; i < e->depth; i++) {
+    if (e->depth > 12 && i == 6) { /* a path through a deep nest: its ends say enough */
+      lua_pushliteral(L, "...");
+      lua_concat(L, 2);
+      i = e->depth - 4;
+    }
+    push_fragment(L, &e->lvl[i]);
+    lua_concat(L, 2);
+  }
+  lua_pushfstring(L, " %s", what);
+  lua_concat(L, 2);
+  lua_error(L);
+}
+
+static void enc_value(enc *e, int idx);
+
+static void enc_table(enc *e, int idx) {
+  lua_State *L = e->L;
+  const void *t = lua_topointer(L, idx);
+  lua_Integer narr, i;
+  int d;
+  for (d = 0; d < e->depth; d++)
+    if (e->lvl[d].table == t) enc_fail(e, "is a cycle (a table that contains itself)");
+  if (e->depth >= LUASHM_CODEC_MAXDEPTH)
+    enc_fail(e, lua_pushfstring(L, "is nested too deep (more than %d levels of tables)",
+                                LUASHM_CODEC_MAXDEPTH));
+  luaL_checkstack(L, 8, "value codec");
+  d = e->depth++;
+  e->lvl[d].table = t;
+  e->lvl[d].iskey = 0;
+  enc_byte(e, T_TABLE);
+  for (narr = 0; lua_rawgeti(L, idx, narr + 1) != LUA_TNIL; narr++) lua_pop(L, 1);
+  lua_pop(L, 1);
+  enc_varint(e, (uint64_t)narr);
+  e->lvl[d].keyidx = 0;
+  for (i = 1; i <= narr; i++) {
+    lua_rawgeti(L, idx, i);
+    e->lvl[d].ikey = i;
+    enc_value(e, lua_gettop(L));
+    lua_pop(L, 1);
+  }
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    int top = lua_gettop(L);
+    if (lua_isinteger(L, top - 1)) {
+      lua_Integer k = lua_tointeger(L, top - 1);
+      if (k >= 1 && k <= narr) {
+        lua_pop(L, 1);
+        continue;
+      }
+    }
+    e->lvl[d].iskey = 1;
+    enc_value(e, top - 1);
+    e->lvl[d].iskey = 0;
+    e->lvl[d].keyidx = top - 1;
+    enc_value(e, top);
+    lua_pop(L, 1);
+  }
+  enc_byte(e, T_NIL);
+  e->depth--;
+}
+
+/* A luashm object (its metatable has LUASHM_REF_FIELD) travels as the (name, kind, view) that
+   field returns; any other userdata is an error naming its type. The metatable is read raw:
+   luashm's metatables hide themselves with __metatable = false. */
+static void enc_userdata(enc *e, int idx) {
+  lua_State *L = e->L;
+  const char *tname = NULL;
+  size_t len;
+  const char *s;
+  luaL_checkstack(L, 8, "value codec");
+  if (lua_type(L, idx) == LUA_TLIGHTUSERDATA) enc_fail(e, "is a light userdata and cannot be sent");
+  if (lua_getmetatable(L, idx)) {
+    lua_pushliteral(L, LUASHM_REF_FIELD);
+    if (lua_rawget(L, -2) == LUA_TFUNCTION) {
+      lua_pushvalue(L, idx);
+      lua_call(L, 1, 3);
+      if (lua_type(L, -3) != LUA_TSTRING || lua_type(L, -2) != LUA_TSTRING)
+        enc_fail(e, "is a luashm object whose " LUASHM_REF_FIELD " gave no name and kind");
+      enc_byte(e, T_REF);
+      s = lua_tolstring(L, -3, &len);
+      enc_bytes(e, s, len);
+      s = lua_tolstring(L, -2, &len);
+      enc_bytes(e, s, len);
+      enc_value(e, lua_gettop(L));
+      lua_pop(L, 4);
+      return;
+    }
+    lua_pop(L, 1);
+    lua_pushliteral(L, "__name");
+    if (lua_rawget(L, -2) == LUA_TSTRING) tname = lua_tostring(L, -1);
+  }
+  if (tname != NULL)
+    lua_pushfstring(L, "is a userdata (%s); only luashm objects can be sent", tname);
+  else
+    lua_pushliteral(L, "is a userdata; only luashm objects can be sent");
+  enc_fail(e, lua_tostring(L, -1));
+}
+
+static void enc_value(enc *e, int idx) {
+  lua_State *L = e->L;
+  size_t len;
+  const char *s;
+  switch (lua_type(L, idx)) {
+    case LUA_TNIL: enc_byte(e, T_NIL); break;
+    case LUA_TBOOLEAN: enc_byte(e, lua_toboolean(L, idx) ? T_TRUE : T_FALSE); break;
+    case LUA_TNUMBER:
+      if (lua_isinteger(L, idx)) {
+        uint64_t u = (uint64_t)lua_tointeger(L, idx);
+        enc_byte(e, T_INT);
+        enc_varint(e, (u << 1) ^ (uint64_t)-(int64_t)(u >> 63));
+      } else {
+        double f = (double)lua_tonumber(L, idx);
+        enc_need(e, 1 + sizeof f);
+        e->p[e->n++] = T_FLOAT;
+        memcpy(e->p + e->n, &f, sizeof f);
+        e->n += sizeof f;
+      }
+      break;
+    case LUA_TSTRING:
+      s = lua_tolstring(L, idx, &len);
+      enc_byte(e, T_STR);
+      enc_bytes(e, s, len);
+      break;
+    case LUA_TTABLE: enc_table(e, idx); break;
+    case LUA_TUSERDATA:
+    case LUA_TLIGHTUSERDATA: enc_userdata(e, idx); break;
+    case LUA_TFUNCTION:
+      enc_fail(e, "is a function; functions cannot be sent (send data, or give spawn a script path)");
+      break;
+    case LUA_TTHREAD: enc_fail(e, "is a thread (a coroutine) and cannot be sent"); break;
+    default: enc_fail(e, "has a type that cannot be sent");
+  }
+}
+
+void luashm_encode(lua_State *L, int first, int n, luaL_Buffer *b, const char *op) {
+  enc e;
+  int i;
+  first = lua_absindex(L, first);
+  e.L = L;
+  e.op = op;
+  e.p = e.init;
+  e.n = 0;
+  e.cap = sizeof e.init;
+  e.nvals = n;
+  e.depth = 0;
+  luaL_checkstack(L, 8, "value codec");
+  lua_pushnil(L); /* the box slot, above the caller's buffer slot */
+  e.boxidx = lua_gettop(L);
+  enc_byte(&e, CODEC_VERSION);
+  enc_varint(&e, (uint64_t)n);
+  for (i = 0; i < n; i++) {
+    e.argi = i + 1;
+    enc_value(&e, first + i);
+  }
+  if (e.p == e.init) {
+    lua_pop(L, 1);
+    luaL_addlstring(b, (const char *)e.p, e.n);
+  } else {
+    /* The buffer's slot must be the top for luaL_addlstring: anchor the box elsewhere. */
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &box_anchor);
+    luaL_addlstring(b, (const char *)e.p, e.n);
+    lua_pushnil(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &box_anchor);
+  }
+}
+
+/* ---------------------------------------------------------------------------------------
+** Decoding (untrusted bytes)
+** ------------------------------------------------------------------------------------- */
+
+typedef struct dec {
+  lua_State *L;
+  const char *op;
+  const unsigned char *start, *p, *end;
+  int depth;
+} dec;
+
+static void dec_fail(dec *d, const char *what) {
+  luashm_error(d->L, "%s: malformed message at byte %I: %s", d->op, (lua_Integer)(d->p - d->start),
+               what);
+}
+
+static inline size_t dec_left(const dec *d) {
+  return (size_t)(d->end - d->p);
+}
+
+static uint64_t dec_varint(dec *d) {
+  uint64_t u = 0;
+  int shift;
+  for (shift = 0; shift < 64; shift += 7) {
+    unsigned char c;
+    if (d->p == d->end) dec_fail(d, "truncated number");
+    c = *d->p++;
+    if (shift == 63 && c > 1) dec_fail(d, "number overflows 64 bits");
+    u |= (uint64_t)(c & 0x7f) << shift;
+    if (c < 0x80) return u;
+  }
+  dec_fail(d, "number overflows 64 bits");
+  return 0;
+}
+
+/* A length-prefixed byte string, checked against what is left. */
+static const char *dec_bytes(dec *d, size_t *len) {
+  const char *s;
+  uint64_t u = dec_varint(d);
+  if (u > dec_left(d)) dec_fail(d, "string runs past the end");
+  s = (const char *)d->p;
+  d->p += u;
+  *len = (size_t)u;
+  return s;
+}
+
+static void dec_value(dec *d);
+
+static void dec_table(dec *d) {
+  lua_State *L = d->L;
+  uint64_t narr, i;
+  if (d->depth >= LUASHM_CODEC_MAXDEPTH) dec_fail(d, "tables nested too deep");
+  narr = dec_varint(d);
+  if (narr > dec_left(d)) dec_fail(d, "array part longer than the message");
+  d->depth++;
+  lua_createtable(L, narr > INT32_MAX ? INT32_MAX : (int)narr, 0);
+  for (i = 1; i <= narr; i++) {
+    dec_value(d);
+    lua_rawseti(L, -2, (lua_Integer)i);
+  }
+  for (;;) {
+    if (d->p == d->end) dec_fail(d, "unterminated table");
+    if (*d->p == T_NIL) break;
+    dec_value(d);
+    if (lua_type(L, -1) == LUA_TNUMBER && !lua_isinteger(L, -1) && isnan(lua_tonumber(L, -1)))
+      dec_fail(d, "table key is NaN");
+    dec_value(d);
+    lua_rawset(L, -3);
+  }
+  d->p++;
+  d->depth--;
+}
+
+static void dec_ref(dec *d) {
+  lua_State *L = d->L;
+  size_t nlen, klen;
+  const char *name = dec_bytes(d, &nlen);
+  const char *kind = dec_bytes(d, &klen);
+  if (lua_getfield(L, LUA_REGISTRYINDEX, LUASHM_REOPENERS) != LUA_TTABLE) lua_pushnil(L);
+  else {
+    lua_pushlstring(L, kind, klen);
+    lua_rawget(L, -2);
+  }
+  if (lua_type(L, -1) != LUA_TFUNCTION) {
+    lua_pushlstring(L, kind, klen);
+    dec_fail(d, lua_pushfstring(L, "unknown kind of object '%s'", lua_tostring(L, -1)));
+  }
+  lua_remove(L, -2);
+  lua_pushlstring(L, name, nlen);
+  dec_value(d); /* the view */
+  lua_call(L, 2, 1);
+}
+
+static void dec_value(dec *d) {
+  lua_State *L = d->L;
+  const char *s;
+  size_t len;
+  uint64_t u;
+  double f;
+  if (!lua_checkstack(L, 8)) dec_fail(d, "no stack space");
+  if (d->p == d->end) dec_fail(d, "truncated value");
+  switch (*d->p++) {
+    case T_NIL: lua_pushnil(L); break;
+    case T_FALSE: lua_pushboolean(L, 0); break;
+    case T_TRUE: lua_pushboolean(L, 1); break;
+    case T_INT:
+      u = dec_varint(d);
+      lua_pushinteger(L, (lua_Integer)((u >> 1) ^ (uint64_t)-(int64_t)(u & 1)));
+      break;
+    case T_FLOAT:
+      if (dec_left(d) < sizeof f) dec_fail(d, "truncated float");
+      memcpy(&f, d->p, sizeof f);
+      d->p += sizeof f;
+      lua_pushnumber(L, (lua_Number)f);
+      break;
+    case T_STR:
+      s = dec_bytes(d, &len);
+      lua_pushlstring(L, s, len);
+      break;
+    case T_TABLE: dec_table(d); break;
+    case T_REF: dec_ref(d); break;
+    default: d->p--; dec_fail(d, "unknown value tag");
+  }
+}
+
+int luashm_decode(lua_State *L, const unsigned char *p, size_t len, const char *op) {
+  dec d;
+  uint64_t count, i;
+  d.L = L;
+  d.op = op;
+  d.start = d.p = p;
+  d.end = p + len;
+  d.depth = 0;
+  if (len < 1 || p[0] != CODEC_VERSION) dec_fail(&d, "not a luashm message (bad version byte)");
+  d.p++;
+  count = dec_varint(&d);
+  if (count > dec_left(&d)) dec_fail(&d, "more values than bytes");
+  if (count > 1000000 || !lua_checkstack(L, (int)count + 8)) dec_fail(&d, "too many values");
+  for (i = 0; i < count; i++) dec_value(&d);
+  if (d.p != d.end) dec_fail(&d, "trailing bytes after the last value");
+  return (int)count;
+}
+
+/* ---------------------------------------------------------------------------------------
+** shm.encode(...) -> string, shm.decode(s) -> ...: the codec from Lua, to keep values in a
+** Block or a file in the form channels use.
+** ------------------------------------------------------------------------------------- */
+
+static int codec_encode(lua_State *L) {
+  luaL_Buffer b;
+  int n = lua_gettop(L);
+  luaL_buffinit(L, &b);
+  luashm_encode(L, 1, n, &b, "encode");
+  luaL_pushresult(&b);
+  return 1;
+}
+
+static int codec_decode(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  return luashm_decode(L, (const unsigned char *)s, len, "decode");
+}
+
+void luashm_open_codec(lua_State *L) {
+  lua_pushcfunction(L, codec_encode);
+  lua_setfield(L, -2, "encode");
+  lua_pushcfunction(L, codec_decode);
+  lua_setfield(L, -2, "decode");
+}
