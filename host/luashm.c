@@ -9,7 +9,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "blocktool.h"
 #include "core.h"
+#include "host.h"
 #include "lualib.h"
 #include "repl.h"
 
@@ -27,6 +29,8 @@ static void print_usage(FILE *f) {
           "  -j N      default worker count for shm.parallel and shm.pool\n"
           "  -v        show version information\n"
           "  --help    show this help\n"
+          "  --blocks [--rm NAME... | --rm-stale]\n"
+          "            list luashm's blocks in /dev/shm, or remove named or stale ones\n"
           "  --        stop handling options\n"
           "  -         execute stdin and stop handling options\n"
           "Without a script, " PROGNAME " starts the REPL on a terminal and runs stdin otherwise.\n");
@@ -74,17 +78,24 @@ static int msghandler(lua_State *L) {
   return 1;
 }
 
-/* Runs the function below its narg arguments, with a traceback and Ctrl-C handling. */
+/* Runs the function below its narg arguments, with a traceback and Ctrl-C handling. The
+   SIGINT handler found is restored after: the REPL's, which cancels the line being typed. */
 static int docall(lua_State *L, int narg, int nres) {
   int status, base = lua_gettop(L) - narg;
+  struct sigaction previous;
   lua_pushcfunction(L, msghandler);
   lua_insert(L, base);
   globalL = L;
+  sigaction(SIGINT, NULL, &previous);
   signal(SIGINT, on_sigint);
   status = lua_pcall(L, narg, nres, base);
-  signal(SIGINT, SIG_DFL);
+  sigaction(SIGINT, &previous, NULL);
   lua_remove(L, base);
   return status;
+}
+
+int luashm_host_docall(lua_State *L, int narg, int nres) {
+  return docall(L, narg, nres);
 }
 
 static int dochunk(lua_State *L, int status) {
@@ -259,7 +270,9 @@ static int pmain(lua_State *L) {
 
 int main(int argc, char **argv) {
   int status, result;
-  lua_State *L = luaL_newstate();
+  lua_State *L;
+  if (argc > 1 && strcmp(argv[1], "--blocks") == 0) return luashm_blocktool(argc - 1, argv + 1);
+  L = luaL_newstate();
   if (L == NULL) {
     report_message("cannot create state: not enough memory");
     return EXIT_FAILURE;

@@ -1,12 +1,264 @@
 /*
-** The REPL: lua.c's read-eval-print loop ("return <line>" first, incomplete chunks continue).
-** Line editing, history, pretty printing and completion come with the REPL issue (#9).
+** The REPL of the luashm host: lua.c's read-eval-print loop ("return <line>" first, incomplete
+** chunks continue) with readline line editing, a persistent history (~/.luashm_history), tab
+** completion of globals, fields and methods, and results printed by the pretty printer of
+** scripts/lib/pretty.lua ("luashm.pretty"). Without readline, or when stdin is no terminal,
+** lines are read with fgets and there is no history or completion.
 */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/select.h>
+#include <unistd.h>
 
+#include "host.h"
 #include "lauxlib.h"
 #include "repl.h"
+
+#if LUASHM_USE_READLINE
+#include <readline/history.h>
+#include <readline/readline.h>
+#endif
+
+#define PROMPT "> "
+#define PROMPT2 ">> "
+#define PRETTY "luashm.pretty"
+#define HISTORY_FILE ".luashm_history"
+#define HISTORY_MAX 1000 /* entries kept in the history file */
+#define LINE_MAX_FGETS 4096
+
+/* Ctrl-C while a line is being read: the reader sees the flag and cancels the line. The
+   running Lua code is stopped by the host's own handler instead (luashm_host_docall). */
+static volatile sig_atomic_t interrupted = 0;
+
+static void on_sigint(int sig) {
+  (void)sig;
+  interrupted = 1;
+}
+
+/* Without SA_RESTART, so that a blocked read returns EINTR and the line can be cancelled. */
+static void catch_sigint(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_sigint;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, NULL);
+}
+
+enum { READ_LINE, READ_EOF, READ_CANCELLED };
+
+/* Readline only on a terminal: `luashm -i script < file` reads plain lines. */
+static int use_readline(void) {
+#if LUASHM_USE_READLINE
+  return isatty(STDIN_FILENO);
+#else
+  return 0;
+#endif
+}
+
+/* ---------------------------------------------------------------------------------------
+** Reading lines: readline on a terminal
+** ------------------------------------------------------------------------------------- */
+
+#if LUASHM_USE_READLINE
+
+/* Readline's callbacks carry no user data: the interpreter that completion runs in. The
+   REPL is one per process, so a static is the honest place for it. */
+static lua_State *completion_state = NULL;
+static char history_path[4096];
+static char *line_read;
+static int line_done;
+
+static void on_line(char *line) {
+  line_read = line;
+  line_done = 1;
+  rl_callback_handler_remove();
+}
+
+/* The longest prefix that all n matches share, as readline wants in matches[0]. */
+static char *common_prefix(char **m, int n) {
+  size_t len = strlen(m[0]);
+  int i;
+  for (i = 1; i < n; i++) {
+    size_t j = 0;
+    while (j < len && m[i][j] == m[0][j]) j++;
+    len = j;
+  }
+  return strndup(m[0], len);
+}
+
+/* Asks luashm.pretty's complete() for the words that complete text; readline frees the
+   array and its strings. */
+static char **complete(const char *text, int start, int end) {
+  lua_State *L = completion_state;
+  int top = lua_gettop(L), n, i;
+  char **m = NULL;
+  (void)start;
+  (void)end;
+  rl_attempted_completion_over = 1;      /* never fall back to file names */
+  rl_completion_append_character = '\0'; /* readline resets it before each attempt */
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  if (lua_getfield(L, -1, PRETTY) == LUA_TTABLE &&
+      lua_getfield(L, -1, "complete") == LUA_TFUNCTION) {
+    lua_pushstring(L, text);
+    if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_istable(L, -1) && (n = (int)lua_rawlen(L, -1)) > 0 &&
+        (m = calloc((size_t)n + 2, sizeof *m)) != NULL) {
+      for (i = 1; i <= n; i++) {
+        lua_rawgeti(L, -1, i);
+        m[i] = strdup(lua_isstring(L, -1) ? lua_tostring(L, -1) : "");
+        lua_pop(L, 1);
+      }
+      m[0] = common_prefix(m + 1, n);
+    }
+  }
+  lua_settop(L, top);
+  return m;
+}
+
+static void history_open(void) {
+  const char *home = getenv("HOME");
+  int fd;
+  using_history();
+  stifle_history(HISTORY_MAX);
+  /* Timestamps delimit the entries in the file, so that multi-line chunks come back whole. */
+  history_comment_char = '#';
+  history_write_timestamps = 1;
+  history_multiline_entries = 1;
+  history_path[0] = '\0';
+  if (home == NULL || *home == '\0' ||
+      snprintf(history_path, sizeof history_path, "%s/" HISTORY_FILE, home) >=
+          (int)sizeof history_path) {
+    history_path[0] = '\0';
+    return;
+  }
+  /* append_history only appends to a file that exists. */
+  fd = open(history_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    history_path[0] = '\0';
+    return;
+  }
+  close(fd);
+  history_truncate_file(history_path, HISTORY_MAX);
+  read_history(history_path);
+}
+
+/* Adds a chunk to the history and appends it to the file at once, so that a crash or a
+   second REPL loses nothing. Skips blank lines and repeats of the last entry. */
+static void history_save(const char *chunk) {
+  HIST_ENTRY *last;
+  if (chunk[strspn(chunk, " \t\n")] == '\0') return;
+  last = history_length > 0 ? history_get(history_base + history_length - 1) : NULL;
+  if (last != NULL && strcmp(last->line, chunk) == 0) return;
+  add_history(chunk);
+  if (history_path[0] != '\0') append_history(1, history_path);
+}
+
+static void saveline(const char *chunk) {
+  if (use_readline()) history_save(chunk);
+}
+
+static void history_close(void) {
+  if (history_path[0] != '\0') history_truncate_file(history_path, HISTORY_MAX);
+}
+
+/* Readline's callback interface, waiting in pselect with SIGINT unblocked only there, so
+   that Ctrl-C reliably wakes the wait and cancels the line (readline's own signal handling
+   would re-raise SIGINT at the process). */
+static int read_terminal(const char *prompt, char **line) {
+  sigset_t block, orig;
+  int result = READ_LINE;
+  sigemptyset(&block);
+  sigaddset(&block, SIGINT);
+  sigprocmask(SIG_BLOCK, &block, &orig);
+  interrupted = 0;
+  line_done = 0;
+  line_read = NULL;
+  rl_callback_handler_install(prompt, on_line);
+  while (!line_done) {
+    fd_set fds;
+    FD_ZERO(&fds);
+    FD_SET(STDIN_FILENO, &fds);
+    if (pselect(STDIN_FILENO + 1, &fds, NULL, NULL, NULL, &orig) < 0) {
+      if (errno != EINTR) {
+        rl_callback_handler_remove();
+        break;
+      }
+      if (interrupted) {
+        rl_free_line_state();
+        rl_callback_sigcleanup();
+        rl_cleanup_after_signal();
+        rl_callback_handler_remove();
+        result = READ_CANCELLED;
+        break;
+      }
+      continue;
+    }
+    rl_callback_read_char();
+  }
+  sigprocmask(SIG_SETMASK, &orig, NULL);
+  if (result == READ_CANCELLED) {
+    fputs("\n", stdout);
+    fflush(stdout);
+    return result;
+  }
+  *line = line_read;
+  return line_read != NULL ? READ_LINE : READ_EOF;
+}
+
+#else
+
+static void saveline(const char *chunk) {
+  (void)chunk;
+}
+
+#endif
+
+/* ---------------------------------------------------------------------------------------
+** Reading lines: fgets otherwise
+** ------------------------------------------------------------------------------------- */
+
+static int read_plain(const char *prompt, char **line) {
+  char buf[LINE_MAX_FGETS];
+  interrupted = 0;
+  fputs(prompt, stdout);
+  fflush(stdout);
+  if (fgets(buf, sizeof buf, stdin) == NULL) {
+    if (ferror(stdin) && errno == EINTR && interrupted) {
+      clearerr(stdin);
+      fputs("\n", stdout);
+      return READ_CANCELLED;
+    }
+    return READ_EOF;
+  }
+  buf[strcspn(buf, "\n")] = '\0';
+  *line = strdup(buf);
+  return *line != NULL ? READ_LINE : READ_EOF;
+}
+
+/* Pushes the next line (without its newline); READ_EOF and READ_CANCELLED push nothing. */
+static int pushline(lua_State *L, const char *prompt) {
+  char *line = NULL;
+  int r;
+  catch_sigint();
+#if LUASHM_USE_READLINE
+  if (use_readline())
+    r = read_terminal(prompt, &line);
+  else
+#endif
+    r = read_plain(prompt, &line);
+  if (r == READ_LINE) {
+    lua_pushstring(L, line);
+    free(line);
+  }
+  return r;
+}
+
+/* ---------------------------------------------------------------------------------------
+** The loop
+** ------------------------------------------------------------------------------------- */
 
 static int incomplete(lua_State *L, int status) {
   size_t lmsg;
@@ -16,58 +268,110 @@ static int incomplete(lua_State *L, int status) {
   return lmsg >= 5 && strcmp(msg + lmsg - 5, "<eof>") == 0;
 }
 
-/* Pushes the next line without its newline; 0 at end of input. */
-static int pushline(lua_State *L, const char *prompt) {
-  char line[4096];
-  fputs(prompt, stdout);
-  fflush(stdout);
-  if (fgets(line, sizeof line, stdin) == NULL) return 0;
-  line[strcspn(line, "\n")] = '\0';
-  lua_pushstring(L, line);
-  return 1;
+/* What loadline returns besides a load status. */
+enum { INPUT_ENDED = -1, INPUT_CANCELLED = -2 };
+
+/* Tries the line at the top as an expression ("return <line>"), as lua.c does: on success
+   the function is pushed above the line. */
+static int addreturn(lua_State *L) {
+  const char *line = lua_tostring(L, -1);
+  const char *retline = lua_pushfstring(L, "return %s;", line);
+  int status = luaL_loadbuffer(L, retline, strlen(retline), "=stdin");
+  lua_remove(L, -2);
+  if (status == LUA_OK)
+    saveline(line);
+  else
+    lua_pop(L, 1);
+  return status;
 }
 
-static int loadline(lua_State *L) {
-  int status;
-  if (!pushline(L, "> ")) return -1;
-  lua_pushfstring(L, "return %s;", lua_tostring(L, -1));
-  status = luaL_loadbuffer(L, lua_tostring(L, -1), lua_rawlen(L, -1), "=stdin");
-  lua_remove(L, -2);
-  if (status == LUA_OK) {
-    lua_remove(L, -2);
-    return LUA_OK;
-  }
-  lua_pop(L, 1);
+/* Loads the chunk at the top as a statement, reading more lines while it is incomplete;
+   pushes the function or the error above the (whole) chunk. Ctrl-C drops the chunk. */
+static int multiline(lua_State *L) {
   for (;;) {
-    status = luaL_loadbuffer(L, lua_tostring(L, -1), lua_rawlen(L, -1), "=stdin");
-    if (!incomplete(L, status)) break;
-    lua_pop(L, 1);
+    size_t len;
+    const char *chunk = lua_tolstring(L, -1, &len);
+    int status = luaL_loadbuffer(L, chunk, len, "=stdin"), r = READ_EOF;
+    if (!incomplete(L, status) || (r = pushline(L, PROMPT2)) == READ_EOF) {
+      saveline(chunk);
+      return status;
+    }
+    if (r == READ_CANCELLED) {
+      lua_pop(L, 2);
+      return INPUT_CANCELLED;
+    }
+    lua_remove(L, -2);
     lua_pushliteral(L, "\n");
-    if (!pushline(L, ">> ")) return -1;
+    lua_insert(L, -2);
     lua_concat(L, 3);
   }
-  lua_remove(L, -2);
+}
+
+/* Reads one chunk and loads it: LUA_OK with the function pushed, an error status with the
+   message pushed, or INPUT_ENDED / INPUT_CANCELLED with nothing pushed. */
+static int loadline(lua_State *L) {
+  int status, r = pushline(L, PROMPT);
+  if (r != READ_LINE) return r == READ_CANCELLED ? INPUT_CANCELLED : INPUT_ENDED;
+  if ((status = addreturn(L)) != LUA_OK) status = multiline(L);
+  if (status != INPUT_CANCELLED) lua_remove(L, -2);
   return status;
+}
+
+/* Prints the values on the stack above base with luashm.pretty's print, or as lua.c does
+   when the printer is gone. */
+static void print_results(lua_State *L, int base) {
+  int n = lua_gettop(L) - base;
+  if (n <= 0) return;
+  luaL_checkstack(L, LUA_MINSTACK, "too many results to print");
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  if (lua_getfield(L, -1, PRETTY) == LUA_TTABLE) lua_getfield(L, -1, "print");
+  if (!lua_isfunction(L, -1)) {
+    lua_settop(L, base + n);
+    lua_getglobal(L, "print");
+  } else {
+    lua_replace(L, base + n + 1);
+    lua_settop(L, base + n + 1);
+  }
+  lua_insert(L, base + 1);
+  if (luashm_host_docall(L, n, 0) != LUA_OK) {
+    fprintf(stderr, "error calling print (%s)\n", lua_tostring(L, -1));
+    fflush(stderr);
+  }
 }
 
 void luashm_repl(lua_State *L) {
   int status;
-  while ((status = loadline(L)) != -1) {
-    int base = lua_gettop(L) - 1;
-    if (status == LUA_OK) status = lua_pcall(L, 0, LUA_MULTRET, 0);
-    if (status == LUA_OK && lua_gettop(L) > base) {
-      int i, n = lua_gettop(L) - base;
-      for (i = 1; i <= n; i++) {
-        if (i > 1) fputs("\t", stdout);
-        fputs(luaL_tolstring(L, base + i, NULL), stdout);
-        lua_pop(L, 1);
-      }
-      fputs("\n", stdout);
-    } else if (status != LUA_OK) {
-      fprintf(stderr, "%s\n", lua_tostring(L, -1));
+  int tty = use_readline();
+#if LUASHM_USE_READLINE
+  if (tty) {
+    completion_state = L;
+    rl_readline_name = "luashm";
+    rl_catch_signals = 0;
+    rl_attempted_completion_function = complete;
+    /* '.' and ':' belong to the word, so that string.fo and a:su complete as a whole. */
+    rl_basic_word_break_characters = " \t\n\"\\'`@$><=;|&{(,+-*/%^~#[]}";
+    history_open();
+  }
+#endif
+  (void)tty;
+  while ((status = loadline(L)) != INPUT_ENDED) {
+    int base;
+    if (status == INPUT_CANCELLED) continue;
+    base = lua_gettop(L) - 1;
+    if (status == LUA_OK) status = luashm_host_docall(L, 0, LUA_MULTRET);
+    if (status == LUA_OK)
+      print_results(L, base);
+    else {
+      const char *msg = lua_tostring(L, -1);
+      fprintf(stderr, "%s\n", msg ? msg : "(error object is not a string)");
+      fflush(stderr);
     }
     lua_settop(L, base);
   }
   lua_settop(L, 0);
   fputs("\n", stdout);
+  fflush(stdout);
+#if LUASHM_USE_READLINE
+  if (tty) history_close();
+#endif
 }
