@@ -12,4 +12,27 @@ int luashm_tracker_add(const char *name, char *err);
 /* Un-records a name (after unlink). Unknown names are ignored. */
 void luashm_tracker_remove(const char *name);
 
+/* Starts this process tree's watchdog now if it is not running yet (a no-op when it is).
+   Returns 0, or -1 with a message in err. */
+int luashm_tracker_start(char *err);
+
+/* Registers the fork handler that starts the watchdog when a process forks (shm.spawn...)
+   before its first tracked create, so that every forked worker is in its parent's tree. Called
+   when the module is opened; idempotent. */
+void luashm_tracker_init(void);
+
+/* The pid of this tree's watchdog, or 0 when this process belongs to no tree yet. */
+long luashm_tracker_pid(void);
+
+/* For the block tool: calls fn once per name recorded by a watchdog, with the pid of the
+   process that created it and the watchdog's pid and liveness (every watchdog keeps an index of
+   its names in /dev/shm/.luashm-tracker-<pid>; a SIGKILLed watchdog leaves its index behind,
+   which then reports alive = 0). Returns the number of indexes read. */
+int luashm_tracker_scan(void (*fn)(void *ud, const char *name, long creator, long tracker,
+                                   int alive),
+                        void *ud);
+
+/* Removes the indexes of watchdogs that are gone; returns how many. */
+int luashm_tracker_prune(void);
+
 #endif
