@@ -100,6 +100,14 @@ int luashm_header_is(const unsigned char *p, size_t size, const char *kind, uint
 /* Every kind luashm knows, most specific first, terminated by a NULL name (open.c). */
 extern const luashm_kind luashm_kinds[];
 
+/* The lock kind (lock.c): probe and wrap, for luashm_kinds. */
+int luashm_lock_probe(const unsigned char *p, size_t size);
+int luashm_lock_wrap(lua_State *L);
+
+/* The barrier kind (barrier.c): probe and wrap, for luashm_kinds. */
+int luashm_barrier_probe(const unsigned char *p, size_t size);
+int luashm_barrier_wrap(lua_State *L);
+
 /* The kind name of a block's bytes ("array", "list", ..., or "block"). */
 const char *luashm_kind_of(const unsigned char *p, size_t size);
 
@@ -126,6 +134,8 @@ void luashm_set_reopener(lua_State *L, const char *kind);
 void luashm_open_block(lua_State *L);
 void luashm_open_codec(lua_State *L);   /* shm.encode, shm.decode (codec.c) */
 void luashm_open_channel(lua_State *L); /* shm.channel (channel.c) */
+void luashm_open_lock(lua_State *L);    /* shm.lock (lock.c) */
+void luashm_open_barrier(lua_State *L); /* shm.barrier (barrier.c) */
 int luaopen_luashm(lua_State *L);
 void luashm_openlibs(lua_State *L);
 void luashm_open_kinds(lua_State *L);

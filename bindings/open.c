@@ -29,6 +29,8 @@ int luashm_header_is(const unsigned char *p, size_t size, const char *kind, uint
 /* Order matters: formats with a magic first, the ShareableList (recognised by layout alone)
    last. */
 const luashm_kind luashm_kinds[] = {
+    {"lock", luashm_lock_probe, luashm_lock_wrap},
+    {"barrier", luashm_barrier_probe, luashm_barrier_wrap},
     {NULL, NULL, NULL}};
 
 const char *luashm_kind_of(const unsigned char *p, size_t size) {
