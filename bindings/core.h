@@ -100,6 +100,10 @@ int luashm_header_is(const unsigned char *p, size_t size, const char *kind, uint
 /* Every kind luashm knows, most specific first, terminated by a NULL name (open.c). */
 extern const luashm_kind luashm_kinds[];
 
+/* The channel kind (channel.c): probe and wrap, for luashm_kinds. */
+int luashm_channel_probe(const unsigned char *p, size_t size);
+int luashm_channel_wrap(lua_State *L);
+
 /* The lock kind (lock.c): probe and wrap, for luashm_kinds. */
 int luashm_lock_probe(const unsigned char *p, size_t size);
 int luashm_lock_wrap(lua_State *L);

@@ -47,6 +47,7 @@ LUASHM_EXPORT int luaopen_luashm(lua_State *L) {
   luashm_open_lock(L);
   luashm_open_barrier(L);
   luashm_open_codec(L);
+  luashm_open_channel(L);
   open_lua_parts(L);
   return 1;
 }

@@ -31,6 +31,7 @@ int luashm_header_is(const unsigned char *p, size_t size, const char *kind, uint
 const luashm_kind luashm_kinds[] = {
     {"lock", luashm_lock_probe, luashm_lock_wrap},
     {"barrier", luashm_barrier_probe, luashm_barrier_wrap},
+    {"channel", luashm_channel_probe, luashm_channel_wrap},
     {NULL, NULL, NULL}};
 
 const char *luashm_kind_of(const unsigned char *p, size_t size) {

@@ -1,0 +1,593 @@
+/*
+** The Channel: a multi-producer multi-consumer FIFO of encoded values (codec.h) in its own
+** self-describing block. shm.channel, the Channel's methods and metatable, its shm.open kind
+** and its reopener.
+**
+** Block layout (after the 64-byte luashm header, kind "channel", version 1):
+**   64  u64 capacity     bytes of ring, a multiple of 8; the block is RING_OFF + capacity bytes
+**   72  u64 head         bytes ever received (monotonic; head % capacity is the read offset)
+**   80  u64 tail         bytes ever sent
+**   88  u32 closed       set by ch:close()
+**   92  u32 recovered    times a process died holding the lock and the channel was recovered
+**   96  u32 not_empty    futex sequence that receivers sleep on
+**  100  u32 not_full     futex sequence that senders sleep on
+**  104  u32 recv_waiting receivers asleep (so senders only make a syscall when someone waits)
+**  108  u32 send_waiting senders asleep
+**  112  u64 count        messages queued
+**  128  pthread_mutex_t  process-shared, robust
+**  256  ring: records of [u32 len][u32 ~len][len bytes, padded to 8]
+**
+** Every field is untrusted: the object keeps the capacity it validated at open time, and each
+** operation checks head, tail and the record it reads against it before copying a byte.
+** Sleeping uses futexes rather than process-shared condition variables: glibc's condition
+** variables can hang every later signaller when a waiter is killed, and a killed waiter here
+** only leaves a stale recv_waiting/send_waiting count (a spare wake syscall, never a hang).
+**
+** A message is committed by the single store that advances tail after its bytes are in the
+** ring, so a sender killed mid-copy leaves no trace: the next process to lock gets EOWNERDEAD,
+** marks the mutex consistent and carries on; the partial message is simply never seen.
+*/
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "codec.h"
+#include "core.h"
+
+#define LUASHM_CHANNEL "luashm.Channel"
+#define CHANNEL_VERSION 1
+#define RING_OFF 256
+#define DEFAULT_CAPACITY (64 * 1024)
+#define RECORD_HEAD 8
+#define SMALL_MESSAGE 1024 /* received into the C stack; larger ones into a userdata */
+#define SPIN_ROUNDS 4000   /* polls of the ring before sleeping, for the ping-pong case */
+
+typedef struct chan_shared {
+  uint64_t capacity;
+  uint64_t head;
+  uint64_t tail;
+  uint32_t closed;
+  uint32_t recovered;
+  uint32_t not_empty;
+  uint32_t not_full;
+  uint32_t recv_waiting;
+  uint32_t send_waiting;
+  uint64_t count;
+  uint64_t reserved;
+  pthread_mutex_t mu;
+} chan_shared;
+
+_Static_assert(sizeof(chan_shared) + LUASHM_HEADER_SIZE <= RING_OFF, "channel layout");
+_Static_assert(offsetof(chan_shared, mu) == 64, "channel layout: mutex at block offset 128");
+
+typedef struct channel {
+  luashm_block *b; /* the Block (user value 1); NULL until opened */
+  chan_shared *s;
+  unsigned char *ring;
+  uint64_t cap;
+} channel;
+
+/* Outcomes of the locked operations; errors are raised only after the lock is released. */
+enum { CH_OK, CH_TIMEOUT, CH_CLOSED, CH_TOOBIG, CH_CORRUPT, CH_LOCKFAIL };
+
+/* ---------------------------------------------------------------------------------------
+** Locking and sleeping
+** ------------------------------------------------------------------------------------- */
+
+/* Locks, recovering from a holder that died: its half-done work is invisible (see the top of
+   the file), so the state is consistent once the mutex is marked so; everyone asleep is woken
+   in case the dead process was about to wake them. */
+static int chan_lock(chan_shared *s) {
+  int rc = pthread_mutex_lock(&s->mu);
+  if (LUASHM_LIKELY(rc == 0)) return 0;
+  if (rc != EOWNERDEAD || pthread_mutex_consistent(&s->mu) != 0) return -1;
+  s->recovered++;
+  __atomic_add_fetch(&s->not_empty, 1, __ATOMIC_SEQ_CST);
+  __atomic_add_fetch(&s->not_full, 1, __ATOMIC_SEQ_CST);
+  syscall(SYS_futex, &s->not_empty, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+  syscall(SYS_futex, &s->not_full, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+  return 0;
+}
+
+static void chan_unlock(chan_shared *s) {
+  pthread_mutex_unlock(&s->mu);
+}
+
+static void futex_wake(uint32_t *word, int n) {
+  syscall(SYS_futex, word, FUTEX_WAKE, n, NULL, NULL, 0);
+}
+
+/* A wait deadline: none (forever), or an absolute CLOCK_MONOTONIC time computed on first use. */
+typedef struct deadline {
+  double timeout; /* seconds; < 0 means forever */
+  int set;
+  struct timespec at;
+} deadline;
+
+static const struct timespec *deadline_get(deadline *d) {
+  if (d->timeout < 0) return NULL;
+  if (!d->set) {
+    double whole = floor(d->timeout);
+    clock_gettime(CLOCK_MONOTONIC, &d->at);
+    d->at.tv_sec += (time_t)whole;
+    d->at.tv_nsec += (long)((d->timeout - whole) * 1e9);
+    if (d->at.tv_nsec >= 1000000000L) {
+      d->at.tv_sec++;
+      d->at.tv_nsec -= 1000000000L;
+    }
+    d->set = 1;
+  }
+  return &d->at;
+}
+
+static int deadline_passed(deadline *d) {
+  struct timespec now;
+  const struct timespec *at = deadline_get(d);
+  if (at == NULL) return 0;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return now.tv_sec > at->tv_sec || (now.tv_sec == at->tv_sec && now.tv_nsec >= at->tv_nsec);
+}
+
+/* Called locked with *waiting counting us in; sleeps on word unless it moves past seq, then
+   relocks. A short unlocked spin on the ring first: when the peer is running on another core
+   its answer usually comes sooner than a sleep and wake-up would. */
+static int chan_sleep(chan_shared *s, uint32_t *word, uint32_t *waiting, const uint64_t *pos,
+                      uint64_t seen, deadline *d) {
+  uint32_t seq = __atomic_load_n(word, __ATOMIC_SEQ_CST);
+  int i;
+  (*waiting)++;
+  chan_unlock(s);
+  for (i = 0; i < SPIN_ROUNDS; i++) {
+    if (__atomic_load_n(pos, __ATOMIC_ACQUIRE) != seen ||
+        __atomic_load_n(word, __ATOMIC_ACQUIRE) != seq)
+      break;
+    __builtin_ia32_pause();
+  }
+  if (i == SPIN_ROUNDS)
+    syscall(SYS_futex, word, FUTEX_WAIT_BITSET, seq, deadline_get(d), NULL, FUTEX_BITSET_MATCH_ANY);
+  if (chan_lock(s) != 0) return -1;
+  (*waiting)--;
+  return 0;
+}
+
+/* ---------------------------------------------------------------------------------------
+** The ring (called locked; every index checked against the capacity kept at open)
+** ------------------------------------------------------------------------------------- */
+
+static int ring_sane(const channel *ch, uint64_t head, uint64_t tail) {
+  return tail - head <= ch->cap && head % 8 == 0 && tail % 8 == 0;
+}
+
+static uint64_t record_size(size_t len) {
+  return RECORD_HEAD + (((uint64_t)len + 7) & ~(uint64_t)7);
+}
+
+static void ring_copy_in(channel *ch, uint64_t pos, const void *src, size_t len) {
+  uint64_t off = pos % ch->cap, first = ch->cap - off;
+  if (first >= len) {
+    memcpy(ch->ring + off, src, len);
+  } else {
+    memcpy(ch->ring + off, src, (size_t)first);
+    memcpy(ch->ring, (const unsigned char *)src + first, len - (size_t)first);
+  }
+}
+
+static void ring_copy_out(const channel *ch, uint64_t pos, void *dst, size_t len) {
+  uint64_t off = pos % ch->cap, first = ch->cap - off;
+  if (first >= len) {
+    memcpy(dst, ch->ring + off, len);
+  } else {
+    memcpy(dst, ch->ring + off, (size_t)first);
+    memcpy((unsigned char *)dst + first, ch->ring, len - (size_t)first);
+  }
+}
+
+/* Appends one message, waiting for room until the deadline. */
+static int chan_put(channel *ch, const char *msg, size_t len, deadline *d) {
+  chan_shared *s = ch->s;
+  uint64_t need = record_size(len), head, tail;
+  uint32_t hdr[2];
+  int wake;
+  if (chan_lock(s) != 0) return CH_LOCKFAIL;
+  for (;;) {
+    head = s->head;
+    tail = s->tail;
+    if (!ring_sane(ch, head, tail)) {
+      chan_unlock(s);
+      return CH_CORRUPT;
+    }
+    if (s->closed) {
+      chan_unlock(s);
+      return CH_CLOSED;
+    }
+    if (ch->cap - (tail - head) >= need) break;
+    if (d->timeout == 0 || deadline_passed(d)) {
+      chan_unlock(s);
+      return CH_TIMEOUT;
+    }
+    if (chan_sleep(s, &s->not_full, &s->send_waiting, &s->head, head, d) != 0) return CH_LOCKFAIL;
+  }
+  hdr[0] = (uint32_t)len;
+  hdr[1] = ~(uint32_t)len;
+  ring_copy_in(ch, tail, hdr, sizeof hdr);
+  ring_copy_in(ch, tail + RECORD_HEAD, msg, len);
+  __atomic_store_n(&s->tail, tail + need, __ATOMIC_RELEASE); /* the commit */
+  s->count++;
+  wake = s->recv_waiting > 0;
+  if (wake) __atomic_add_fetch(&s->not_empty, 1, __ATOMIC_SEQ_CST);
+  chan_unlock(s);
+  if (wake) futex_wake(&s->not_empty, 1);
+  return CH_OK;
+}
+
+/* Takes the next message into buf (bufcap bytes), waiting until the deadline. CH_TOOBIG leaves
+   it queued and sets *len to its size, so the caller can find room and come back. */
+static int chan_take(channel *ch, unsigned char *buf, size_t bufcap, size_t *len, deadline *d) {
+  chan_shared *s = ch->s;
+  uint64_t head, tail, rec;
+  uint32_t hdr[2];
+  int wake;
+  if (chan_lock(s) != 0) return CH_LOCKFAIL;
+  for (;;) {
+    head = s->head;
+    tail = s->tail;
+    if (!ring_sane(ch, head, tail)) {
+      chan_unlock(s);
+      return CH_CORRUPT;
+    }
+    if (tail != head) break;
+    if (s->closed) {
+      chan_unlock(s);
+      return CH_CLOSED;
+    }
+    if (d->timeout == 0 || deadline_passed(d)) {
+      chan_unlock(s);
+      return CH_TIMEOUT;
+    }
+    if (chan_sleep(s, &s->not_empty, &s->recv_waiting, &s->tail, tail, d) != 0)
+      return CH_LOCKFAIL;
+  }
+  ring_copy_out(ch, head, hdr, sizeof hdr);
+  rec = record_size(hdr[0]);
+  if (hdr[1] != ~hdr[0] || rec > tail - head) {
+    chan_unlock(s);
+    return CH_CORRUPT;
+  }
+  *len = hdr[0];
+  if (hdr[0] > bufcap) {
+    chan_unlock(s);
+    return CH_TOOBIG;
+  }
+  ring_copy_out(ch, head + RECORD_HEAD, buf, hdr[0]);
+  __atomic_store_n(&s->head, head + rec, __ATOMIC_RELEASE);
+  if (s->count > 0) s->count--;
+  wake = s->send_waiting > 0;
+  if (wake) __atomic_add_fetch(&s->not_full, 1, __ATOMIC_SEQ_CST);
+  chan_unlock(s);
+  if (wake) futex_wake(&s->not_full, INT_MAX); /* freed room may suit any of them */
+  return CH_OK;
+}
+
+/* ---------------------------------------------------------------------------------------
+** The object
+** ------------------------------------------------------------------------------------- */
+
+static channel *checkchannel(lua_State *L, int i) {
+  channel *ch = (channel *)luaL_checkudata(L, i, LUASHM_CHANNEL);
+  if (ch->b == NULL || ch->b->data == NULL)
+    luashm_error(L, "channel '%s' is closed (its mapping was released)",
+                 ch->b ? ch->b->name : "?");
+  return ch;
+}
+
+/* Raises the error for a failed locked operation (the lock is already released). */
+static int channel_fail(lua_State *L, channel *ch, const char *op, int rc) {
+  if (rc == CH_CLOSED) return luashm_error(L, "%s '%s': channel is closed", op, ch->b->name);
+  if (rc == CH_LOCKFAIL)
+    return luashm_error(L, "%s '%s': the channel's lock is unusable", op, ch->b->name);
+  return luashm_error(L, "%s '%s': channel is corrupted (its ring indexes or a record header "
+                      "are inconsistent)", op, ch->b->name);
+}
+
+/* A timeout argument: nil or absent waits forever, else seconds >= 0. */
+static double opt_timeout(lua_State *L, int idx, channel *ch, const char *op) {
+  lua_Number t;
+  if (lua_isnoneornil(L, idx)) return -1;
+  t = luaL_checknumber(L, idx);
+  if (!(t >= 0))
+    luashm_error(L, "%s '%s': timeout %f is not a number of seconds >= 0", op, ch->b->name, t);
+  return t > 1e9 ? -1 : (double)t;
+}
+
+/* Replaces the Block at the top of the stack with a Channel over it, validating the layout. */
+int luashm_channel_wrap(lua_State *L) {
+  luashm_block *b = luashm_toblock(L, -1);
+  chan_shared *s;
+  channel *ch;
+  uint64_t cap;
+  if (!luashm_header_is(b->data, b->size, "channel", CHANNEL_VERSION) || b->size <= RING_OFF)
+    return luashm_error(L, "open '%s': not a channel", b->name);
+  s = (chan_shared *)(b->data + LUASHM_HEADER_SIZE);
+  cap = __atomic_load_n(&s->capacity, __ATOMIC_ACQUIRE);
+  if (cap == 0 || cap % 8 != 0 || cap != b->size - RING_OFF)
+    return luashm_error(L, "open '%s': malformed channel (capacity %I in a block of %I bytes)",
+                        b->name, (lua_Integer)cap, (lua_Integer)b->size);
+  ch = (channel *)lua_newuserdatauv(L, sizeof(channel), 1);
+  ch->b = NULL;
+  luaL_setmetatable(L, LUASHM_CHANNEL);
+  lua_pushvalue(L, -2);
+  lua_setiuservalue(L, -2, 1);
+  ch->s = s;
+  ch->ring = b->data + RING_OFF;
+  ch->cap = cap;
+  ch->b = b;
+  lua_replace(L, -2);
+  return 1;
+}
+
+int luashm_channel_probe(const unsigned char *p, size_t size) {
+  return luashm_header_is(p, size, "channel", CHANNEL_VERSION);
+}
+
+static int channel_new(lua_State *L) {
+  lua_Integer cap = DEFAULT_CAPACITY;
+  pthread_mutexattr_t attr;
+  luashm_block *b;
+  chan_shared *s;
+  int rc;
+  if (!lua_isnoneornil(L, 1)) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    if (lua_getfield(L, 1, "capacity") != LUA_TNIL) {
+      int isint;
+      cap = lua_tointegerx(L, -1, &isint);
+      if (!isint || cap < 64 || cap > ((lua_Integer)1 << 40))
+        return luashm_error(L, "channel: opts.capacity must be an integer from 64 to 2^40 bytes");
+    }
+    lua_pop(L, 1);
+  }
+  cap = (cap + 7) & ~(lua_Integer)7;
+  b = luashm_block_new(L, (size_t)(RING_OFF + cap), lua_isnoneornil(L, 1) ? 0 : 1);
+  s = (chan_shared *)(b->data + LUASHM_HEADER_SIZE);
+  s->capacity = (uint64_t)cap;
+  pthread_mutexattr_init(&attr);
+  pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+  pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+  rc = pthread_mutex_init(&s->mu, &attr);
+  pthread_mutexattr_destroy(&attr);
+  if (rc != 0) {
+    char ignored[LUASHM_ERRLEN];
+    luashm_shm_unlink(b->name, ignored);
+    return luashm_error(L, "channel '%s': cannot make its lock (%s)", b->name, strerror(rc));
+  }
+  /* The header last: until it is there, shm.open does not take the block for a channel. */
+  __atomic_thread_fence(__ATOMIC_RELEASE);
+  luashm_header_init(b->data, "channel", CHANNEL_VERSION);
+  return luashm_channel_wrap(L);
+}
+
+/* ---------------------------------------------------------------------------------------
+** Methods
+** ------------------------------------------------------------------------------------- */
+
+static int channel_send(lua_State *L) {
+  channel *ch = checkchannel(L, 1);
+  deadline d = {opt_timeout(L, 3, ch, "send"), 0, {0, 0}};
+  luaL_Buffer buf;
+  size_t len;
+  int rc;
+  lua_settop(L, 2);
+  luaL_buffinit(L, &buf);
+  luashm_encode(L, 2, 1, &buf, "send");
+  len = luaL_bufflen(&buf);
+  ch = checkchannel(L, 1); /* a __luashm_ref ran during encoding */
+  if (record_size(len) > ch->cap)
+    return luashm_error(L, "send '%s': a message of %I bytes does not fit the channel's capacity "
+                        "of %I bytes (make it larger with opts.capacity, or send a Block by name)",
+                        ch->b->name, (lua_Integer)len, (lua_Integer)ch->cap);
+  if (len > UINT32_MAX)
+    return luashm_error(L, "send '%s': a message of %I bytes is larger than 4 GiB", ch->b->name,
+                        (lua_Integer)len);
+  rc = chan_put(ch, luaL_buffaddr(&buf), len, &d);
+  if (rc == CH_OK) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  if (rc != CH_TIMEOUT) return channel_fail(L, ch, "send", rc);
+  lua_pushboolean(L, 0);
+  lua_pushliteral(L, "timeout");
+  return 2;
+}
+
+/* Receives one message and pushes its value (returns 1), or returns 0 having pushed nothing
+   with *rc CH_TIMEOUT or CH_CLOSED. Messages too big for the C stack buffer are taken into a
+   userdata on the stack, sized by a first look at the message. */
+static int channel_take_value(lua_State *L, channel *ch, deadline *d, int *rc) {
+  unsigned char small[SMALL_MESSAGE];
+  unsigned char *buf = small;
+  size_t cap = sizeof small, len = 0;
+  int top = lua_gettop(L);
+  for (;;) {
+    *rc = chan_take(ch, buf, cap, &len, d);
+    if (*rc != CH_TOOBIG) break;
+    lua_settop(L, top);
+    buf = (unsigned char *)lua_newuserdatauv(L, len, 0);
+    cap = len;
+    ch = checkchannel(L, 1);
+  }
+  if (*rc == CH_TIMEOUT || *rc == CH_CLOSED) return 0;
+  if (*rc != CH_OK) channel_fail(L, ch, "recv", *rc);
+  if (luashm_decode(L, buf, len, "recv") != 1)
+    luashm_error(L, "recv '%s': malformed message (not one value)", ch->b->name);
+  if (lua_gettop(L) > top + 1) lua_replace(L, top + 1); /* over the buffer userdata */
+  return 1;
+}
+
+static int channel_recv(lua_State *L) {
+  channel *ch = checkchannel(L, 1);
+  deadline d = {opt_timeout(L, 2, ch, "recv"), 0, {0, 0}};
+  int rc;
+  lua_settop(L, 1);
+  if (channel_take_value(L, ch, &d, &rc)) return 1;
+  lua_pushnil(L);
+  if (rc == CH_CLOSED)
+    lua_pushliteral(L, "closed");
+  else
+    lua_pushliteral(L, "timeout");
+  return 2;
+}
+
+static int channel_close(lua_State *L) {
+  channel *ch = checkchannel(L, 1);
+  chan_shared *s = ch->s;
+  if (chan_lock(s) != 0) return channel_fail(L, ch, "close", CH_LOCKFAIL);
+  s->closed = 1;
+  __atomic_add_fetch(&s->not_empty, 1, __ATOMIC_SEQ_CST);
+  __atomic_add_fetch(&s->not_full, 1, __ATOMIC_SEQ_CST);
+  chan_unlock(s);
+  futex_wake(&s->not_empty, INT_MAX);
+  futex_wake(&s->not_full, INT_MAX);
+  return 0;
+}
+
+/* The iterator of ch:iter(): the next value, skipping nil messages (a nil would end the loop),
+   and nil once the channel is closed and drained. */
+static int channel_iter_next(lua_State *L) {
+  int rc;
+  lua_settop(L, 0);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  for (;;) {
+    deadline d = {-1, 0, {0, 0}};
+    channel *ch = checkchannel(L, 1);
+    if (!channel_take_value(L, ch, &d, &rc)) return 0;
+    if (!lua_isnil(L, -1)) return 1;
+    lua_pop(L, 1);
+  }
+}
+
+static int channel_iter(lua_State *L) {
+  checkchannel(L, 1);
+  lua_settop(L, 1);
+  lua_pushcclosure(L, channel_iter_next, 1);
+  return 1;
+}
+
+static int channel_unlink(lua_State *L) {
+  channel *ch = (channel *)luaL_checkudata(L, 1, LUASHM_CHANNEL);
+  lua_getiuservalue(L, 1, 1);
+  lua_getfield(L, -1, "unlink");
+  lua_insert(L, -2);
+  lua_call(L, 1, 0);
+  (void)ch;
+  return 0;
+}
+
+/* __gc and __close: release this process's mapping (never the channel itself: see close). */
+static int channel_release(lua_State *L) {
+  channel *ch = (channel *)luaL_checkudata(L, 1, LUASHM_CHANNEL);
+  if (ch->b != NULL && ch->b->data != NULL) {
+    luashm_shm_unmap(ch->b->data, ch->b->size);
+    ch->b->data = NULL;
+  }
+  return 0;
+}
+
+static int channel_len(lua_State *L) {
+  channel *ch = checkchannel(L, 1);
+  lua_pushinteger(L, (lua_Integer)__atomic_load_n(&ch->s->count, __ATOMIC_RELAXED));
+  return 1;
+}
+
+static int channel_tostring(lua_State *L) {
+  channel *ch = (channel *)luaL_checkudata(L, 1, LUASHM_CHANNEL);
+  if (ch->b == NULL || ch->b->data == NULL) {
+    lua_pushfstring(L, "luashm.Channel '%s' (closed)", ch->b ? ch->b->name : "?");
+  } else {
+    chan_shared *s = ch->s;
+    uint64_t used = __atomic_load_n(&s->tail, __ATOMIC_RELAXED) -
+                    __atomic_load_n(&s->head, __ATOMIC_RELAXED);
+    lua_pushfstring(L, "luashm.Channel '%s' (%I messages, %I of %I bytes used%s)", ch->b->name,
+                    (lua_Integer)__atomic_load_n(&s->count, __ATOMIC_RELAXED), (lua_Integer)used,
+                    (lua_Integer)ch->cap, __atomic_load_n(&s->closed, __ATOMIC_RELAXED)
+                                              ? ", closed to sends" : "");
+  }
+  return 1;
+}
+
+/* Methods first (upvalue 1), then the read-only properties. */
+static int channel_index(lua_State *L) {
+  channel *ch;
+  const char *k;
+  lua_pushvalue(L, 2);
+  if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
+  k = lua_tostring(L, 2);
+  if (k == NULL || lua_type(L, 2) != LUA_TSTRING) return 1;
+  ch = (channel *)luaL_checkudata(L, 1, LUASHM_CHANNEL);
+  if (strcmp(k, "name") == 0) {
+    lua_pushstring(L, ch->b->name);
+  } else if (strcmp(k, "block") == 0) {
+    lua_getiuservalue(L, 1, 1);
+  } else if (strcmp(k, "capacity") == 0) {
+    lua_pushinteger(L, (lua_Integer)ch->cap);
+  } else if (strcmp(k, "closed") == 0) {
+    ch = checkchannel(L, 1);
+    lua_pushboolean(L, __atomic_load_n(&ch->s->closed, __ATOMIC_ACQUIRE) != 0);
+  } else if (strcmp(k, "recovered") == 0) {
+    ch = checkchannel(L, 1);
+    lua_pushinteger(L, (lua_Integer)__atomic_load_n(&ch->s->recovered, __ATOMIC_RELAXED));
+  } else {
+    lua_pushnil(L);
+  }
+  return 1;
+}
+
+static int channel_newindex(lua_State *L) {
+  channel *ch = (channel *)luaL_checkudata(L, 1, LUASHM_CHANNEL);
+  return luashm_error(L, "channel '%s': fields are read-only", ch->b->name);
+}
+
+/* __luashm_ref: a Channel travels as its block's name. */
+static int channel_ref(lua_State *L) {
+  channel *ch = (channel *)luaL_checkudata(L, 1, LUASHM_CHANNEL);
+  lua_pushstring(L, ch->b->name);
+  lua_pushliteral(L, "channel");
+  return 2;
+}
+
+static int channel_reopen(lua_State *L) {
+  luashm_block_attach(L, luashm_checkname(L, 1, "attach"));
+  return luashm_channel_wrap(L);
+}
+
+static const luaL_Reg channel_meth[] = {
+    {"send", channel_send},   {"recv", channel_recv},     {"close", channel_close},
+    {"iter", channel_iter},   {"unlink", channel_unlink}, {NULL, NULL}};
+
+static const luaL_Reg channel_metameth[] = {
+    {"__gc", channel_release},       {"__close", channel_release},
+    {"__tostring", channel_tostring}, {"__len", channel_len},
+    {"__newindex", channel_newindex}, {LUASHM_REF_FIELD, channel_ref},
+    {NULL, NULL}};
+
+void luashm_open_channel(lua_State *L) {
+  luaL_newmetatable(L, LUASHM_CHANNEL);
+  luaL_setfuncs(L, channel_metameth, 0);
+  lua_pushliteral(L, LUASHM_CHANNEL);
+  lua_setfield(L, -2, "__name");
+  lua_pushboolean(L, 0);
+  lua_setfield(L, -2, "__metatable");
+  luaL_newlib(L, channel_meth);
+  lua_pushcclosure(L, channel_index, 1);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+  lua_pushcfunction(L, channel_new);
+  lua_setfield(L, -2, "channel");
+  lua_pushcfunction(L, channel_reopen);
+  luashm_set_reopener(L, "channel");
+}
