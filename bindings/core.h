@@ -112,6 +112,15 @@ int luashm_lock_wrap(lua_State *L);
 int luashm_barrier_probe(const unsigned char *p, size_t size);
 int luashm_barrier_wrap(lua_State *L);
 
+/* The ShareableList kind (list.c): probe and wrap, for luashm_kinds (last: it has no magic). */
+int luashm_list_probe(const unsigned char *p, size_t size);
+int luashm_list_wrap(lua_State *L);
+
+/* Validates a ShareableList layout in (p, size) as untrusted bytes: 0 when every count,
+   offset, format and code is consistent with the size, else -1 with the cause in err
+   (LUASHM_ERRLEN bytes). The fuzz target's entry point. */
+int luashm_list_check(const unsigned char *p, size_t size, char *err);
+
 /* The kind name of a block's bytes ("array", "list", ..., or "block"). */
 const char *luashm_kind_of(const unsigned char *p, size_t size);
 
@@ -140,6 +149,7 @@ void luashm_open_codec(lua_State *L);   /* shm.encode, shm.decode (codec.c) */
 void luashm_open_channel(lua_State *L); /* shm.channel (channel.c) */
 void luashm_open_lock(lua_State *L);    /* shm.lock (lock.c) */
 void luashm_open_barrier(lua_State *L); /* shm.barrier (barrier.c) */
+void luashm_open_list(lua_State *L);    /* shm.list (list.c) */
 int luaopen_luashm(lua_State *L);
 void luashm_openlibs(lua_State *L);
 void luashm_open_kinds(lua_State *L);

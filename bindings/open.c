@@ -32,6 +32,7 @@ const luashm_kind luashm_kinds[] = {
     {"lock", luashm_lock_probe, luashm_lock_wrap},
     {"barrier", luashm_barrier_probe, luashm_barrier_wrap},
     {"channel", luashm_channel_probe, luashm_channel_wrap},
+    {"list", luashm_list_probe, luashm_list_wrap},
     {NULL, NULL, NULL}};
 
 const char *luashm_kind_of(const unsigned char *p, size_t size) {
