@@ -121,6 +121,10 @@ int luashm_list_wrap(lua_State *L);
    (LUASHM_ERRLEN bytes). The fuzz target's entry point. */
 int luashm_list_check(const unsigned char *p, size_t size, char *err);
 
+/* The manager record kind (manager.c): probe and wrap, for luashm_kinds. */
+int luashm_manager_probe(const unsigned char *p, size_t size);
+int luashm_manager_wrap(lua_State *L);
+
 /* The kind name of a block's bytes ("array", "list", ..., or "block"). */
 const char *luashm_kind_of(const unsigned char *p, size_t size);
 
@@ -150,6 +154,7 @@ void luashm_open_channel(lua_State *L); /* shm.channel (channel.c) */
 void luashm_open_lock(lua_State *L);    /* shm.lock (lock.c) */
 void luashm_open_barrier(lua_State *L); /* shm.barrier (barrier.c) */
 void luashm_open_list(lua_State *L);    /* shm.list (list.c) */
+void luashm_open_manager(lua_State *L); /* shm.manager (manager.c) */
 int luaopen_luashm(lua_State *L);
 void luashm_openlibs(lua_State *L);
 void luashm_open_kinds(lua_State *L);

@@ -44,6 +44,7 @@ LUASHM_EXPORT int luaopen_luashm(lua_State *L) {
   luashm_open_block(L);
   luashm_open_kinds(L);
   /* Each type's open function goes here, one line each. */
+  luashm_open_manager(L);
   luashm_open_list(L);
   luashm_open_lock(L);
   luashm_open_barrier(L);

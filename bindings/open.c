@@ -33,6 +33,7 @@ const luashm_kind luashm_kinds[] = {
     {"barrier", luashm_barrier_probe, luashm_barrier_wrap},
     {"channel", luashm_channel_probe, luashm_channel_wrap},
     {"list", luashm_list_probe, luashm_list_wrap},
+    {"manager", luashm_manager_probe, luashm_manager_wrap},
     {NULL, NULL, NULL}};
 
 const char *luashm_kind_of(const unsigned char *p, size_t size) {
