@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/select.h>
 #include <unistd.h>
 
@@ -317,6 +318,18 @@ static int loadline(lua_State *L) {
   return status;
 }
 
+/* Tables break at the terminal's width, which may have changed since the last result. The
+   luashm.pretty table is at index pretty. */
+static void set_width(lua_State *L, int pretty) {
+  struct winsize ws;
+  if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) != 0 || ws.ws_col < 20) return;
+  if (lua_getfield(L, pretty, "defaults") == LUA_TTABLE) {
+    lua_pushinteger(L, ws.ws_col);
+    lua_setfield(L, -2, "width");
+  }
+  lua_pop(L, 1);
+}
+
 /* Prints the values on the stack above base with luashm.pretty's print, or as lua.c does
    when the printer is gone. */
 static void print_results(lua_State *L, int base) {
@@ -324,7 +337,10 @@ static void print_results(lua_State *L, int base) {
   if (n <= 0) return;
   luaL_checkstack(L, LUA_MINSTACK, "too many results to print");
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-  if (lua_getfield(L, -1, PRETTY) == LUA_TTABLE) lua_getfield(L, -1, "print");
+  if (lua_getfield(L, -1, PRETTY) == LUA_TTABLE) {
+    set_width(L, lua_gettop(L));
+    lua_getfield(L, -1, "print");
+  }
   if (!lua_isfunction(L, -1)) {
     lua_settop(L, base + n);
     lua_getglobal(L, "print");

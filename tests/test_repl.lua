@@ -1,0 +1,379 @@
+-- The REPL (API.md "The host"), driven under a real pseudo-terminal by tmux: what the screen
+-- shows after keys are typed. Each test runs its own REPL in its own tmux server (a private
+-- socket) with HOME in a temporary directory, so the history file is the test's own.
+local lu = require "luaunit"
+local H = require "helper"
+local shm = require "luashm"
+
+local q = H.shell_quote
+local has_tmux = select(2, H.sh("command -v tmux >/dev/null 2>&1")) == true
+local TIMEOUT = 15 -- seconds to wait for the screen (sanitizer builds are slow)
+
+local function random_hex(n)
+  local f = assert(io.open("/dev/urandom", "rb"))
+  local s = f:read(n)
+  f:close()
+  return (s:gsub(".", function(c) return ("%02x"):format(c:byte()) end))
+end
+
+local function sleep(s)
+  H.sh("sleep " .. s)
+end
+
+-- A REPL in a tmux pane: start(), keys() and type() to send input, wait() for the screen.
+local Repl = {}
+Repl.__index = Repl
+
+local function new_repl(home)
+  local self = setmetatable({}, Repl)
+  self.socket = "luashm_test_" .. random_hex(8)
+  self.home = home
+  return self
+end
+
+function Repl:tmux(args)
+  local out, ok = H.sh("tmux -L " .. self.socket .. " -f /dev/null " .. args .. " 2>&1")
+  return out, ok
+end
+
+-- Starts the host with the given shell arguments in a fresh session of 160x50 cells; the pane
+-- stays after the host exits so that its exit status can be read.
+function Repl:start(args)
+  local cmd = ("env HOME=%s LUA_CPATH=%s LUA_PATH=%s %s %s"):format(q(self.home),
+    q(os.getenv("LUA_CPATH") or ""), q(os.getenv("LUA_PATH") or ""), q(H.host), args or "")
+  local out, ok = self:tmux("new-session -d -s repl -x 160 -y 50 " .. q(cmd) ..
+    " \\; set-option -t repl remain-on-exit on")
+  assert(ok, "tmux new-session failed: " .. out)
+  return self:wait_prompt()
+end
+
+-- Literal text (never read as key names: "end" would be the End key).
+function Repl:type(text)
+  self:tmux("send-keys -t repl -l " .. q(text))
+end
+
+-- Key names: Enter, Tab, Up, C-c, C-d...
+function Repl:keys(...)
+  for i = 1, select("#", ...) do self:tmux("send-keys -t repl " .. select(i, ...)) end
+end
+
+function Repl:line(text)
+  self:type(text)
+  self:keys("Enter")
+end
+
+-- The screen and its scrollback, wrapped lines joined, trailing blanks trimmed.
+function Repl:screen()
+  local out = self:tmux("capture-pane -p -J -S -1000 -t repl")
+  return (out:gsub("[ \t]+\n", "\n"))
+end
+
+-- Polls the screen until pred(screen) is true; fails with the screen after TIMEOUT.
+function Repl:wait(pred, what)
+  local deadline = os.time() + TIMEOUT
+  local screen
+  repeat
+    screen = self:screen()
+    if pred(screen) then return screen end
+    sleep(0.05)
+  until os.time() > deadline
+  lu.fail(("timed out waiting for %s; the screen shows:\n%s"):format(what, screen))
+end
+
+-- Waits until some line of the screen is exactly s, or matches s when it is a pattern.
+function Repl:wait_line(s, is_pattern)
+  return self:wait(function(screen)
+    for line in screen:gmatch("[^\n]*") do
+      if (is_pattern and line:match("^" .. s .. "$")) or line == s then return true end
+    end
+    return false
+  end, "a line " .. (is_pattern and "matching " or "") .. q(s))
+end
+
+function Repl:wait_text(s)
+  return self:wait(function(screen) return screen:find(s, 1, true) ~= nil end, q(s))
+end
+
+-- Waits until the last non-blank line is the prompt ("> " alone).
+function Repl:wait_prompt()
+  return self:wait(function(screen)
+    local last = screen:gsub("\n+$", ""):match("[^\n]*$")
+    return last == ">"
+  end, "the prompt")
+end
+
+function Repl:dead()
+  local out = self:tmux("display-message -p -t repl '#{pane_dead} #{pane_dead_status}'")
+  local dead, status = out:match("^(%d) (%d*)")
+  return dead == "1", tonumber(status)
+end
+
+function Repl:kill()
+  self:tmux("kill-server")
+end
+
+------------------------------------------------------------------------------------------
+
+TestRepl = {}
+
+function TestRepl:setUp()
+  if not has_tmux then lu.skip("tmux is not installed: the REPL tests need a pseudo-terminal") end
+  self.home = os.tmpname()
+  os.remove(self.home)
+  assert(os.execute("mkdir -m 700 " .. q(self.home)))
+  self.repl = new_repl(self.home)
+end
+
+function TestRepl:tearDown()
+  if self.repl then self.repl:kill() end
+  if self.home then os.execute("rm -rf " .. q(self.home)) end
+end
+
+function TestRepl:test_expressions_are_printed_with_every_value()
+  local r = self.repl
+  r:start()
+  r:wait_text("luashm " .. shm.version)
+  r:line("1 + 41")
+  r:wait_line("42")
+  r:line('"a", nil, 2.5')
+  r:wait_line('"a"%s+nil%s+2%.5', true)
+  r:line("local x = 5")
+  r:line("x_global = 7")
+  r:line("x_global * 6")
+  r:wait(function(screen) return select(2, screen:gsub("\n42\n", "")) == 2 end, "42 twice")
+end
+
+function TestRepl:test_errors_are_reported_and_the_repl_goes_on()
+  local r = self.repl
+  r:start()
+  r:line("error('bad thing')")
+  r:wait_text("stdin:1: bad thing")
+  r:line("= 1")
+  r:wait_text("unexpected symbol near '='")
+  r:line("100 + 1")
+  r:wait_line("101")
+end
+
+function TestRepl:test_nested_table_is_pretty_printed()
+  local r = self.repl
+  r:start()
+  r:line('t = {3, 2, 1, name = "n", sub = {x10 = 1, x2 = 2, ok = true}}; t.me = t')
+  r:line("t")
+  r:wait_line('{3, 2, 1, me = <cycle: table: 0x%x+>, name = "n", sub = {ok = true, x2 = 2, x10 = 1}}',
+    true)
+end
+
+function TestRepl:test_array_is_pretty_printed_in_its_tostring_form()
+  local r = self.repl
+  local expect = self.home .. "/expected"
+  r:start()
+  if shm.array then
+    r:line('a = shm.array("f64", {2, 3}, {values = {{1, 2, 3}, {4, 5, 6}}})')
+    r:line('b = a.block')
+  else
+    r:line("a = shm.create(64)")
+    r:line("b = a")
+  end
+  r:line(("io.open(%q, 'w'):write(tostring(a)):close()"):format(expect))
+  r:line("a")
+  r:wait_prompt()
+  local f = assert(io.open(expect))
+  local text = f:read("a")
+  f:close()
+  lu.assertTrue(#text > 0)
+  local screen = r:wait_text(text)
+  lu.assertStrContains(screen, text)
+  r:line("b:unlink()")
+  r:wait_prompt()
+end
+
+function TestRepl:test_completion_of_globals_fields_and_methods()
+  local r = self.repl
+  r:start()
+  r:type("string.fo")
+  r:keys("Tab")
+  r:wait_text("> string.format")
+  r:type('("<%d>", 7)')
+  r:keys("Enter")
+  r:wait_line('"<7>"')
+  r:line("blk = shm.create(64)")
+  r:type("blk:wr")
+  r:keys("Tab")
+  r:wait_text("> blk:write(")
+  r:line('0, "hey")')
+  r:type("blk:re")
+  r:keys("Tab")
+  r:wait_text("> blk:read(")
+  r:line("0, 3)")
+  r:wait_line('"hey"')
+  r:type("collectg")
+  r:keys("Tab")
+  r:wait_text("> collectgarbage")
+  r:keys("C-u")
+  if shm.array then
+    r:line('arr = shm.array("i32", 4, {values = {1, 2, 3, 4}})')
+    r:type("arr:su")
+    r:keys("Tab")
+    r:wait_text("> arr:sum(")
+    r:line(")")
+    r:wait_line("10")
+    r:line("arr.block:unlink()")
+  end
+  r:line("blk:unlink()")
+  r:wait_prompt()
+end
+
+function TestRepl:test_multiline_input_continues_until_complete()
+  local r = self.repl
+  r:start()
+  r:line("for i = 1, 3 do")
+  r:wait_line(">>")
+  r:line('io.write(i * 10, " ")')
+  r:line("end")
+  r:wait_text("10 20 30")
+  r:line("function twice(x)")
+  r:line("return x * 2")
+  r:line("end")
+  r:line("twice(21)")
+  r:wait_line("42")
+  r:line("s = [[first")
+  r:wait_line(">>")
+  r:line("second]]")
+  r:line("s")
+  r:wait_line('"first\\nsecond"')
+end
+
+function TestRepl:test_history_is_recalled_after_a_restart()
+  local r = self.repl
+  r:start()
+  r:line("hist_value = 12345")
+  r:line("function hist_f()")
+  r:line("return 'from history'")
+  r:line("end")
+  r:wait_prompt()
+  r:keys("C-d")
+  r:wait(function() return (r:dead()) end, "the REPL to exit")
+  local f = assert(io.open(self.home .. "/.luashm_history"))
+  local hist = f:read("a")
+  f:close()
+  lu.assertStrContains(hist, "hist_value = 12345")
+  r:kill()
+
+  local r2 = new_repl(self.home)
+  self.repl = r2
+  r2:start()
+  r2:keys("Up", "Up")
+  r2:wait_text("> hist_value = 12345")
+  r2:keys("Enter")
+  r2:keys("Up", "Up")
+  r2:wait(function(s) return s:find("function hist_f()\nreturn 'from history'\nend", 1, true) end,
+    "the multi-line chunk recalled whole")
+  r2:keys("Enter")
+  r2:line("hist_value + 1, hist_f()")
+  r2:wait_line('12346%s+"from history"', true)
+end
+
+function TestRepl:test_ctrl_c_interrupts_a_loop_and_the_repl_goes_on()
+  local r = self.repl
+  r:start()
+  r:line("spins = 0; while true do spins = spins + 1 end")
+  r:wait_text("while true do")
+  sleep(0.3)
+  r:keys("C-c")
+  r:wait_text("interrupted!")
+  r:wait_prompt()
+  r:line("spins > 0, 6 * 7")
+  r:wait_line("true%s+42", true)
+  -- and again: the handler is back after the first interruption
+  r:line("while true do end")
+  sleep(0.3)
+  r:keys("C-c")
+  r:wait(function(s) local _, n = s:gsub("interrupted!", "") return n >= 2 end, "a second interruption")
+  r:line("'still here'")
+  r:wait_line('"still here"')
+  lu.assertFalse((r:dead()))
+end
+
+function TestRepl:test_ctrl_c_cancels_the_line_being_typed()
+  local r = self.repl
+  r:start()
+  r:type("error('must not run')")
+  r:wait_text("must not run')")
+  r:keys("C-c")
+  r:line("'after'")
+  r:wait_line('"after"')
+  r:line("for i = 1, 2 do")
+  r:wait_line(">>")
+  r:keys("C-c")
+  r:line("2 + 2")
+  r:wait_line("4")
+  local screen = r:screen()
+  lu.assertNotStrContains(screen, "stdin:1: must not run")
+  lu.assertNotStrContains(screen, "syntax error")
+end
+
+function TestRepl:test_ctrl_d_exits_and_cleanup_runs()
+  local r = self.repl
+  local mark = self.home .. "/gc_ran"
+  r:start()
+  r:line(("keep = setmetatable({}, {__gc = function() io.open(%q, 'w'):write('gc ran'):close() end})")
+    :format(mark))
+  r:line(("blk = shm.create(64); io.open(%q, 'w'):write(blk.name):close()")
+    :format(self.home .. "/name"))
+  r:wait_prompt()
+  local f = assert(io.open(self.home .. "/name"))
+  local name = f:read("a")
+  f:close()
+  lu.assertTrue(H.in_shm(name))
+  r:keys("C-d")
+  r:wait(function() return (r:dead()) end, "the REPL to exit")
+  local _, status = r:dead()
+  lu.assertEquals(status, 0)
+  f = assert(io.open(mark))
+  lu.assertEquals(f:read("a"), "gc ran")
+  f:close()
+  -- the tracker removes the tracked block once the host's tree has exited
+  local deadline = os.time() + TIMEOUT
+  while H.in_shm(name) and os.time() <= deadline do sleep(0.05) end
+  lu.assertFalse(H.in_shm(name))
+end
+
+function TestRepl:test_i_enters_the_repl_after_the_script()
+  local r = self.repl
+  local script = self.home .. "/script.lua"
+  local f = assert(io.open(script, "w"))
+  f:write("answer = 40 + select('#', ...)\n")
+  f:close()
+  r:start("-i " .. q(script) .. " x y")
+  r:line("answer, arg[1]")
+  r:wait_line('42%s+"x"', true)
+end
+
+------------------------------------------------------------------------------------------
+
+TestStdin = {}
+
+function TestStdin:test_piped_stdin_runs_as_a_script()
+  local out, ok = H.sh("printf 'x = 20\\nprint(x + 22)\\n' | " .. q(H.host) .. " 2>&1")
+  lu.assertTrue(ok)
+  lu.assertEquals(out, "42\n")
+  out, ok = H.sh("echo 'print(1)' | " .. q(H.host) .. " 2>&1")
+  lu.assertTrue(ok)
+  lu.assertEquals(out, "1\n")
+end
+
+function TestStdin:test_piped_stdin_error_fails()
+  local out, ok = H.sh("echo 'error(\"nope\")' | " .. q(H.host) .. " 2>&1")
+  lu.assertNotEquals(ok, true)
+  lu.assertStrContains(out, "nope")
+end
+
+function TestStdin:test_i_with_piped_stdin_reads_plain_lines()
+  local out, ok = H.sh("printf '1 + 1\\nfor i = 1, 2 do\\nio.write(i)\\nend\\n{a = 1}\\n' | "
+    .. q(H.host) .. " -i -e 'y = 1' 2>&1")
+  lu.assertTrue(ok)
+  lu.assertStrContains(out, "> 2\n")
+  lu.assertStrContains(out, ">> >> 12> {a = 1}\n")
+end
+
+os.exit(lu.LuaUnit.run())
