@@ -164,6 +164,32 @@ static lua_Number opttimeout(lua_State *L, int i, const char *op, const char *na
   return t > 31536000 ? 31536000 : t;
 }
 
+#define SPINS 2000 /* a few microseconds: longer than a Lua critical section usually lasts */
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
+
+/* Locks mu, until the deadline dl when not NULL. glibc's robust mutexes never spin: a waiter
+   sleeps in the kernel at once and every release then pays a futex wake, about a microsecond
+   per handoff. Critical sections from Lua are short, so a waiter first spins briefly, watching
+   the lock word without writing it, and only then sleeps. */
+static int lock_wait(pthread_mutex_t *mu, const struct timespec *dl) {
+  int rc = pthread_mutex_trylock(mu), i;
+  for (i = 0; rc == EBUSY && i < SPINS; i++) {
+    if (__atomic_load_n(&mu->__data.__lock, __ATOMIC_RELAXED) == 0)
+      rc = pthread_mutex_trylock(mu);
+    else
+      cpu_relax();
+  }
+  if (rc != EBUSY) return rc;
+  return dl ? pthread_mutex_clocklock(mu, CLOCK_MONOTONIC, dl) : pthread_mutex_lock(mu);
+}
+
 /* The slow outcomes of a lock call that did not time out: EOWNERDEAD means we hold it now, and
    the data it protects may be half-updated (the caller is told); anything else raises. */
 static void lock_taken(lua_State *L, lock *lk, int rc) {
@@ -181,14 +207,14 @@ static int lock_acquire(lua_State *L) {
   lock *lk = checklock(L, 1);
   int rc;
   if (lua_gettop(L) < 2 || lua_isnil(L, 2)) {
-    rc = pthread_mutex_lock(lk->mu);
+    rc = lock_wait(lk->mu, NULL);
   } else {
     lua_Number t = opttimeout(L, 2, "acquire", lk->b->name);
     if (t == 0) {
       rc = pthread_mutex_trylock(lk->mu);
     } else {
       struct timespec ts = deadline(t);
-      rc = pthread_mutex_clocklock(lk->mu, CLOCK_MONOTONIC, &ts);
+      rc = lock_wait(lk->mu, &ts);
     }
   }
   if (LUASHM_LIKELY(rc == 0)) {
@@ -224,7 +250,7 @@ static int lock_release(lua_State *L) {
    lock cannot nest anyway (the mutex is not recursive). */
 static int lock_guard(lua_State *L) {
   lock *lk = checklock(L, 1);
-  int rc = pthread_mutex_lock(lk->mu);
+  int rc = lock_wait(lk->mu, NULL);
   lua_settop(L, 1);
   if (LUASHM_LIKELY(rc == 0))
     lk->held = 1;
