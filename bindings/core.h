@@ -100,6 +100,10 @@ int luashm_header_is(const unsigned char *p, size_t size, const char *kind, uint
 /* Every kind luashm knows, most specific first, terminated by a NULL name (open.c). */
 extern const luashm_kind luashm_kinds[];
 
+/* The progress counter kind (progress.c): probe and wrap, for luashm_kinds. */
+int luashm_progress_probe(const unsigned char *p, size_t size);
+int luashm_progress_wrap(lua_State *L);
+
 /* The channel kind (channel.c): probe and wrap, for luashm_kinds. */
 int luashm_channel_probe(const unsigned char *p, size_t size);
 int luashm_channel_wrap(lua_State *L);
@@ -154,6 +158,12 @@ void luashm_open_channel(lua_State *L); /* shm.channel (channel.c) */
 void luashm_open_lock(lua_State *L);    /* shm.lock (lock.c) */
 void luashm_open_barrier(lua_State *L); /* shm.barrier (barrier.c) */
 void luashm_open_list(lua_State *L);    /* shm.list (list.c) */
+void luashm_open_worker(lua_State *L);   /* shm.spawn, shm.cpus, shm.partition (worker.c) */
+void luashm_open_progress(lua_State *L); /* shm.progress (progress.c) */
+
+/* Redraws this process's progress bar if one is running and due (progress.c); returns 1 when
+   a bar is running, so that a wait should come back to it every ~100 ms. */
+int luashm_progress_tick(lua_State *L);
 void luashm_open_manager(lua_State *L); /* shm.manager (manager.c) */
 int luaopen_luashm(lua_State *L);
 void luashm_openlibs(lua_State *L);

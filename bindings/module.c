@@ -50,6 +50,8 @@ LUASHM_EXPORT int luaopen_luashm(lua_State *L) {
   luashm_open_barrier(L);
   luashm_open_codec(L);
   luashm_open_channel(L);
+  luashm_open_worker(L);
+  luashm_open_progress(L);
   open_lua_parts(L);
   return 1;
 }

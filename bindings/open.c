@@ -32,6 +32,7 @@ const luashm_kind luashm_kinds[] = {
     {"lock", luashm_lock_probe, luashm_lock_wrap},
     {"barrier", luashm_barrier_probe, luashm_barrier_wrap},
     {"channel", luashm_channel_probe, luashm_channel_wrap},
+    {"progress", luashm_progress_probe, luashm_progress_wrap},
     {"list", luashm_list_probe, luashm_list_wrap},
     {"manager", luashm_manager_probe, luashm_manager_wrap},
     {NULL, NULL, NULL}};
