@@ -167,10 +167,11 @@ static void partition_counts(lua_State *L, const luashm_arrayinfo *whole, int *c
   size_t rows = whole->ndim > 0 ? whole->shape[0] : 1;
   size_t row = rows ? whole->count / rows : 0;
   for (r = 0; r < n; r++) {
-    size_t lo = rows * (size_t)r / (size_t)n, hi = rows * (size_t)(r + 1) / (size_t)n;
-    if (hi * row > (size_t)INT_MAX) luashm_error(L, "mpi.%s: array too large for MPI", op);
-    counts[r] = (int)((hi - lo) * row);
-    displs[r] = (int)(lo * row);
+    int64_t lo, hi;
+    luashm_partition((int64_t)rows, n, r + 1, &lo, &hi);
+    if ((size_t)hi * row > (size_t)INT_MAX) luashm_error(L, "mpi.%s: array too large for MPI", op);
+    counts[r] = (int)((size_t)(hi - lo + 1) * row);
+    displs[r] = (int)((size_t)(lo - 1) * row);
   }
 }
 
