@@ -873,6 +873,7 @@ static int worker_stop(lua_State *L) {
     nanosleep(&ts, NULL);
     reap(w, 0);
   }
+  if (pump(w) != 0) return luashm_error(L, "stop: out of memory reading results");
   worker_close(L);
   unregister_live(L, 1);
   return 0;

@@ -79,12 +79,13 @@ local function run(ws, n, fn, progress, ...)
     table.remove(ranks, i)
     local ok, first = w:join()
     if not ok then
+      -- Stop the rest; any that had failed by itself meanwhile (not by our signals) is named.
       local failed = { { rank = rank, err = first } }
-      -- Ranks that had already failed too are named as well; the rest are stopped.
-      for k = #pending, 1, -1 do
-        if not pending[k]:running() then
-          local ok2, err2 = pending[k]:join()
-          if not ok2 then failed[#failed + 1] = { rank = ranks[k], err = err2 } end
+      W.stop_all(pending)
+      for k, other in ipairs(pending) do
+        local ok2, err2 = other:join()
+        if not ok2 and not err2:find(": killed by signal (%d+) %(.-%)$") then
+          failed[#failed + 1] = { rank = ranks[k], err = err2 }
         end
       end
       W.stop_all(ws)
