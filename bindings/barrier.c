@@ -45,6 +45,8 @@ typedef struct shared {
 typedef struct barrier {
   shared *s; /* NULL once closed */
   luashm_block *b;
+  uint32_t n;     /* parties, as checked against the block's size when opened: the shared
+                     copy is not trusted after that */
   int slot;       /* registered slot, -1 for none */
   pid_t slot_pid; /* the process that registered it: a forked copy of the handle did not */
 } barrier;
@@ -110,9 +112,9 @@ static void state_unlock(shared *s) {
    breaks the barrier when all_dead_break, or when it died waiting in this round (its arrival
    was counted but it will never leave); otherwise (it ended between rounds, e.g. a finished
    worker that exited without closing) a new party may take its place. */
-static void scan(shared *s, int mine, int all_dead_break) {
+static void scan(shared *s, uint32_t n, int mine, int all_dead_break) {
   uint32_t i;
-  for (i = 0; i < s->parties; i++) {
+  for (i = 0; i < n; i++) {
     party *p = &s->slot[i];
     int rc;
     if (p->pid == 0 || (int)i == mine) continue;
@@ -138,9 +140,9 @@ static void enlist(lua_State *L, barrier *bar) {
   pid_t me = getpid();
   uint32_t i;
   if (bar->slot >= 0 && bar->slot_pid == me) return;
-  scan(s, -1, 0);
+  scan(s, bar->n, -1, 0);
   if (s->broken) return;
-  for (i = 0; i < s->parties; i++) {
+  for (i = 0; i < bar->n; i++) {
     party *p = &s->slot[i];
     int rc;
     if (p->pid != 0) continue;
@@ -154,8 +156,7 @@ static void enlist(lua_State *L, barrier *bar) {
     return;
   }
   state_unlock(s);
-  luashm_error(L, "barrier '%s': more than %d processes wait on it", bar->b->name,
-               (int)s->parties);
+  luashm_error(L, "barrier '%s': more than %d processes wait on it", bar->b->name, (int)bar->n);
 }
 
 static int broken_error(lua_State *L, barrier *bar) {
@@ -197,6 +198,7 @@ static barrier *barrier_wrap_block(lua_State *L) {
   barrier *bar = (barrier *)lua_newuserdatauv(L, sizeof(barrier), 1);
   bar->s = NULL;
   bar->b = b;
+  bar->n = 0;
   bar->slot = -1;
   bar->slot_pid = 0;
   luaL_setmetatable(L, LUASHM_BARRIER);
@@ -224,6 +226,7 @@ static int barrier_new(lua_State *L) {
       return luashm_error(L, "barrier '%s': cannot make its mutex", b->name);
   __atomic_thread_fence(__ATOMIC_RELEASE);
   luashm_header_init(b->data, "barrier", BARRIER_VERSION);
+  bar->n = s->parties;
   bar->s = s;
   return 1;
 }
@@ -241,13 +244,17 @@ int luashm_barrier_wrap(lua_State *L) {
   luashm_block *b = luashm_toblock(L, -1);
   shared *s = (shared *)(b->data + LUASHM_HEADER_SIZE);
   int kind = mutex_kind();
-  uint32_t i;
-  if (!luashm_barrier_probe(b->data, b->size) || s->mu.__data.__kind != kind)
+  uint32_t i, n = __atomic_load_n(&s->parties, __ATOMIC_RELAXED);
+  barrier *bar;
+  if (!luashm_header_is(b->data, b->size, "barrier", BARRIER_VERSION) || n < 1 ||
+      n > BARRIER_MAX || b->size < BARRIER_SIZE(n) || s->mu.__data.__kind != kind)
     return luashm_error(L, "open '%s': not a valid barrier block", b->name);
-  for (i = 0; i < s->parties; i++)
+  for (i = 0; i < n; i++)
     if (s->slot[i].mu.__data.__kind != kind)
       return luashm_error(L, "open '%s': not a valid barrier block", b->name);
-  barrier_wrap_block(L)->s = s;
+  bar = barrier_wrap_block(L);
+  bar->n = n;
+  bar->s = s;
   return 1;
 }
 
@@ -313,7 +320,7 @@ static int barrier_wait(lua_State *L) {
     return broken_error(L, bar);
   }
   g = s->gen;
-  if (++s->count == s->parties) {
+  if (++s->count >= bar->n) {
     s->count = 0;
     __atomic_store_n(&s->gen, g + 1, __ATOMIC_RELEASE);
     state_unlock(s);
@@ -338,7 +345,7 @@ static int barrier_wait(lua_State *L) {
         state_unlock(s);
         return passed(L, bar, 0);
       }
-      scan(s, bar->slot, 1);
+      scan(s, bar->n, bar->slot, 1);
       state_unlock(s);
     }
     if (__atomic_load_n(&s->broken, __ATOMIC_ACQUIRE) != 0) {
@@ -350,7 +357,7 @@ static int barrier_wait(lua_State *L) {
 
 static int barrier_parties(lua_State *L) {
   barrier *bar = checkbarrier(L, 1);
-  lua_pushinteger(L, (lua_Integer)bar->s->parties);
+  lua_pushinteger(L, (lua_Integer)bar->n);
   return 1;
 }
 
@@ -386,10 +393,10 @@ static int barrier_tostring(lua_State *L) {
   if (s == NULL)
     lua_pushfstring(L, "luashm.Barrier '%s' (closed)", bar->b->name);
   else if (__atomic_load_n(&s->broken, __ATOMIC_RELAXED) != 0)
-    lua_pushfstring(L, "luashm.Barrier '%s' (%d parties, broken)", bar->b->name, (int)s->parties);
+    lua_pushfstring(L, "luashm.Barrier '%s' (%d parties, broken)", bar->b->name, (int)bar->n);
   else
-    lua_pushfstring(L, "luashm.Barrier '%s' (%d parties, %d waiting)", bar->b->name,
-                    (int)s->parties, (int)__atomic_load_n(&s->count, __ATOMIC_RELAXED));
+    lua_pushfstring(L, "luashm.Barrier '%s' (%d parties, %d waiting)", bar->b->name, (int)bar->n,
+                    (int)__atomic_load_n(&s->count, __ATOMIC_RELAXED));
   return 1;
 }
 

@@ -158,7 +158,7 @@ static struct timespec deadline(lua_Number timeout) {
 
 /* A timeout argument: nil (block), or a non-negative number of seconds (capped at a year so
    the deadline cannot overflow). */
-static lua_Number opttimeout(lua_State *L, int i, const char *op, const char *name) {
+static lua_Number checktimeout(lua_State *L, int i, const char *op, const char *name) {
   lua_Number t = luaL_checknumber(L, i);
   if (!(t >= 0)) luashm_error(L, "%s '%s': timeout must be a non-negative number", op, name);
   return t > 31536000 ? 31536000 : t;
@@ -209,7 +209,7 @@ static int lock_acquire(lua_State *L) {
   if (lua_gettop(L) < 2 || lua_isnil(L, 2)) {
     rc = lock_wait(lk->mu, NULL);
   } else {
-    lua_Number t = opttimeout(L, 2, "acquire", lk->b->name);
+    lua_Number t = checktimeout(L, 2, "acquire", lk->b->name);
     if (t == 0) {
       rc = pthread_mutex_trylock(lk->mu);
     } else {
