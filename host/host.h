@@ -10,4 +10,7 @@
    lua_pcall status; on error the message is on the stack. */
 int luashm_host_docall(lua_State *L, int narg, int nres);
 
+/* 1 when Ctrl-C arrived during the last luashm_host_docall, else 0. */
+int luashm_host_interrupted(void);
+
 #endif

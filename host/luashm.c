@@ -62,9 +62,12 @@ static void stop_hook(lua_State *L, lua_Debug *ar) {
   luaL_error(L, "interrupted!");
 }
 
+static volatile sig_atomic_t sigint_seen = 0; /* during the last docall */
+
 static void on_sigint(int sig) {
   int flag = LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT;
   signal(sig, SIG_DFL); /* a second Ctrl-C kills the process */
+  sigint_seen = 1;
   lua_sethook(globalL, stop_hook, flag, 1);
 }
 
@@ -86,6 +89,7 @@ static int docall(lua_State *L, int narg, int nres) {
   lua_pushcfunction(L, msghandler);
   lua_insert(L, base);
   globalL = L;
+  sigint_seen = 0;
   sigaction(SIGINT, NULL, &previous);
   signal(SIGINT, on_sigint);
   status = lua_pcall(L, narg, nres, base);
@@ -96,6 +100,10 @@ static int docall(lua_State *L, int narg, int nres) {
 
 int luashm_host_docall(lua_State *L, int narg, int nres) {
   return docall(L, narg, nres);
+}
+
+int luashm_host_interrupted(void) {
+  return sigint_seen;
 }
 
 static int dochunk(lua_State *L, int status) {

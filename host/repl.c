@@ -318,6 +318,49 @@ static int loadline(lua_State *L) {
   return status;
 }
 
+/* ---------------------------------------------------------------------------------------
+** Workers that an interrupted chunk started
+** ------------------------------------------------------------------------------------- */
+
+/* worker.c keeps this process's unreaped workers as the keys of this registry table. */
+#define WORKERS_LIVE "luashm.workers.live"
+
+/* Pushes a copy of the set of live workers (empty without worker support). */
+static void push_live_workers(lua_State *L) {
+  lua_newtable(L);
+  if (lua_getfield(L, LUA_REGISTRYINDEX, WORKERS_LIVE) == LUA_TTABLE) {
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+      lua_pop(L, 1);
+      lua_pushvalue(L, -1);
+      lua_pushboolean(L, 1);
+      lua_rawset(L, -5);
+    }
+  }
+  lua_pop(L, 1);
+}
+
+/* Closes, with their __close (which kills and reaps a running worker), the live workers that
+   are not in the set at index 1: those the interrupted chunk started. Workers started by
+   earlier chunks keep running. */
+static int stop_new_workers(lua_State *L) {
+  push_live_workers(L);
+  lua_pushnil(L);
+  while (lua_next(L, 2)) {
+    lua_pop(L, 1);
+    lua_pushvalue(L, -1);
+    if (lua_rawget(L, 1) == LUA_TNIL && luaL_callmeta(L, -2, "__close")) lua_pop(L, 1);
+    lua_pop(L, 1);
+  }
+  return 0;
+}
+
+static void stop_workers(lua_State *L, int before) {
+  lua_pushcfunction(L, stop_new_workers);
+  lua_pushvalue(L, before);
+  if (lua_pcall(L, 1, 0, 0) != LUA_OK) lua_pop(L, 1);
+}
+
 /* Tables break at the terminal's width, which may have changed since the last result. The
    luashm.pretty table is at index pretty. */
 static void set_width(lua_State *L, int pretty) {
@@ -371,17 +414,23 @@ void luashm_repl(lua_State *L) {
 #endif
   (void)tty;
   while ((status = loadline(L)) != INPUT_ENDED) {
-    int base;
+    int base, stopped = 0;
     if (status == INPUT_CANCELLED) continue;
     base = lua_gettop(L) - 1;
-    if (status == LUA_OK) status = luashm_host_docall(L, 0, LUA_MULTRET);
+    if (status == LUA_OK) {
+      push_live_workers(L);
+      lua_insert(L, base + 1);
+      status = luashm_host_docall(L, 0, LUA_MULTRET);
+      stopped = status != LUA_OK && luashm_host_interrupted();
+    }
     if (status == LUA_OK)
-      print_results(L, base);
+      print_results(L, base + 1);
     else {
       const char *msg = lua_tostring(L, -1);
       fprintf(stderr, "%s\n", msg ? msg : "(error object is not a string)");
       fflush(stderr);
     }
+    if (stopped) stop_workers(L, base + 1);
     lua_settop(L, base);
   }
   lua_settop(L, 0);

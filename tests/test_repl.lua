@@ -294,6 +294,40 @@ function TestRepl:test_ctrl_c_interrupts_a_loop_and_the_repl_goes_on()
   lu.assertFalse((r:dead()))
 end
 
+local function alive(pid)
+  return select(2, H.sh("kill -0 " .. pid .. " 2>/dev/null")) == true
+end
+
+-- SIGINT sent to the host alone (a terminal's Ctrl-C also reaches the workers, which die of
+-- it): the REPL itself stops the workers the interrupted chunk started, and only those.
+function TestRepl:test_interrupt_stops_the_workers_the_chunk_started()
+  if not shm.spawn then lu.skip("shm.spawn has not landed") end
+  local r = self.repl
+  local pids = self.home .. "/pids"
+  r:start()
+  r:line("w0 = shm.spawn(function() while true do end end)")
+  r:line(("w = shm.spawn(function() while true do end end); "
+    .. "io.open(%q, 'w'):write(w0.pid, ' ', w.pid):close(); w:join()"):format(pids))
+  local old, new
+  r:wait(function()
+    local f = io.open(pids)
+    if f then old, new = f:read("n", "n") f:close() end
+    return new ~= nil
+  end, "the workers' pids")
+  lu.assertTrue(alive(new))
+  local host = r:tmux("display-message -p -t repl '#{pane_pid}'"):match("%d+")
+  H.sh("kill -INT " .. host)
+  r:wait_text("interrupted!")
+  r:wait_prompt()
+  lu.assertFalse(alive(new))
+  lu.assertTrue(alive(old))
+  r:line("w0:running(), w:running()")
+  r:wait_line("true%s+false", true)
+  r:line("w0:kill(); w0:join()")
+  r:wait_prompt()
+  r:wait(function() return not alive(old) end, "the first worker to end")
+end
+
 function TestRepl:test_ctrl_c_cancels_the_line_being_typed()
   local r = self.repl
   r:start()
