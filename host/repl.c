@@ -272,28 +272,41 @@ static int incomplete(lua_State *L, int status) {
 /* What loadline returns besides a load status. */
 enum { INPUT_ENDED = -1, INPUT_CANCELLED = -2 };
 
-/* Tries the line at the top as an expression ("return <line>"), as lua.c does: on success
-   the function is pushed above the line. */
+/* Tries the chunk at the top as an expression ("return <chunk>;"), as lua.c does for a line:
+   on success the function is pushed above the chunk. */
 static int addreturn(lua_State *L) {
-  const char *line = lua_tostring(L, -1);
-  const char *retline = lua_pushfstring(L, "return %s;", line);
+  const char *retline = lua_pushfstring(L, "return %s;", lua_tostring(L, -1));
   int status = luaL_loadbuffer(L, retline, strlen(retline), "=stdin");
   lua_remove(L, -2);
-  if (status == LUA_OK)
-    saveline(line);
-  else
-    lua_pop(L, 1);
+  if (status != LUA_OK) lua_pop(L, 1);
   return status;
 }
 
-/* Loads the chunk at the top as a statement, reading more lines while it is incomplete;
-   pushes the function or the error above the (whole) chunk. Ctrl-C drops the chunk. */
-static int multiline(lua_State *L) {
+/* Whether chunk is the start of an expression that more input may complete, such as "{" or
+   "f(1," on a first line, which lua.c would reject at once as a statement. */
+static int incomplete_expression(lua_State *L, const char *chunk) {
+  const char *retline = lua_pushfstring(L, "return %s", chunk);
+  int more = incomplete(L, luaL_loadbuffer(L, retline, strlen(retline), "=stdin"));
+  lua_pop(L, 2);
+  return more;
+}
+
+/* Loads the chunk at the top, as an expression when it is one (so that a call spread over
+   several lines shows its results too), else as a statement, reading more lines while it is
+   incomplete; pushes the function or the error above the (whole) chunk, which goes to the
+   history. Ctrl-C drops the chunk. */
+static int loadchunk(lua_State *L) {
   for (;;) {
     size_t len;
     const char *chunk = lua_tolstring(L, -1, &len);
-    int status = luaL_loadbuffer(L, chunk, len, "=stdin"), r = READ_EOF;
-    if (!incomplete(L, status) || (r = pushline(L, PROMPT2)) == READ_EOF) {
+    int status, r = READ_EOF;
+    if (addreturn(L) == LUA_OK) {
+      saveline(chunk);
+      return LUA_OK;
+    }
+    status = luaL_loadbuffer(L, chunk, len, "=stdin");
+    if ((!incomplete(L, status) && (status == LUA_OK || !incomplete_expression(L, chunk))) ||
+        (r = pushline(L, PROMPT2)) == READ_EOF) {
       saveline(chunk);
       return status;
     }
@@ -313,7 +326,7 @@ static int multiline(lua_State *L) {
 static int loadline(lua_State *L) {
   int status, r = pushline(L, PROMPT);
   if (r != READ_LINE) return r == READ_CANCELLED ? INPUT_CANCELLED : INPUT_ENDED;
-  if ((status = addreturn(L)) != LUA_OK) status = multiline(L);
+  status = loadchunk(L);
   if (status != INPUT_CANCELLED) lua_remove(L, -2);
   return status;
 }
