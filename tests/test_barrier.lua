@@ -199,6 +199,28 @@ function TestBarrier:test_finished_parties_are_replaced()
   lu.assertTrue(p:close())
 end
 
+-- Workers of shm.parallel, inheriting the handle by fork, one parallel after another.
+function TestBarrier:test_parallel_workers_round_after_round()
+  lu.skipIf(not shm.parallel, "needs shm.parallel")
+  local bar = self:keep(shm.barrier(3))
+  local b = self:keep(shm.create(3 * 8))
+  for _ = 1, 2 do
+    local res = shm.parallel(3, function(rank)
+      local serials = 0
+      for r = 1, 10 do
+        b:pack(8 * (rank - 1), "<i8", r)
+        local ok, serial = bar:wait(30)
+        assert(ok, "timeout")
+        for k = 0, 2 do assert(b:unpack(8 * k, "<i8") == r) end
+        if serial then serials = serials + 1 end
+        assert(bar:wait(30))
+      end
+      return serials
+    end)
+    lu.assertEquals(res[1] + res[2] + res[3], 10, "one serial party per round")
+  end
+end
+
 function TestBarrier:test_more_processes_than_parties()
   local bar, gate = self:keep(shm.barrier(1)), self:keep(shm.lock())
   gate:acquire()

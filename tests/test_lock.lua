@@ -256,6 +256,26 @@ function TestLock:test_guard_reports_owner_died()
   lu.assertNotNil(g)
 end
 
+-- Robust mutexes belong to a thread: a forked child does not own what its parent holds.
+function TestLock:test_forked_child_does_not_own_the_parents_lock()
+  lu.skipIf(not shm.spawn, "needs shm.spawn")
+  local lk = self:keep(shm.lock())
+  lk:acquire()
+  local w = shm.spawn(function()
+    local ok, err = pcall(lk.release, lk)
+    local got = lk:acquire(0)
+    lk:close() -- its copy's close releases nothing
+    return ok, err, got
+  end)
+  local done, ok, err, got = w:join(30)
+  lu.assertTrue(done)
+  lu.assertFalse(ok)
+  lu.assertStrContains(err, "lock is not held by this process")
+  lu.assertFalse(got)
+  H.assert_error({ "already held" }, lk.acquire, lk, 0) -- still ours
+  lk:release()
+end
+
 function TestLock:test_use_after_close_errors()
   local lk = shm.lock()
   local name = lk:name()
