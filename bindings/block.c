@@ -98,7 +98,12 @@ luashm_block *luashm_block_new(lua_State *L, size_t size, int optidx) {
   for (;;) {
     if (name == NULL && luashm_name_new(gen, err) != 0) luashm_error(L, "%s", err);
     b = block_push(L, name ? name : gen);
+    /* A generated name is recorded before it exists, so that a SIGKILL between create and
+       record cannot leak it (an unguessable name cannot be someone else's block). A chosen
+       name is recorded only once it is ours, below. */
+    if (track && name == NULL && luashm_tracker_add(b->name, err) != 0) luashm_error(L, "%s", err);
     if (luashm_shm_create(b->name, size, mode, &data, err) == 0) break;
+    if (track && name == NULL) luashm_tracker_remove(b->name);
     /* A generated name that collides (2^-64 odds) is simply drawn again. */
     if (name != NULL || ++tries > 8 || strstr(err, "already exists") == NULL)
       luashm_error(L, "%s", err);
@@ -107,6 +112,7 @@ luashm_block *luashm_block_new(lua_State *L, size_t size, int optidx) {
   b->data = (unsigned char *)data;
   b->size = size;
   if (track) {
+    /* (Again for a generated name: the record now carries the file's device and inode.) */
     if (luashm_tracker_add(b->name, err) != 0) {
       char ignored[LUASHM_ERRLEN];
       luashm_shm_unlink(b->name, ignored);
@@ -260,10 +266,12 @@ static int block_close(lua_State *L) {
 static int block_unlink(lua_State *L) {
   luashm_block *b = luashm_toblock(L, 1);
   char err[LUASHM_ERRLEN];
-  /* Un-record first: a tracker must never unlink a name that was re-created meanwhile. */
+  /* Unlink, then un-record: a kill in between leaves a record of a name that is gone (or that
+     names another file: the tracker checks the inode), never an unrecorded block. */
+  int failed = luashm_shm_unlink(b->name, err) != 0;
   luashm_tracker_remove(b->name);
   b->tracked = 0;
-  if (luashm_shm_unlink(b->name, err) != 0) return luashm_error(L, "%s", err);
+  if (failed) return luashm_error(L, "%s", err);
   return 0;
 }
 
