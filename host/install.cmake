@@ -1,0 +1,39 @@
+# Install rules: the luashm host, the module on Lua 5.4's C path, and, for programs that embed
+# luashm, libluashm.so (the same core objects), luashm.h, luashm.pc and the man page.
+include(GNUInstallDirs)
+
+# libluashm.so: what `pkg-config --libs luashm` links. Unlike luashm.so it links liblua, since an
+# embedding program brings no interpreter of its own to resolve lua_* against.
+add_library(luashm_shared SHARED)
+target_link_libraries(luashm_shared PRIVATE luashm_core PUBLIC PkgConfig::LUA)
+set_target_properties(luashm_shared PROPERTIES OUTPUT_NAME luashm VERSION ${PROJECT_VERSION}
+                      SOVERSION ${PROJECT_VERSION_MAJOR})
+target_include_directories(luashm_shared INTERFACE ${CMAKE_SOURCE_DIR}/host)
+
+# Debian's lua5.4 looks in /usr/local/lib/lua/5.4 and /usr/lib/<multiarch>/lua/5.4 (its
+# INSTALL_CMOD): LIBDIR/lua/5.4 is both, for the prefixes /usr/local and /usr.
+set(LUASHM_LUA_CMOD_DIR "${CMAKE_INSTALL_LIBDIR}/lua/5.4" CACHE STRING
+    "Where luashm.so is installed (relative to the prefix, or absolute)")
+
+# The rockspec turns this off: a rock tree is for Lua modules and commands.
+option(LUASHM_INSTALL_DEV "Install libluashm.so, luashm.h and luashm.pc (for embedding)" ON)
+
+install(TARGETS luashm RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+install(TARGETS luashm_module LIBRARY DESTINATION ${LUASHM_LUA_CMOD_DIR})
+if(LUASHM_INSTALL_DEV)
+  install(TARGETS luashm_shared LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
+  install(FILES ${CMAKE_SOURCE_DIR}/host/luashm.h DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+  file(RELATIVE_PATH LUASHM_PC_TO_PREFIX
+       ${CMAKE_INSTALL_PREFIX}/${CMAKE_INSTALL_LIBDIR}/pkgconfig ${CMAKE_INSTALL_PREFIX})
+  string(REGEX REPLACE "/$" "" LUASHM_PC_TO_PREFIX "${LUASHM_PC_TO_PREFIX}")
+  configure_file(${CMAKE_SOURCE_DIR}/host/luashm.pc.in ${CMAKE_BINARY_DIR}/luashm.pc @ONLY)
+  install(FILES ${CMAKE_BINARY_DIR}/luashm.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
+endif()
+
+# The man page is the docs' (issue 10): installed when it exists, found again on each build.
+file(GLOB LUASHM_MAN CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/*/luashm.1
+     ${CMAKE_SOURCE_DIR}/*/*/luashm.1)
+if(LUASHM_MAN)
+  list(GET LUASHM_MAN 0 LUASHM_MAN)
+  install(FILES ${LUASHM_MAN} DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)
+endif()

@@ -1,0 +1,87 @@
+/*
+** luashm.h: the C API for programs that embed luashm. Open the module into a lua_State, share
+** memory with Lua from C (blocks and NPY arrays, by name), and run worker scripts.
+**
+** Link with `pkg-config --cflags --libs luashm`. Functions that take a lua_State return LUA_OK or
+** an error status with the message on the stack, like lua_pcall; the others return NULL or -1
+** and write "luashm: <op> '<name>': <cause>" into err (errlen bytes; err may be NULL).
+*/
+#ifndef LUASHM_H
+#define LUASHM_H
+
+#include <stddef.h>
+
+#include "lua.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define LUASHM_API __attribute__((visibility("default")))
+
+#define LUASHM_ERRLEN 512 /* enough for any message this API writes */
+
+/* ---------------------------------------------------------------------------------------
+** Lua side
+** ------------------------------------------------------------------------------------- */
+
+/* The module loader, for luaL_requiref(L, "luashm", luaopen_luashm, 0) or package.preload. */
+LUASHM_API int luaopen_luashm(lua_State *L);
+
+/* Opens the standard libraries and luashm, also as the global `shm`: what the luashm host and
+   every fresh worker start with. */
+LUASHM_API void luashm_openlibs(lua_State *L);
+
+/* Requires luashm into a state whose standard libraries are open and sets the global `shm`,
+   leaving the other globals alone (luashm_openlibs resets them); pushes the module table. */
+LUASHM_API int luashm_open(lua_State *L);
+
+/* Pushes shm.open(name): an Array for an NPY block, a List, Lock... for theirs, else a Block. */
+LUASHM_API int luashm_pushopen(lua_State *L, const char *name);
+
+/* Starts shm.spawn(path, ...): a forked worker with a fresh interpreter running the script at
+   path with the nargs values on top of the stack (popped) as `...`. Pushes the Worker. */
+LUASHM_API int luashm_spawn(lua_State *L, const char *path, int nargs);
+
+/* luashm_spawn, then waits for the worker and pushes nresults of its script's return values
+   (LUA_MULTRET: all). A failed worker's error carries its traceback, signal or exit status. */
+LUASHM_API int luashm_run(lua_State *L, const char *path, int nargs, int nresults);
+
+/* ---------------------------------------------------------------------------------------
+** Shared memory from C
+** ------------------------------------------------------------------------------------- */
+
+/* A mapping of a named block, owned by the caller until luashm_mem_close. */
+typedef struct luashm_mem luashm_mem;
+
+/* Flags for the create functions. By default a block is tracked as shm.create's are: if the
+   process tree ends with it still there, the tracker unlinks it. */
+#define LUASHM_UNTRACKED 1 /* leave the block for processes outside this tree */
+
+/* Creates a zero-filled block of size bytes (> 0), mode 0600, exclusively, with its pages
+   reserved; named `name`, or "luashm_" + 16 random hex digits when name is NULL. */
+LUASHM_API luashm_mem *luashm_mem_create(size_t size, const char *name, int flags, char *err,
+                                         size_t errlen);
+
+/* Maps an existing block (any process's, Python's too) by name. Never registers it for cleanup. */
+LUASHM_API luashm_mem *luashm_mem_attach(const char *name, char *err, size_t errlen);
+
+/* The block's bytes. Valid until luashm_mem_close. */
+LUASHM_API void *luashm_mem_data(const luashm_mem *m);
+LUASHM_API size_t luashm_mem_size(const luashm_mem *m);
+
+/* The block's name, without the leading '/': what shm.attach, shm.open and Python accept. */
+LUASHM_API const char *luashm_mem_name(const luashm_mem *m);
+
+/* Removes the name (and un-records it from the tracker); mappings keep working. Returns 0, or -1
+   when it fails (e.g. "no such block" for a second unlink). */
+LUASHM_API int luashm_mem_unlink(luashm_mem *m, char *err, size_t errlen);
+
+/* Releases the mapping and the handle; never unlinks. NULL is ignored. */
+LUASHM_API void luashm_mem_close(luashm_mem *m);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
