@@ -332,6 +332,16 @@ end
 
 -- Starts the host on a script in its own process group that writes its workers' pids to a
 -- file, one per line, then waits; returns the host's pid and the workers' pids.
+local started_hosts = {}
+
+-- A host that a failed assertion left running is killed (its workers follow: PDEATHSIG).
+function TestHost:tearDown()
+  for _, host in ipairs(started_hosts) do
+    if alive(host) then os.execute("kill -KILL " .. host) end
+  end
+  started_hosts = {}
+end
+
 local function start_host(nworkers, extra)
   local pidfile = os.tmpname()
   local aux = pidfile .. ".aux" -- for extra code: the global AUX
@@ -345,6 +355,7 @@ local function start_host(nworkers, extra)
   ]]):format(pidfile, nworkers, extra or ""))
   local host = H.sh("setsid " .. H.shell_quote(H.host) .. " " .. script ..
     " >/dev/null 2>&1 & echo $!"):match("%d+")
+  started_hosts[#started_hosts + 1] = tonumber(host)
   local pids
   lu.assertTrue(wait_until(function()
     local f = io.open(pidfile)
