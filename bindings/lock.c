@@ -77,7 +77,7 @@ static int lock_release_handle(lock *lk) {
 
 static void lock_close_handle(lock *lk) {
   if (lk->mu == NULL) return;
-  if (lk->held) lock_release_handle(lk);
+  if (lk->held && lk->b->data != NULL) lock_release_handle(lk);
   lk->mu = NULL;
   luashm_shm_unmap(lk->b->data, lk->b->size);
   lk->b->data = NULL;
