@@ -35,7 +35,7 @@ typedef struct progress {
   int tty;         /* stderr was a terminal at creation */
   int drawn;       /* a line is on the screen without its final newline */
   int finished;
-  double last;     /* when it last drew */
+  double last; /* when it last drew */
 } progress;
 
 static double now_s(void) {
@@ -90,8 +90,8 @@ static void draw(progress *p, int final) {
   else
     strcpy(when, "?");
   fprintf(stderr, "\r%s%s[%s] %3d%% %lld/%lld %.1f/s %s %s\033[K%s", d->label,
-          d->label[0] ? " " : "", bar, (int)(frac * 100), (long long)count, (long long)total,
-          rate, final ? "in" : "ETA", when, final ? "\n" : "");
+          d->label[0] ? " " : "", bar, (int)(frac * 100), (long long)count, (long long)total, rate,
+          final ? "in" : "ETA", when, final ? "\n" : "");
   fflush(stderr);
   p->drawn = !final;
   p->last = now_s();

@@ -35,11 +35,11 @@
 
 typedef struct worker {
   pid_t pid;
-  pid_t owner; /* the process that forked it: only that one may read, wait or signal */
-  int fd;      /* our end of the socketpair; -1 once closed */
-  int rank;    /* 0 when it has none */
-  int reaped;  /* waitpid has collected it: the pid may belong to someone else now */
-  int status;  /* waitpid status, once reaped */
+  pid_t owner;        /* the process that forked it: only that one may read, wait or signal */
+  int fd;             /* our end of the socketpair; -1 once closed */
+  int rank;           /* 0 when it has none */
+  int reaped;         /* waitpid has collected it: the pid may belong to someone else now */
+  int status;         /* waitpid status, once reaped */
   unsigned char *buf; /* bytes received and not yet consumed */
   size_t len, cap;
 } worker;
@@ -355,7 +355,8 @@ static int run_traced(lua_State *L, int nargs) {
   }
   {
     const char *msg = lua_tostring(co, -1);
-    if (msg == NULL) msg = lua_pushfstring(co, "(error object is a %s value)", luaL_typename(co, -1));
+    if (msg == NULL)
+      msg = lua_pushfstring(co, "(error object is a %s value)", luaL_typename(co, -1));
     luaL_traceback(L, co, msg, 0);
   }
   lua_remove(L, base + 1);
@@ -695,7 +696,8 @@ static int worker_kill(lua_State *L) {
     lua_pushboolean(L, 0);
     return 1;
   }
-  if (kill(w->pid, sig) != 0) return luashm_error(L, "kill: worker %d: %s", (int)w->pid, strerror(errno));
+  if (kill(w->pid, sig) != 0)
+    return luashm_error(L, "kill: worker %d: %s", (int)w->pid, strerror(errno));
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -923,14 +925,12 @@ static int worker_partition(lua_State *L) {
 }
 
 static const luaL_Reg worker_meth[] = {
-    {"join", worker_join},   {"kill", worker_kill},   {"running", worker_running},
-    {"close", worker_close}, {"_send", worker_send},  {"_take", worker_take},
+    {"join", worker_join},   {"kill", worker_kill},      {"running", worker_running},
+    {"close", worker_close}, {"_send", worker_send},     {"_take", worker_take},
     {"_stop", worker_stop},  {"_finish", worker_finish}, {NULL, NULL}};
 
-static const luaL_Reg worker_metameth[] = {{"__gc", worker_gc},
-                                           {"__close", worker_close},
-                                           {"__tostring", worker_tostring},
-                                           {NULL, NULL}};
+static const luaL_Reg worker_metameth[] = {
+    {"__gc", worker_gc}, {"__close", worker_close}, {"__tostring", worker_tostring}, {NULL, NULL}};
 
 static const luaL_Reg worker_funcs[] = {
     {"spawn", worker_spawn}, {"cpus", worker_cpus}, {"partition", worker_partition}, {NULL, NULL}};
