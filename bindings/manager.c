@@ -141,8 +141,7 @@ static void rec_names(lua_State *L, manager *m, int unlink) {
     memcpy(name, a + off + ENTRY_HEAD, a[off + 1]);
     name[a[off + 1]] = '\0';
     if (unlink) {
-      luashm_shm_unlink(name, err); /* gone meanwhile: someone else unlinked it, fine */
-      luashm_tracker_remove(name);
+      luashm_tracker_unlink(name, err); /* gone meanwhile: someone else unlinked it, fine */
       a[off] = 0;
     }
     lua_pushstring(L, name);
@@ -263,8 +262,7 @@ static int manager_make(lua_State *L) {
   /* shm.<fn> ran Lua code (an opts metamethod...) that may have shut the manager down. */
   why = is_shut(m) ? "shut" : rec_add(m, name, &st);
   if (why != NULL) {
-    luashm_shm_unlink(name, err);
-    luashm_tracker_remove(name);
+    luashm_tracker_unlink(name, err);
     object_close(L, obj);
     if (why[0] == 's') return luashm_error(L, "manager '%s' is shut down", m->rec->name);
     return luashm_error(L, "manager '%s': record is full (%d bytes of names); "
@@ -304,8 +302,7 @@ static void shutdown(lua_State *L, manager *m) {
     object_close(L, lua_gettop(L));
   }
   lua_pop(L, 1);
-  luashm_shm_unlink(m->rec->name, err);
-  luashm_tracker_remove(m->rec->name);
+  luashm_tracker_unlink(m->rec->name, err);
   luashm_shm_unmap(m->rec->data, m->rec->size);
   m->rec->data = NULL;
 }

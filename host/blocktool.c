@@ -63,8 +63,6 @@ static entry *listing_add(listing *l, const char *name) {
   return e;
 }
 
-static int pid_alive(long pid) { return kill((pid_t)pid, 0) == 0 || errno == EPERM; }
-
 /* ---------------------------------------------------------------------------------------
 ** What a block holds
 ** ------------------------------------------------------------------------------------- */
@@ -125,8 +123,10 @@ static int inspect(entry *e, int want_any) {
   sigaction(SIGBUS, &sa, &old);
   if (sigsetjmp(bus_jump, 1) == 0) {
     describe(e, p, (size_t)st.st_size);
-    ours = want_any || e->creator != 0 || strcmp(e->kind, "raw") != 0 ? 0 : -1;
-    if (ours != 0 && memcmp(e->name, "luashm_", 7) == 0) ours = 0;
+    ours = want_any || (st.st_size >= 8 && memcmp(p, LUASHM_MAGIC, 8) == 0) ||
+                   strncmp(e->name, "luashm_", 7) == 0
+               ? 0
+               : -1;
   } else {
     snprintf(e->kind, sizeof e->kind, "unreadable (truncated meanwhile)");
     ours = want_any ? 0 : -1;
@@ -154,8 +154,9 @@ static int by_name(const void *a, const void *b) {
   return strcmp(((const entry *)a)->name, ((const entry *)b)->name);
 }
 
-/* Every block of ours, sorted by name. NPY arrays and ShareableLists that other programs made
-   under their own names are not listed unless a tracker of ours recorded them. */
+/* Every block of ours, sorted by name: generated names, blocks with a luashm header, names a
+   tracker recorded. Arrays and lists under names of their own that no tracker records are not
+   told apart from other programs' NPY files and ShareableLists, so they are not listed. */
 static void collect(listing *l) {
   DIR *d = opendir(SHM_DIR);
   struct dirent *de;
@@ -189,11 +190,13 @@ static void collect(listing *l) {
 /* Stale: no live tracker records it and its creator is known to be dead. Unknown creators
    (raw blocks nobody tracks) are never stale: the tool does not guess. */
 static int is_stale(const entry *e) {
-  return !(e->tracker != 0 && e->tracker_alive) && e->creator != 0 && !pid_alive(e->creator);
+  return !(e->tracker != 0 && e->tracker_alive) && e->creator != 0 && !luashm_pid_alive(e->creator);
 }
 
 static void print_listing(const listing *l) {
-  printf("%-24s %12s  %-24s %-18s %-14s %s\n", "NAME", "SIZE", "KIND", "TRACKED", "CREATOR",
+  /* Columns are at least two spaces apart and no value holds two spaces in a row, so a script
+     can split rows on runs of two or more spaces. */
+  printf("%-23s  %10s  %-22s  %-20s  %-14s  %s\n", "NAME", "SIZE", "KIND", "TRACKED", "CREATOR",
          "STATE");
   for (size_t i = 0; i < l->n; i++) {
     const entry *e = &l->e[i];
@@ -206,8 +209,8 @@ static void print_listing(const listing *l) {
     if (e->creator == 0)
       snprintf(creator, sizeof creator, "?");
     else
-      snprintf(creator, sizeof creator, "%ld %s", e->creator, pid_alive(e->creator) ? "alive" : "dead");
-    printf("%-24s %12lld  %-24s %-18s %-14s %s\n", e->name, e->size, e->kind, tracked, creator,
+      snprintf(creator, sizeof creator, "%ld %s", e->creator, luashm_pid_alive(e->creator) ? "alive" : "dead");
+    printf("%-23s  %10lld  %-22s  %-20s  %-14s  %s\n", e->name, e->size, e->kind, tracked, creator,
            is_stale(e) ? "stale" : e->creator == 0 && e->tracker == 0 ? "unknown" : "live");
   }
 }

@@ -356,11 +356,31 @@ void luashm_tracker_remove(const char *name) {
   tracker_send(rec, (size_t)n);
 }
 
+int luashm_tracker_unlink(const char *name, char *err) {
+  int rc = luashm_shm_unlink(name, err);
+  luashm_tracker_remove(name);
+  return rc;
+}
+
 /* =======================================================================================
 ** Reading the indexes (the block tool)
 ** ===================================================================================== */
 
-static int pid_alive(long pid) { return pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM); }
+int luashm_pid_alive(long pid) {
+  char path[64], buf[256], *state;
+  ssize_t n;
+  int fd;
+  if (pid <= 0 || pid > INT32_MAX || (kill((pid_t)pid, 0) != 0 && errno != EPERM)) return 0;
+  snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+  fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 1;
+  n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return 1;
+  buf[n] = '\0';
+  state = strrchr(buf, ')');
+  return !(state != NULL && state[1] == ' ' && (state[2] == 'Z' || state[2] == 'X'));
+}
 
 int luashm_tracker_scan(void (*fn)(void *ud, const char *name, long creator, long tracker,
                                    int alive),
@@ -385,7 +405,7 @@ int luashm_tracker_scan(void (*fn)(void *ud, const char *name, long creator, lon
       fclose(f);
       continue;
     }
-    alive = pid_alive(tracker);
+    alive = luashm_pid_alive(tracker);
     count++;
     while (fgets(line, sizeof line, f) != NULL) {
       line[strcspn(line, "\n")] = '\0';
@@ -407,7 +427,7 @@ int luashm_tracker_prune(void) {
   while ((e = readdir(d)) != NULL) {
     char path[sizeof SHM_DIR + 256];
     long tracker;
-    if (sscanf(e->d_name, INDEX_PREFIX "%ld", &tracker) != 1 || pid_alive(tracker)) continue;
+    if (sscanf(e->d_name, INDEX_PREFIX "%ld", &tracker) != 1 || luashm_pid_alive(tracker)) continue;
     snprintf(path, sizeof path, SHM_DIR "%s", e->d_name);
     if (unlink(path) == 0) count++;
   }

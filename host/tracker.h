@@ -12,6 +12,10 @@ int luashm_tracker_add(const char *name, char *err);
 /* Un-records a name (after unlink). Unknown names are ignored. */
 void luashm_tracker_remove(const char *name);
 
+/* Unlinks name, then un-records it: in that order, a SIGKILL in between leaves a record of a
+   name that is gone (which the watchdog skips), never an unrecorded block. 0 or -1 with err. */
+int luashm_tracker_unlink(const char *name, char *err);
+
 /* Starts this process tree's watchdog now if it is not running yet (a no-op when it is).
    Returns 0, or -1 with a message in err. */
 int luashm_tracker_start(char *err);
@@ -23,6 +27,10 @@ void luashm_tracker_init(void);
 
 /* The pid of this tree's watchdog, or 0 when this process belongs to no tree yet. */
 long luashm_tracker_pid(void);
+
+/* Whether process pid exists and is not a zombie (a SIGKILLed process whose parent has not
+   reaped it yet is dead). A pid reused by another process reads as alive: the safe side. */
+int luashm_pid_alive(long pid);
 
 /* For the block tool: calls fn once per name recorded by a watchdog, with the pid of the
    process that created it and the watchdog's pid and liveness (every watchdog keeps an index of
