@@ -61,11 +61,12 @@ function TestParallel:test_fail_fast_names_the_failed_rank_and_stops_the_others(
 end
 
 function TestParallel:test_every_rank_that_failed_is_named()
-  local err = H.assert_error({ "luashm: parallel: ranks " }, shm.parallel, 3, function(rank)
+  -- Which ranks have failed before the others are stopped is up to the scheduler (the API
+  -- promises at least one); each rank named carries its own message.
+  local err = H.assert_error({ "luashm: parallel: rank" }, shm.parallel, 3, function(rank)
     error("all fail " .. rank)
   end)
-  -- Each named rank carries its own message.
-  for rank in err:match("ranks ([%d, ]+) failed"):gmatch("%d+") do
+  for rank in err:match("ranks? ([%d, ]+) failed"):gmatch("%d+") do
     lu.assertStrContains(err, "(rank " .. rank .. "): ")
     lu.assertStrContains(err, "all fail " .. rank)
   end

@@ -79,8 +79,17 @@ local function run(ws, n, fn, progress, ...)
     table.remove(ranks, i)
     local ok, first = w:join()
     if not ok then
-      -- Stop the rest; any that had failed by itself meanwhile (not by our signals) is named.
+      -- Ranks failing at nearly the same moment (the same bug in every rank) get 0.1 s to
+      -- end by themselves; then the rest are stopped. Every rank that failed by itself (not
+      -- by our signals) is named.
       local failed = { { rank = rank, err = first } }
+      local deadline, live = shm.now() + 0.1, {}
+      for k, other in ipairs(pending) do live[k] = other end
+      while #live > 0 and shm.now() < deadline do
+        local k = W.wait(live, math.max(0, deadline - shm.now()))
+        if not k then break end
+        table.remove(live, k)
+      end
       W.stop_all(pending)
       for k, other in ipairs(pending) do
         local ok2, err2 = other:join()
