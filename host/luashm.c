@@ -241,6 +241,25 @@ static void print_version(void) {
   fflush(stdout);
 }
 
+/* The host's own directory goes first on package.cpath, so that modules built beside it
+   (luashm_mpi.so in the build tree) load without setting LUA_CPATH. */
+static void add_exe_dir_to_cpath(lua_State *L) {
+  char exe[4096];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  char *slash;
+  if (n <= 0) return;
+  exe[n] = '\0';
+  slash = strrchr(exe, '/');
+  if (slash == NULL) return;
+  *slash = '\0';
+  lua_getglobal(L, "package");
+  lua_pushfstring(L, "%s/?.so;", exe);
+  lua_getfield(L, -2, "cpath");
+  lua_concat(L, 2);
+  lua_setfield(L, -2, "cpath");
+  lua_pop(L, 1);
+}
+
 static int pmain(lua_State *L) {
   int argc = (int)lua_tointeger(L, 1);
   char **argv = (char **)lua_touserdata(L, 2);
@@ -257,6 +276,7 @@ static int pmain(lua_State *L) {
   }
   if (flags & HAS_V) print_version();
   luashm_openlibs(L);
+  add_exe_dir_to_cpath(L);
   createargtable(L, argv, argc, script);
   lua_gc(L, LUA_GCRESTART);
   lua_gc(L, LUA_GCGEN, 0, 0);
