@@ -19,10 +19,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "posix.h"
@@ -30,6 +32,7 @@
 #define SHM_DIR "/dev/shm/"
 #define INDEX_PREFIX ".luashm-tracker-"
 #define RECORD_MAX (LUASHM_NAME_MAX + 80)
+#define INDEX_DELAY_MS 20
 
 /* Process-level state, shared with forked children on purpose: a child is part of the tree.
    tree_fd is close-on-exec, so exec'd programs are not. */
@@ -238,20 +241,34 @@ static int watchdog_detach(int rfd) {
   return fd;
 }
 
+static long now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Applies records until end-of-file. The index is rewritten at most every INDEX_DELAY_MS
+   while records come in, so a burst of creates costs the tree no rewrite per block. */
 static void watchdog(int rfd) {
   table t = {calloc(64, sizeof(record *)), 64, 0};
   char rec[RECORD_MAX + 1], path[128];
   int dirty = 0, fd = watchdog_detach(rfd);
-  long me = (long)getpid();
+  long me = (long)getpid(), written = 0;
   if (t.bucket == NULL || send(fd, &me, sizeof me, MSG_NOSIGNAL) != (ssize_t)sizeof me) _exit(1);
   for (;;) {
-    ssize_t n = recv(fd, rec, RECORD_MAX, dirty ? MSG_DONTWAIT : 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && errno == EAGAIN) {
+    struct pollfd p = {fd, POLLIN, 0};
+    long wait = dirty ? written + INDEX_DELAY_MS - now_ms() : -1;
+    ssize_t n;
+    int r = poll(&p, 1, dirty && wait < 0 ? 0 : (int)wait);
+    if (r == 0) {
       index_write(&t);
       dirty = 0;
+      written = now_ms();
       continue;
     }
+    if (r < 0 && errno != EINTR) break;
+    n = recv(fd, rec, RECORD_MAX, MSG_DONTWAIT);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) continue;
     if (n <= 0) break;
     rec[n] = '\0';
     if (rec[0] == '+')
@@ -261,7 +278,7 @@ static void watchdog(int rfd) {
     dirty = 1;
   }
   cleanup(&t);
-  index_path(path, sizeof path, (long)getpid(), "");
+  index_path(path, sizeof path, me, "");
   unlink(path);
   _exit(0);
 }
