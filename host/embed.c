@@ -31,28 +31,37 @@ static int check_name(const char *op, const char *name, char *ebuf) {
 /* A new handle over a block created exclusively (under a generated name when name is NULL),
    recorded with the tracker unless LUASHM_UNTRACKED. */
 static luashm_mem *mem_new(size_t size, const char *name, int flags, char *ebuf) {
+  int track = !(flags & LUASHM_UNTRACKED), tries = 0;
   luashm_mem *m;
   void *data;
-  int tries = 0;
   if (size == 0) return luashm_fail(ebuf, "create", name, "size 0 is not positive"), NULL;
+  if (size > PTRDIFF_MAX) return luashm_fail(ebuf, "create", name, "size is too large"), NULL;
   if (name != NULL && check_name("create", name, ebuf) != 0) return NULL;
   m = (luashm_mem *)calloc(1, sizeof *m);
   if (m == NULL) return luashm_fail(ebuf, "create", name, "out of memory"), NULL;
+  /* Workers this program forks later belong to its tracker's tree, as under the host. */
+  luashm_tracker_init();
+  /* The tracker protocol of shm.create (block.c): a generated name is recorded before it
+     exists, so that a SIGKILL between create and record cannot leak it; a chosen name only
+     once it is ours; the second record carries the file's device and inode. */
   for (;;) {
     if (name != NULL)
       strcpy(m->name, name);
     else if (luashm_name_new(m->name, ebuf) != 0)
       goto fail;
+    if (track && name == NULL && luashm_tracker_add(m->name, ebuf) != 0) goto fail;
     if (luashm_shm_create(m->name, size, 0600, &data, ebuf) == 0) break;
-    /* A generated name that collides (2^-64 odds) is simply drawn again, as shm.create does. */
+    if (track && name == NULL) luashm_tracker_remove(m->name);
+    /* A generated name that collides (2^-64 odds) is simply drawn again. */
     if (name != NULL || ++tries > 8 || strstr(ebuf, "already exists") == NULL) goto fail;
   }
   m->base = (unsigned char *)data;
   m->mapsize = size;
-  if (!(flags & LUASHM_UNTRACKED) && luashm_tracker_add(m->name, ebuf) != 0) {
+  if (track && luashm_tracker_add(m->name, ebuf) != 0) {
     char ignored[LUASHM_ERRLEN];
     luashm_shm_unmap(m->base, m->mapsize);
     luashm_shm_unlink(m->name, ignored);
+    luashm_tracker_remove(m->name);
     goto fail;
   }
   return m;
@@ -99,9 +108,7 @@ LUASHM_API const char *luashm_mem_name(const luashm_mem *m) { return m->name; }
 
 LUASHM_API int luashm_mem_unlink(luashm_mem *m, char *err, size_t errlen) {
   char ebuf[LUASHM_ERRLEN];
-  /* Un-record first: the tracker must never unlink a name that was re-created meanwhile. */
-  luashm_tracker_remove(m->name);
-  if (luashm_shm_unlink(m->name, ebuf) == 0) return 0;
+  if (luashm_tracker_unlink(m->name, ebuf) == 0) return 0;
   set_err(err, errlen, ebuf);
   return -1;
 }

@@ -20,6 +20,9 @@ option(LUASHM_INSTALL_DEV "Install libluashm.so, luashm.h and luashm.pc (for emb
 
 install(TARGETS luashm RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 install(TARGETS luashm_module LIBRARY DESTINATION ${LUASHM_LUA_CMOD_DIR})
+if(TARGET luashm_mpi)
+  install(TARGETS luashm_mpi LIBRARY DESTINATION ${LUASHM_LUA_CMOD_DIR})
+endif()
 if(LUASHM_INSTALL_DEV)
   install(TARGETS luashm_shared LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
   install(FILES ${CMAKE_SOURCE_DIR}/host/luashm.h DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
@@ -30,10 +33,13 @@ if(LUASHM_INSTALL_DEV)
   install(FILES ${CMAKE_BINARY_DIR}/luashm.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
 endif()
 
-# The man page is the docs' (issue 10): installed when it exists, found again on each build.
+# The man page: host/luashm.1, unless the docs (issue 10) ship a fuller luashm.1 elsewhere in
+# the tree, which then wins (the glob is redone on each build).
 file(GLOB LUASHM_MAN CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/*/luashm.1
      ${CMAKE_SOURCE_DIR}/*/*/luashm.1)
-if(LUASHM_MAN)
-  list(GET LUASHM_MAN 0 LUASHM_MAN)
-  install(FILES ${LUASHM_MAN} DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)
+list(LENGTH LUASHM_MAN LUASHM_NMAN)
+if(LUASHM_NMAN GREATER 1)
+  list(REMOVE_ITEM LUASHM_MAN ${CMAKE_SOURCE_DIR}/host/luashm.1)
 endif()
+list(GET LUASHM_MAN 0 LUASHM_MAN)
+install(FILES ${LUASHM_MAN} DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)
