@@ -212,6 +212,20 @@ function TestTracker:test_exec_does_not_inherit_the_tree()
   lu.assertStrContains(out, "socket-in-child=false")
 end
 
+-- os.execute and io.popen run no fork handler: they start no watchdog; shm.spawn does.
+function TestTracker:test_only_a_real_fork_or_create_starts_the_watchdog()
+  local out = run([[
+    io.popen("true"):close()
+    os.execute("true")
+    print("after-exec=" .. tostring(shm.tracker()))
+    local w = shm.spawn(function() return shm.tracker() end)
+    local _, dog = w:join()
+    print("after-spawn=" .. tostring(shm.tracker() ~= nil and dog == shm.tracker()))
+  ]])
+  lu.assertStrContains(out, "after-exec=nil")
+  lu.assertStrContains(out, "after-spawn=true")
+end
+
 -- The watchdog is not in the tree's process group or session (Ctrl-C reaches only the tree),
 -- and holds no write end and no block mapping.
 function TestTracker:test_watchdog_is_detached()
