@@ -217,7 +217,7 @@ function TestTracker:test_only_a_real_fork_or_create_starts_the_watchdog()
   local out = run([[
     io.popen("true"):close()
     os.execute("true")
-    print("after-exec=" .. tostring(shm.tracker()))
+    print("after-exec=" .. tostring((shm.tracker())))
     local w = shm.spawn(function() return shm.tracker() end)
     local _, dog = w:join()
     print("after-spawn=" .. tostring(shm.tracker() ~= nil and dog == shm.tracker()))
