@@ -223,6 +223,18 @@ static uint32_t str_hash(int code, const unsigned char *s, size_t len) {
 
 static list *tolist(lua_State *L, int i) { return (list *)luaL_checkudata(L, i, LUASHM_LIST); }
 
+/* tolist for __index and __newindex, which hold the metatable as upvalue mt: one comparison
+   instead of luaL_checkudata's registry lookup on every l[i]. */
+static list *tolist_fast(lua_State *L, int mt) {
+  int same = lua_getmetatable(L, 1);
+  if (same) {
+    same = lua_rawequal(L, -1, mt);
+    lua_pop(L, 1);
+  }
+  if (LUASHM_UNLIKELY(!same)) luaL_typeerror(L, 1, LUASHM_LIST);
+  return (list *)lua_touserdata(L, 1);
+}
+
 static list *checklist(lua_State *L, int i) {
   list *l = tolist(L, i);
   if (l->b == NULL) luashm_error(L, "list is not open");
@@ -260,8 +272,9 @@ static void slot_push(lua_State *L, const list *l, size_t i) {
       return;
     case K_STR:
       if (count > l->slot[i + 1] - l->slot[i]) break;
-      for (len = count; len > 0 && p[len - 1] == 0; len--) {
-      }
+      len = count; /* CPython's rstrip(b'\x00'), a word at a time over the padding */
+      while (len >= 8 && len % 8 == 0 && load64(p + len - 8) == 0) len -= 8;
+      while (len > 0 && p[len - 1] == 0) len--;
       if (l->extra != 0 && len < count) {
         uint32_t rec[2];
         memcpy(rec, d + l->extra + 8 * i, sizeof rec);
@@ -303,11 +316,14 @@ static void slot_store_str(const list *l, size_t i, const char *s, size_t len) {
   unsigned char *d = l->b->data, *p = d + l->slot[i];
   size_t count = str_room(l->slot[i + 1] - l->slot[i]);
   int code = utf8_valid((const unsigned char *)s, len) ? CODE_STR : CODE_BYTES;
-  char fmt[FMT_LEN + 1] = {0};
+  size_t have = 0;
   memcpy(p, s, len);
   memset(p + len, 0, count - len);
-  snprintf(fmt, sizeof fmt, "%zus", count);
-  slot_settype(l, i, fmt, code);
+  if (slot_kind(d + l->fmt + FMT_LEN * i, code, &have) != K_STR || have != count) {
+    char fmt[FMT_LEN + 1] = {0};
+    snprintf(fmt, sizeof fmt, "%zus", count);
+    slot_settype(l, i, fmt, code);
+  }
   if (len > 0 && s[len - 1] == 0) {
     size_t m = len;
     uint32_t rec[2];
@@ -481,36 +497,50 @@ static size_t data_size(lua_State *L, lua_Integer n, size_t cap) {
   return extra;
 }
 
-/* Writes the header of a new list into p (zero-filled): count, slot offsets, every item a
-   None, the exact-length area. Returns 0, or -1 when the values table no longer matches the
-   size computed before the block was made. The values are written afterwards through the List,
-   by the same code as l[i] = v. */
-static int list_header(lua_State *L, unsigned char *p, uint64_t n, size_t cap, size_t datasize) {
-  size_t data = 8 * ((size_t)n + 2), off = 0, fmt = data + datasize, codes = fmt + 8 * (size_t)n;
-  size_t i;
+/* Writes a new list into the zero-filled block at the top of the stack and replaces it with
+   the List: count, offsets, the exact-length area's magic, then each value through slot_set,
+   the code behind l[i] = v. The slot sizes are recomputed from the values table, which no Lua
+   code could change since data_size except a metamethod of opts: a mismatch is an error, never
+   an overflow. */
+static void list_fill(lua_State *L, lua_Integer n, size_t cap, size_t datasize) {
+  luashm_block *b = luashm_toblock(L, -1);
+  unsigned char *p = b->data;
+  size_t data = 8 * ((size_t)n + 2), off = 0;
+  lua_Integer i;
+  list *l = (list *)lua_newuserdatauv(L, sizeof(list) + ((size_t)n + 1) * sizeof(size_t), 1);
+  l->b = NULL;
+  luaL_setmetatable(L, LUASHM_LIST);
+  lua_pushvalue(L, -2);
+  lua_setiuservalue(L, -2, 1);
+  l->n = n;
+  l->fmt = data + datasize;
+  l->codes = l->fmt + 8 * (size_t)n;
+  l->extra = align8(l->codes + (size_t)n) + 8;
+  l->slot[0] = data;
+  l->b = b;
   memcpy(p, &n, 8);
-  for (i = 0; i < n; i++) {
+  memcpy(p + l->extra - 8, LIST_MAGIC, 8);
+  for (i = 1; i <= n; i++) {
     size_t s;
-    lua_rawgeti(L, 1, (lua_Integer)i + 1);
+    lua_rawgeti(L, 1, i);
     s = new_slot(L, -1, cap);
-    lua_pop(L, 1);
-    if (s == 0 || s == (size_t)-1 || s > datasize - off) return -1;
-    memcpy(p + 8 + 8 * i, &off, 8);
-    memcpy(p + fmt + 8 * i, fmt_nil, FMT_LEN);
-    p[codes + i] = CODE_NONE;
+    if (s == 0 || s == (size_t)-1 || s > datasize - off)
+      luashm_error(L, "list '%s': the values changed while the list was made", b->name);
+    memcpy(p + 8 * i, &off, 8);
     off += s;
+    l->slot[i] = data + off;
+    slot_set(L, l, i, lua_gettop(L));
+    lua_pop(L, 1);
   }
-  if (off != datasize) return -1;
-  memcpy(p + 8 + 8 * n, &off, 8);
-  memcpy(p + align8(codes + (size_t)n), LIST_MAGIC, 8);
-  return 0;
+  if (off != datasize)
+    luashm_error(L, "list '%s': the values changed while the list was made", b->name);
+  memcpy(p + 8 * (n + 1), &off, 8);
+  lua_replace(L, -2);
 }
 
 static int list_new(lua_State *L) {
-  lua_Integer n, i;
+  lua_Integer n;
   size_t cap, strextra, datasize, need, total;
-  luashm_block *b;
-  list *l;
   luaL_checktype(L, 1, LUA_TTABLE);
   if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
   lua_settop(L, 2);
@@ -524,16 +554,8 @@ static int list_new(lua_State *L) {
   if (strextra > (size_t)PTRDIFF_MAX / 2 || datasize > (size_t)PTRDIFF_MAX / 2 - need)
     return luashm_error(L, "list: %I items need too many bytes", n);
   total = align8(need + datasize) + 8 + 8 * (size_t)n;
-  b = luashm_block_new(L, total, 2);
-  if (list_header(L, b->data, (uint64_t)n, cap, datasize) != 0)
-    return luashm_error(L, "list '%s': the values changed while the list was made", b->name);
-  list_wrap_block(L, "list");
-  l = (list *)lua_touserdata(L, -1);
-  for (i = 1; i <= n; i++) {
-    lua_rawgeti(L, 1, i);
-    slot_set(L, l, i, lua_gettop(L));
-    lua_pop(L, 1);
-  }
+  luashm_block_new(L, total, 2);
+  list_fill(L, n, cap, datasize);
   return 1;
 }
 
@@ -669,9 +691,10 @@ static int list_format(lua_State *L, const list *l) {
   return 1;
 }
 
-/* Integer keys first (the hot path), then methods (upvalue 1), then properties. */
+/* Integer keys first (the hot path), then methods (upvalue 1), then properties. Upvalue 2 is
+   the metatable. */
 static int list_index(lua_State *L) {
-  list *l = tolist(L, 1);
+  list *l = tolist_fast(L, lua_upvalueindex(2));
   if (LUASHM_LIKELY(lua_type(L, 2) == LUA_TNUMBER)) {
     int isint;
     lua_Integer i = lua_tointegerx(L, 2, &isint);
@@ -705,9 +728,12 @@ static int list_index(lua_State *L) {
   return 1;
 }
 
+/* Upvalue 1 is the metatable. */
 static int list_newindex(lua_State *L) {
-  list *l = checklist(L, 1);
+  list *l = tolist_fast(L, lua_upvalueindex(1));
   int isint = 0;
+  if (l->b == NULL) return luashm_error(L, "list is not open");
+  luashm_checkopen(L, l->b, "list");
   lua_Integer i = lua_type(L, 2) == LUA_TNUMBER ? lua_tointegerx(L, 2, &isint) : 0;
   if (LUASHM_UNLIKELY(!isint)) {
     if (lua_type(L, 2) == LUA_TNUMBER)
@@ -760,7 +786,7 @@ static const luaL_Reg list_meth[] = {{"count", list_count},     {"index", list_f
 /* No __gc: the Block (the user value) unmaps itself when collected; closing it from the
    List's __gc would close a Block the program may still hold through l.block. */
 static const luaL_Reg list_metameth[] = {
-    {"__newindex", list_newindex}, {"__len", list_len},           {"__close", list_close},
+    {"__len", list_len},           {"__close", list_close},
     {"__tostring", list_tostring}, {"__pairs", list_pairs},       {LUASHM_REF_FIELD, list_ref},
     {NULL, NULL}};
 
@@ -772,8 +798,12 @@ void luashm_open_list(lua_State *L) {
   lua_pushboolean(L, 0);
   lua_setfield(L, -2, "__metatable");
   luaL_newlib(L, list_meth);
-  lua_pushcclosure(L, list_index, 1);
+  lua_pushvalue(L, -2);
+  lua_pushcclosure(L, list_index, 2); /* methods, metatable */
   lua_setfield(L, -2, "__index");
+  lua_pushvalue(L, -1);
+  lua_pushcclosure(L, list_newindex, 1); /* metatable */
+  lua_setfield(L, -2, "__newindex");
   lua_pop(L, 1);
   lua_pushcfunction(L, list_new);
   lua_setfield(L, -2, "list");
