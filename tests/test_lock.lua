@@ -180,17 +180,18 @@ end
 
 function TestLock:test_blocking_acquire_waits_for_release()
   local lk = self:keep(shm.lock())
+  local b = self:keep(shm.create(8))
   local p = start([[
-local lk = shm.open(arg[1])
+local lk, b = shm.open(arg[1]), shm.attach(arg[2])
 lk:acquire()
 io.write("held\n") io.flush()
 local t0 = shm.now() while shm.now() - t0 < 0.2 do end
+b:write(0, "released")
 lk:release()
-]], lk:name())
+]], lk:name(), b.name)
   lu.assertEquals(p:read("l"), "held")
-  local t0 = shm.now()
   lu.assertEquals({ lk:acquire() }, { true })
-  lu.assertTrue(shm.now() - t0 > 0.05)
+  lu.assertEquals(b:read(), "released", "acquired only after the holder's release")
   lk:release()
   lu.assertTrue(p:close())
 end
