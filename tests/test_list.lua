@@ -286,6 +286,20 @@ function TestList:test_ref_and_reopener()
   lu.assertEquals(l[1], 99)
 end
 
+-- Through a real channel: the List travels by name and arrives attached to the same pages.
+function TestList:test_list_travels_through_a_channel()
+  local l = self:list(table.pack(1, "a\0", nil))
+  local ch <close> = shm.channel()
+  ch:send({ list = l, tag = "x" })
+  local v = ch:recv(5)
+  ch:unlink()
+  lu.assertEquals(v.tag, "x")
+  lu.assertNotIs(v.list, l)
+  lu.assertEquals(v.list:totable(), { 1, "a\0", nil, n = 3 })
+  v.list[1] = 99
+  lu.assertEquals(l[1], 99)
+end
+
 function TestList:test_another_process_reads_and_writes()
   local l = self:list({ 1, "x\0\0", 3 })
   local out, err, ok = H.luashm([[
