@@ -63,7 +63,9 @@ static uint64_t load64(const unsigned char *p) {
   return v;
 }
 
-static size_t align8(size_t x) { return (x + 7) & ~(size_t)7; }
+static size_t align8(size_t x) {
+  return (x + 7) & ~(size_t)7;
+}
 
 /* The kind of a slot from its 8 format bytes and its code; *count is the byte count of a
    "<k>s" format. Anything CPython does not write is K_BAD. */
@@ -112,8 +114,7 @@ static int layout_head(const unsigned char *p, size_t size, layout *lay, char *e
   need = lay->codes + (size_t)n;
   lay->extra = 0;
   if (size == need) return 0;
-  if (size == align8(need) + 8 + 8 * (size_t)n &&
-      memcmp(p + align8(need), LIST_MAGIC, 8) == 0) {
+  if (size == align8(need) + 8 + 8 * (size_t)n && memcmp(p + align8(need), LIST_MAGIC, 8) == 0) {
     lay->extra = align8(need) + 8;
     return 0;
   }
@@ -221,7 +222,9 @@ static uint32_t str_hash(int code, const unsigned char *s, size_t len) {
 ** Reading and writing one slot
 ** ------------------------------------------------------------------------------------- */
 
-static list *tolist(lua_State *L, int i) { return (list *)luaL_checkudata(L, i, LUASHM_LIST); }
+static list *tolist(lua_State *L, int i) {
+  return (list *)luaL_checkudata(L, i, LUASHM_LIST);
+}
 
 /* tolist for __index and __newindex, which hold the metatable as upvalue mt: one comparison
    instead of luaL_checkudata's registry lookup on every l[i]. */
@@ -264,12 +267,8 @@ static void slot_push(lua_State *L, const list *l, size_t i) {
       lua_pushnumber(L, (lua_Number)x);
       return;
     }
-    case K_BOOL:
-      lua_pushboolean(L, p[7] != 0);
-      return;
-    case K_NIL:
-      lua_pushnil(L);
-      return;
+    case K_BOOL: lua_pushboolean(L, p[7] != 0); return;
+    case K_NIL: lua_pushnil(L); return;
     case K_STR:
       if (count > l->slot[i + 1] - l->slot[i]) break;
       len = count; /* CPython's rstrip(b'\x00'), a word at a time over the padding */
@@ -282,8 +281,7 @@ static void slot_push(lua_State *L, const list *l, size_t i) {
       }
       lua_pushlstring(L, (const char *)p, len);
       return;
-    default:
-      break;
+    default: break;
   }
   bad_slot(L, l, (lua_Integer)i + 1);
 }
@@ -292,7 +290,8 @@ static void slot_push(lua_State *L, const list *l, size_t i) {
    number of the same type is one 8-byte store and nothing else). */
 static void slot_settype(const list *l, size_t i, const char *fmt, int code) {
   unsigned char *d = l->b->data;
-  if (memcmp(d + l->fmt + FMT_LEN * i, fmt, FMT_LEN) != 0) memcpy(d + l->fmt + FMT_LEN * i, fmt, FMT_LEN);
+  if (memcmp(d + l->fmt + FMT_LEN * i, fmt, FMT_LEN) != 0)
+    memcpy(d + l->fmt + FMT_LEN * i, fmt, FMT_LEN);
   if (d[l->codes + i] != (unsigned char)code) d[l->codes + i] = (unsigned char)code;
 }
 
@@ -309,7 +308,9 @@ static void slot_store(const list *l, size_t i, uint64_t v, const char *fmt, int
 }
 
 /* The bytes a string stored in a slot of `room` bytes may have ("<k>s" has at most 7 digits). */
-static size_t str_room(size_t room) { return room < MAX_STR_COUNT ? room : MAX_STR_COUNT; }
+static size_t str_room(size_t room) {
+  return room < MAX_STR_COUNT ? room : MAX_STR_COUNT;
+}
 
 /* Writes string s into item i (0-based); the caller has checked that it fits. */
 static void slot_store_str(const list *l, size_t i, const char *s, size_t len) {
@@ -319,7 +320,10 @@ static void slot_store_str(const list *l, size_t i, const char *s, size_t len) {
   size_t have = 0;
   memcpy(p, s, len);
   memset(p + len, 0, count - len);
-  if (slot_kind(d + l->fmt + FMT_LEN * i, code, &have) != K_STR || have != count) {
+  if (slot_kind(d + l->fmt + FMT_LEN * i, (signed char)d[l->codes + i], &have) == K_STR &&
+      have == count) {
+    if (d[l->codes + i] != code) d[l->codes + i] = (unsigned char)code; /* str <-> bytes */
+  } else {
     char fmt[FMT_LEN + 1] = {0};
     snprintf(fmt, sizeof fmt, "%zus", count);
     slot_settype(l, i, fmt, code);
@@ -358,9 +362,7 @@ static void slot_set(lua_State *L, const list *l, lua_Integer i, int vidx) {
       ((unsigned char *)&v)[7] = (unsigned char)lua_toboolean(L, vidx);
       slot_store(l, k, v, fmt_bool, CODE_PLAIN);
       return;
-    case LUA_TNIL:
-      slot_store(l, k, 0, fmt_nil, CODE_NONE);
-      return;
+    case LUA_TNIL: slot_store(l, k, 0, fmt_nil, CODE_NONE); return;
     case LUA_TSTRING:
       s = lua_tolstring(L, vidx, &len);
       room = str_room(l->slot[k + 1] - l->slot[k]);
@@ -422,15 +424,13 @@ static size_t new_slot(lua_State *L, int idx, size_t cap) {
   switch (lua_type(L, idx)) {
     case LUA_TNUMBER:
     case LUA_TBOOLEAN:
-    case LUA_TNIL:
-      return 8;
+    case LUA_TNIL: return 8;
     case LUA_TSTRING:
       lua_tolstring(L, idx, &len);
       if (len >= MAX_STR_SLOT) return (size_t)-1;
       room = 8 * (len / 8 + 1);
       return room < cap ? cap : room;
-    default:
-      return 0;
+    default: return 0;
   }
 }
 
@@ -442,7 +442,8 @@ static lua_Integer opt_count(lua_State *L) {
     return (lua_Integer)lua_rawlen(L, 1);
   }
   n = lua_tointegerx(L, -1, &isint);
-  if (!isint || n < 0 || lua_type(L, -1) != LUA_TNUMBER) luashm_error(L, "list: values.n must be a non-negative integer");
+  if (!isint || n < 0 || lua_type(L, -1) != LUA_TNUMBER)
+    luashm_error(L, "list: values.n must be a non-negative integer");
   lua_pop(L, 1);
   return n;
 }
@@ -779,16 +780,17 @@ static int list_reopen(lua_State *L) {
   return 1;
 }
 
-static const luaL_Reg list_meth[] = {{"count", list_count},     {"index", list_find},
-                                     {"totable", list_totable}, {"close", list_close},
+static const luaL_Reg list_meth[] = {{"count", list_count},
+                                     {"index", list_find},
+                                     {"totable", list_totable},
+                                     {"close", list_close},
                                      {NULL, NULL}};
 
 /* No __gc: the Block (the user value) unmaps itself when collected; closing it from the
    List's __gc would close a Block the program may still hold through l.block. */
-static const luaL_Reg list_metameth[] = {
-    {"__len", list_len},           {"__close", list_close},
-    {"__tostring", list_tostring}, {"__pairs", list_pairs},       {LUASHM_REF_FIELD, list_ref},
-    {NULL, NULL}};
+static const luaL_Reg list_metameth[] = {{"__len", list_len},           {"__close", list_close},
+                                         {"__tostring", list_tostring}, {"__pairs", list_pairs},
+                                         {LUASHM_REF_FIELD, list_ref},  {NULL, NULL}};
 
 void luashm_open_list(lua_State *L) {
   luaL_newmetatable(L, LUASHM_LIST);

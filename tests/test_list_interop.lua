@@ -180,6 +180,18 @@ sl.shm.close()
   for i, s in ipairs(cases) do lu.assertEquals(l[i], s, i) end
 end
 
+-- Rewriting a string slot with a string of the other kind (str <-> bytes) updates its code.
+function TestListInterop:test_rewrite_switches_str_and_bytes()
+  local l = self:list({ "abc", "\xff" })
+  l[1] = "\xfe"
+  l[2] = "text"
+  lu.assertEquals(py([[
+sl = attach_list(sys.argv[1])
+print(list(sl))
+sl.shm.close()
+]], l.name), "[b'\\xfe', 'text']\n")
+end
+
 -- gh-106939 with a Python reader: the values Python sees are the stripped ones, typed right.
 function TestListInterop:test_trailing_nuls_python_reads_stripped_lua_reads_exact()
   local l = self:list({ "s\0", "\xff\0\0", "\0" })

@@ -46,7 +46,9 @@ static lua_State *fuzz_state(void) {
 }
 
 /* Wraps the Block at the top of the stack (pcall'd: a malformed layout raises). */
-static int wrap(lua_State *L) { return luashm_list_wrap(L); }
+static int wrap(lua_State *L) {
+  return luashm_list_wrap(L);
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   char err[LUASHM_ERRLEN];
