@@ -91,11 +91,32 @@ static char *common_prefix(char **m, int n) {
   return strndup(m[0], len);
 }
 
+/* The Lua list of words at the top as readline's matches (matches[0] their common prefix),
+   or NULL when it is empty or memory runs out. */
+static char **to_matches(lua_State *L) {
+  int n = (int)lua_rawlen(L, -1), i;
+  char **m;
+  if (n <= 0 || (m = calloc((size_t)n + 2, sizeof *m)) == NULL) return NULL;
+  for (i = 1; i <= n; i++) {
+    lua_rawgeti(L, -1, i);
+    m[i] = strdup(lua_isstring(L, -1) ? lua_tostring(L, -1) : "");
+    lua_pop(L, 1);
+    if (m[i] == NULL) break;
+  }
+  if (i > n) m[0] = common_prefix(m + 1, n);
+  if (m[0] == NULL) {
+    for (i = 1; i <= n; i++) free(m[i]);
+    free(m);
+    return NULL;
+  }
+  return m;
+}
+
 /* Asks luashm.pretty's complete() for the words that complete text; readline frees the
    array and its strings. */
 static char **complete(const char *text, int start, int end) {
   lua_State *L = completion_state;
-  int top = lua_gettop(L), n, i;
+  int top = lua_gettop(L);
   char **m = NULL;
   (void)start;
   (void)end;
@@ -105,15 +126,7 @@ static char **complete(const char *text, int start, int end) {
   if (lua_getfield(L, -1, PRETTY) == LUA_TTABLE &&
       lua_getfield(L, -1, "complete") == LUA_TFUNCTION) {
     lua_pushstring(L, text);
-    if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_istable(L, -1) && (n = (int)lua_rawlen(L, -1)) > 0 &&
-        (m = calloc((size_t)n + 2, sizeof *m)) != NULL) {
-      for (i = 1; i <= n; i++) {
-        lua_rawgeti(L, -1, i);
-        m[i] = strdup(lua_isstring(L, -1) ? lua_tostring(L, -1) : "");
-        lua_pop(L, 1);
-      }
-      m[0] = common_prefix(m + 1, n);
-    }
+    if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_istable(L, -1)) m = to_matches(L);
   }
   lua_settop(L, top);
   return m;
