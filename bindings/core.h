@@ -100,14 +100,6 @@ int luashm_header_is(const unsigned char *p, size_t size, const char *kind, uint
 /* Every kind luashm knows, most specific first, terminated by a NULL name (open.c). */
 extern const luashm_kind luashm_kinds[];
 
-/* The progress counter kind (progress.c): probe and wrap, for luashm_kinds. */
-int luashm_progress_probe(const unsigned char *p, size_t size);
-int luashm_progress_wrap(lua_State *L);
-
-/* The channel kind (channel.c): probe and wrap, for luashm_kinds. */
-int luashm_channel_probe(const unsigned char *p, size_t size);
-int luashm_channel_wrap(lua_State *L);
-
 /* The lock kind (lock.c): probe and wrap, for luashm_kinds. */
 int luashm_lock_probe(const unsigned char *p, size_t size);
 int luashm_lock_wrap(lua_State *L);
@@ -115,6 +107,18 @@ int luashm_lock_wrap(lua_State *L);
 /* The barrier kind (barrier.c): probe and wrap, for luashm_kinds. */
 int luashm_barrier_probe(const unsigned char *p, size_t size);
 int luashm_barrier_wrap(lua_State *L);
+
+/* The manager record kind (manager.c): probe and wrap, for luashm_kinds. */
+int luashm_manager_probe(const unsigned char *p, size_t size);
+int luashm_manager_wrap(lua_State *L);
+
+/* The progress counter kind (progress.c): probe and wrap, for luashm_kinds. */
+int luashm_progress_probe(const unsigned char *p, size_t size);
+int luashm_progress_wrap(lua_State *L);
+
+/* The channel kind (channel.c): probe and wrap, for luashm_kinds. */
+int luashm_channel_probe(const unsigned char *p, size_t size);
+int luashm_channel_wrap(lua_State *L);
 
 /* The ShareableList kind (list.c): probe and wrap, for luashm_kinds (last: it has no magic). */
 int luashm_list_probe(const unsigned char *p, size_t size);
@@ -124,10 +128,6 @@ int luashm_list_wrap(lua_State *L);
    offset, format and code is consistent with the size, else -1 with the cause in err
    (LUASHM_ERRLEN bytes). The fuzz target's entry point. */
 int luashm_list_check(const unsigned char *p, size_t size, char *err);
-
-/* The manager record kind (manager.c): probe and wrap, for luashm_kinds. */
-int luashm_manager_probe(const unsigned char *p, size_t size);
-int luashm_manager_wrap(lua_State *L);
 
 /* The kind name of a block's bytes ("array", "list", ..., or "block"). */
 const char *luashm_kind_of(const unsigned char *p, size_t size);
@@ -149,14 +149,64 @@ const char *luashm_kind_of(const unsigned char *p, size_t size);
 void luashm_set_reopener(lua_State *L, const char *kind);
 
 /* ---------------------------------------------------------------------------------------
+** Arrays (array.c; the dtypes and the NPY format are in npy.h)
+** ------------------------------------------------------------------------------------- */
+
+#define LUASHM_ARRAY "luashm.Array"
+
+/* What C code outside array.c (the value codec, collectives) may know of an Array. data and
+   shape stay valid while the Array is reachable and its block open. */
+typedef struct luashm_arrayinfo {
+  unsigned char *data; /* the first element */
+  int dtype;           /* LUASHM_I8 ... LUASHM_F64 (npy.h) */
+  size_t itemsize;     /* bytes per element */
+  size_t count;        /* elements, C (row-major) order, contiguous */
+  int ndim;
+  const size_t *shape; /* ndim entries */
+} luashm_arrayinfo;
+
+/* 1 and *info filled when the value at index i is an Array (raising "block is closed" when it
+   is closed); 0 when it is no Array. */
+int luashm_toarray(lua_State *L, int i, luashm_arrayinfo *info);
+
+/* shm.open's "array" kind: an NPY header (probe), wrapped into an Array that owns the Block at
+   the top of the stack (wrap; a malformed header is an error naming the block). */
+int luashm_array_probe(const unsigned char *p, size_t size);
+int luashm_array_wrap(lua_State *L);
+
+/* The balanced split of 1..len into n parts that shm.partition returns (and MPI's gather and
+   scatter use): rank's part (1-based) is lo..hi, the first len % n parts one longer; an empty
+   part has hi = lo - 1. Arguments are checked by the callers. */
+static inline void luashm_partition(int64_t len, int64_t n, int64_t rank, int64_t *lo,
+                                    int64_t *hi) {
+  int64_t base = len / n, extra = len % n;
+  *lo = (rank - 1) * base + (rank - 1 < extra ? rank - 1 : extra) + 1;
+  *hi = *lo + base + (rank <= extra ? 1 : 0) - 1;
+}
+
+/* ---------------------------------------------------------------------------------------
+** The core's C API for separately built modules (luashm/mpi.so), which cannot link the
+** core's hidden symbols: luaopen_luashm stores a pointer to this table in the registry.
+** ------------------------------------------------------------------------------------- */
+
+#define LUASHM_CAPI "luashm.capi"
+typedef struct luashm_capi {
+  int (*error)(lua_State *L, const char *fmt, ...);
+  int (*toarray)(lua_State *L, int i, luashm_arrayinfo *info);
+  const char *const *dtype_names;
+} luashm_capi;
+
+/* ---------------------------------------------------------------------------------------
 ** Module pieces: each adds its functions to the module table at the top of the stack.
 ** ------------------------------------------------------------------------------------- */
 
 void luashm_open_block(lua_State *L);
+void luashm_open_array(lua_State *L);
 void luashm_open_codec(lua_State *L);   /* shm.encode, shm.decode (codec.c) */
 void luashm_open_channel(lua_State *L); /* shm.channel (channel.c) */
 void luashm_open_lock(lua_State *L);    /* shm.lock (lock.c) */
 void luashm_open_barrier(lua_State *L); /* shm.barrier (barrier.c) */
+void luashm_open_manager(lua_State *L); /* shm.manager (manager.c) */
 void luashm_open_list(lua_State *L);    /* shm.list (list.c) */
 void luashm_open_worker(lua_State *L);   /* shm.spawn, shm.cpus, shm.partition (worker.c) */
 void luashm_open_progress(lua_State *L); /* shm.progress (progress.c) */
@@ -164,7 +214,6 @@ void luashm_open_progress(lua_State *L); /* shm.progress (progress.c) */
 /* Redraws this process's progress bar if one is running and due (progress.c); returns 1 when
    a bar is running, so that a wait should come back to it every ~100 ms. */
 int luashm_progress_tick(lua_State *L);
-void luashm_open_manager(lua_State *L); /* shm.manager (manager.c) */
 int luaopen_luashm(lua_State *L);
 void luashm_openlibs(lua_State *L);
 void luashm_open_kinds(lua_State *L);

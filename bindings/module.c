@@ -5,6 +5,7 @@
 #include "core.h"
 #include "embed.h"
 #include "lualib.h"
+#include "npy.h"
 
 #include <time.h>
 
@@ -35,7 +36,11 @@ static void open_lua_parts(lua_State *L) {
   lua_pop(L, 1);
 }
 
+static const luashm_capi capi = {luashm_error, luashm_toarray, luashm_dtype_names};
+
 LUASHM_EXPORT int luaopen_luashm(lua_State *L) {
+  lua_pushlightuserdata(L, (void *)&capi);
+  lua_setfield(L, LUA_REGISTRYINDEX, LUASHM_CAPI);
   lua_newtable(L);
   lua_pushliteral(L, LUASHM_VERSION);
   lua_setfield(L, -2, "version");
@@ -44,8 +49,9 @@ LUASHM_EXPORT int luaopen_luashm(lua_State *L) {
   luashm_open_block(L);
   luashm_open_kinds(L);
   /* Each type's open function goes here, one line each. */
-  luashm_open_manager(L);
+  luashm_open_array(L);
   luashm_open_list(L);
+  luashm_open_manager(L);
   luashm_open_lock(L);
   luashm_open_barrier(L);
   luashm_open_codec(L);
