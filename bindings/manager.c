@@ -341,8 +341,10 @@ static int manager_tostring(lua_State *L) {
    create (diagnostics and tests). */
 static int manager_tracker(lua_State *L) {
   long pid = luashm_tracker_pid();
-  if (pid == 0) return 0;
-  lua_pushinteger(L, (lua_Integer)pid);
+  if (pid == 0)
+    lua_pushnil(L);
+  else
+    lua_pushinteger(L, (lua_Integer)pid);
   return 1;
 }
 

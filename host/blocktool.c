@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "core.h"
+#include "npy.h"
 #include "tracker.h"
 
 #define SHM_DIR "/dev/shm/"
@@ -74,11 +75,27 @@ static void on_sigbus(int sig) {
   siglongjmp(bus_jump, 1);
 }
 
+static void describe_array(entry *e, const unsigned char *p, size_t size) {
+  char err[LUASHM_ERRLEN];
+  luashm_npy h;
+  int i, n;
+  if (luashm_npy_parse(p, size, size, &h, err) != 0) {
+    snprintf(e->kind, sizeof e->kind, "array (malformed header)");
+    return;
+  }
+  n = snprintf(e->kind, sizeof e->kind, "array %s (", luashm_dtype_names[h.dtype]);
+  for (i = 0; i < h.ndim && n < (int)sizeof e->kind - 24; i++)
+    n += snprintf(e->kind + n, sizeof e->kind - (size_t)n, "%s%zu", i ? ", " : "", h.shape[i]);
+  snprintf(e->kind + n, sizeof e->kind - (size_t)n, "%s)", h.ndim == 1 ? "," : "");
+}
+
 /* Fills the kind and, for luashm's own kinds, the creator from the header. */
 static void describe(entry *e, const unsigned char *p, size_t size) {
   const char *kind = luashm_kind_of(p, size);
   luashm_header h;
-  if (strcmp(kind, "list") == 0) {
+  if (strcmp(kind, "array") == 0)
+    describe_array(e, p, size);
+  else if (strcmp(kind, "list") == 0) {
     int64_t n;
     memcpy(&n, p, sizeof n);
     snprintf(e->kind, sizeof e->kind, "list of %" PRId64, n);

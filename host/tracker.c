@@ -21,6 +21,7 @@
 #include <string.h>
 #include <poll.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -218,6 +219,7 @@ static int watchdog_detach(int rfd) {
   sigset_t none;
   int fd, devnull;
   setsid();
+  prctl(PR_SET_NAME, "luashm-tracker"); /* what ps and top show, beside the host's command line */
   signal(SIGINT, SIG_IGN);
   signal(SIGTERM, SIG_IGN);
   signal(SIGHUP, SIG_IGN);

@@ -60,7 +60,10 @@ function TestBlockTool:test_lists_kinds_tracking_and_creator()
   if list then lu.assertEquals(rows[list.block.name].kind, "list of 3") end
   if shm.array then
     local a = m:array("f64", { 3, 4 })
-    lu.assertStrContains(listing()[a.name].kind, "array")
+    local v = m:array("i32", 5)
+    rows = listing()
+    lu.assertEquals(rows[a.name].kind, "array f64 (3, 4)")
+    lu.assertEquals(rows[v.name].kind, "array i32 (5,)")
   end
   m:shutdown()
   raw:unlink()

@@ -226,6 +226,29 @@ function TestTracker:test_only_a_real_fork_or_create_starts_the_watchdog()
   lu.assertStrContains(out, "after-spawn=true")
 end
 
+-- Ctrl-C reaches the whole foreground process group: the host stops, the watchdog (in a session
+-- of its own, ignoring SIGINT) survives it and cleans up.
+function TestTracker:test_ctrl_c_of_the_group_spares_the_watchdog()
+  local marker = os.tmpname()
+  os.remove(marker)
+  local out = run(([[
+    local b = shm.create(10)
+    print("name=" .. b.name)
+    io.stdout:flush()
+    io.open(%q, "w"):close()
+    local stop = os.time() + 30 -- bounded, should the interrupt never come
+    while os.time() < stop do end
+  ]]):format(marker), "setsid sh -c '\"$0\" \"$1\" & p=$!; trap \"\" INT; " ..
+    "while [ ! -e " .. marker .. " ]; do sleep 0.01; done; kill -INT -$$; wait $p' " ..
+    H.shell_quote(H.host))
+  os.remove(marker)
+  lu.assertStrContains(out, "interrupted")
+  local names = printed(out)
+  lu.assertEquals(#names, 1)
+  lu.assertFalse(H.in_shm(names[1]))
+  lu.assertEquals(tracker_lines(out), { "luashm: tracker: unlinked 1 leaked block: " .. names[1] })
+end
+
 -- The watchdog is not in the tree's process group or session (Ctrl-C reaches only the tree),
 -- and holds no write end and no block mapping.
 function TestTracker:test_watchdog_is_detached()
