@@ -100,6 +100,20 @@ function Repl:wait_line(s, is_pattern)
   end, "a line " .. (is_pattern and "matching " or "") .. q(s))
 end
 
+-- Waits until the file at path exists and is not empty; returns its contents.
+function Repl:wait_file(path)
+  local text
+  self:wait(function()
+    local f = io.open(path)
+    if f then
+      text = f:read("a")
+      f:close()
+    end
+    return text ~= nil and text ~= ""
+  end, "the file " .. path)
+  return text
+end
+
 function Repl:wait_text(s)
   return self:wait(function(screen) return screen:find(s, 1, true) ~= nil end, q(s))
 end
@@ -110,6 +124,18 @@ function Repl:wait_prompt()
     local last = screen:gsub("\n+$", ""):match("[^\n]*$")
     return last == ">"
   end, "the prompt")
+end
+
+-- Waits until the REPL has run everything typed so far and waits at a fresh prompt, where the
+-- terminal is in readline's raw mode: a control key typed in between, while a chunk runs and
+-- the terminal is cooked, is the kernel's (a Ctrl-D there would not be an end of input).
+function Repl:sync()
+  self.syncs = (self.syncs or 0) + 1
+  local mark = '"sync' .. self.syncs .. '"'
+  self:line("'sync' .. " .. self.syncs)
+  return self:wait(function(screen)
+    return screen:gsub("\n+$", ""):sub(-#mark - 2) == mark .. "\n>"
+  end, "the result " .. mark .. " and a fresh prompt")
 end
 
 -- The host's exit status once it has exited, else nil.
@@ -193,16 +219,12 @@ function TestRepl:test_array_is_pretty_printed_in_its_tostring_form()
     r:line("b = a")
   end
   r:line(("io.open(%q, 'w'):write(tostring(a)):close()"):format(expect))
+  local text = r:wait_file(expect)
   r:line("a")
-  r:wait_prompt()
-  local f = assert(io.open(expect))
-  local text = f:read("a")
-  f:close()
-  lu.assertTrue(#text > 0)
   local screen = r:wait_text(text)
   lu.assertStrContains(screen, text)
   r:line("b:unlink()")
-  r:wait_prompt()
+  r:sync()
 end
 
 function TestRepl:test_completion_of_globals_fields_and_methods()
@@ -238,7 +260,7 @@ function TestRepl:test_completion_of_globals_fields_and_methods()
     r:line("arr.block:unlink()")
   end
   r:line("blk:unlink()")
-  r:wait_prompt()
+  r:sync()
 end
 
 function TestRepl:test_multiline_input_continues_until_complete()
@@ -276,7 +298,7 @@ function TestRepl:test_history_is_recalled_after_a_restart()
   r:line("function hist_f()")
   r:line("return 'from history'")
   r:line("end")
-  r:wait_prompt()
+  r:sync()
   r:keys("C-d")
   lu.assertEquals(r:wait_exit(), 0)
   local f = assert(io.open(self.home .. "/.luashm_history"))
@@ -288,10 +310,13 @@ function TestRepl:test_history_is_recalled_after_a_restart()
   local r2 = new_repl(self.home)
   self.repl = r2
   r2:start()
-  r2:keys("Up", "Up")
+  -- history: hist_value, the function, r's sync
+  r2:keys("Up", "Up", "Up")
   r2:wait_text("> hist_value = 12345")
   r2:keys("Enter")
-  r2:keys("Up", "Up")
+  r2:sync()
+  -- history: ..., r's sync, hist_value again, r2's sync
+  r2:keys("Up", "Up", "Up", "Up")
   r2:wait(function(s) return s:find("function hist_f()\nreturn 'from history'\nend", 1, true) end,
     "the multi-line chunk recalled whole")
   r2:keys("Enter")
@@ -360,11 +385,13 @@ function TestRepl:test_ctrl_c_cancels_the_line_being_typed()
   r:type("error('must not run')")
   r:wait_text("must not run')")
   r:keys("C-c")
+  r:wait_prompt()
   r:line("'after'")
   r:wait_line('"after"')
   r:line("for i = 1, 2 do")
   r:wait_line(">>")
   r:keys("C-c")
+  r:wait_prompt()
   r:line("2 + 2")
   r:wait_line("4")
   local screen = r:screen()
@@ -374,26 +401,24 @@ end
 
 function TestRepl:test_ctrl_d_exits_and_cleanup_runs()
   local r = self.repl
-  local mark = self.home .. "/gc_ran"
+  local mark, names = self.home .. "/gc_ran", self.home .. "/names"
   r:start()
   r:line(("keep = setmetatable({}, {__gc = function() "
     .. "io.open(%q, 'w'):write('gc ran'):close() end})"):format(mark))
-  r:line(("blk = shm.create(64); io.open(%q, 'w'):write(blk.name):close()")
-    :format(self.home .. "/name"))
-  r:wait_prompt()
-  local f = assert(io.open(self.home .. "/name"))
-  local name = f:read("a")
-  f:close()
-  lu.assertTrue(H.in_shm(name))
+  -- a tracked block (the tracker removes it) and an untracked block of a manager (the
+  -- manager's __gc removes it)
+  r:line("blk = shm.create(64)")
+  r:line("m = shm.manager(); mblk = m:create(64, {track = false})")
+  r:line(("io.open(%q, 'w'):write(blk.name, ' ', mblk.name):close()"):format(names))
+  r:sync()
+  local tracked, managed = r:wait_file(names):match("(%S+) (%S+)")
+  lu.assertTrue(H.in_shm(tracked))
+  lu.assertTrue(H.in_shm(managed))
   r:keys("C-d")
   lu.assertEquals(r:wait_exit(), 0)
-  f = assert(io.open(mark))
-  lu.assertEquals(f:read("a"), "gc ran")
-  f:close()
-  -- the tracker removes the tracked block once the host's tree has exited
-  local deadline = os.time() + TIMEOUT
-  while H.in_shm(name) and os.time() <= deadline do sleep(0.05) end
-  lu.assertFalse(H.in_shm(name))
+  lu.assertEquals(r:wait_file(mark), "gc ran")
+  lu.assertFalse(H.in_shm(managed))
+  r:wait(function() return not H.in_shm(tracked) end, "the tracker to remove " .. tracked)
 end
 
 function TestRepl:test_i_enters_the_repl_after_the_script()
