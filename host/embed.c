@@ -8,6 +8,7 @@
 
 #include "core.h"
 #include "luashm.h"
+#include "npy.h"
 #include "tracker.h"
 
 struct luashm_mem {
@@ -78,6 +79,41 @@ LUASHM_API luashm_mem *luashm_mem_create(size_t size, const char *name, int flag
   return m;
 }
 
+/* The NPY header comes from npy.c, shm.array's own writer, so NumPy and shm.open read a block
+   made here exactly as one made from Lua. */
+LUASHM_API luashm_mem *luashm_mem_array(const char *dtype, int ndim, const size_t *shape,
+                                        const char *name, int flags, char *err, size_t errlen) {
+  char ebuf[LUASHM_ERRLEN];
+  size_t hlen, nbytes;
+  luashm_mem *m;
+  int dt = dtype != NULL ? luashm_dtype_lookup(dtype) : -1, i;
+  if (dt < 0) {
+    luashm_fail(ebuf, "array", NULL, "unknown dtype (use i8 u8 i16 u16 i32 u32 i64 u64 f32 f64)");
+    goto fail;
+  }
+  if (ndim < 0 || ndim > LUASHM_MAXDIMS || (ndim > 0 && shape == NULL)) {
+    luashm_fail(ebuf, "array", NULL, "ndim must be from 0 to 32, with a shape of ndim sizes");
+    goto fail;
+  }
+  nbytes = luashm_dtype_sizes[dt];
+  for (i = 0; i < ndim; i++) {
+    if (shape[i] != 0 && nbytes > PTRDIFF_MAX / shape[i]) {
+      luashm_fail(ebuf, "array", NULL, "shape is too large");
+      goto fail;
+    }
+    nbytes *= shape[i];
+  }
+  hlen = luashm_npy_header_len(dt, ndim, shape);
+  m = mem_new(hlen + nbytes, name, flags, ebuf);
+  if (m == NULL) goto fail;
+  luashm_npy_write(m->base, dt, ndim, shape);
+  m->offset = hlen;
+  return m;
+fail:
+  set_err(err, errlen, ebuf);
+  return NULL;
+}
+
 LUASHM_API luashm_mem *luashm_mem_attach(const char *name, char *err, size_t errlen) {
   char ebuf[LUASHM_ERRLEN];
   luashm_mem *m = NULL;
@@ -100,11 +136,17 @@ fail:
   return NULL;
 }
 
-LUASHM_API void *luashm_mem_data(const luashm_mem *m) { return m->base + m->offset; }
+LUASHM_API void *luashm_mem_data(const luashm_mem *m) {
+  return m->base + m->offset;
+}
 
-LUASHM_API size_t luashm_mem_size(const luashm_mem *m) { return m->mapsize - m->offset; }
+LUASHM_API size_t luashm_mem_size(const luashm_mem *m) {
+  return m->mapsize - m->offset;
+}
 
-LUASHM_API const char *luashm_mem_name(const luashm_mem *m) { return m->name; }
+LUASHM_API const char *luashm_mem_name(const luashm_mem *m) {
+  return m->name;
+}
 
 LUASHM_API int luashm_mem_unlink(luashm_mem *m, char *err, size_t errlen) {
   char ebuf[LUASHM_ERRLEN];

@@ -2,9 +2,10 @@
 ** luashm.h: the C API for programs that embed luashm. Open the module into a lua_State, share
 ** memory with Lua from C (blocks and NPY arrays, by name), and run worker scripts.
 **
-** Link with `pkg-config --cflags --libs luashm`. Functions that take a lua_State return LUA_OK or
-** an error status with the message on the stack, like lua_pcall; the others return NULL or -1
-** and write "luashm: <op> '<name>': <cause>" into err (errlen bytes; err may be NULL).
+** Link with `pkg-config --cflags --libs luashm`. The luashm_ functions that take a lua_State
+** return LUA_OK or an error status with the message on the stack, like lua_pcall (only
+** luashm_openlibs raises, like luaL_openlibs); the others return NULL or -1 and write
+** "luashm: <op> '<name>': <cause>" into err (errlen bytes; err may be NULL).
 */
 #ifndef LUASHM_H
 #define LUASHM_H
@@ -63,10 +64,17 @@ typedef struct luashm_mem luashm_mem;
 LUASHM_API luashm_mem *luashm_mem_create(size_t size, const char *name, int flags, char *err,
                                          size_t errlen);
 
+/* Creates a zero-filled array in a new self-describing block, as shm.array(dtype, shape) does:
+   the block is an NPY 1.0 file that shm.open and numpy.load open by name alone. dtype is "f64",
+   "i32"... (API.md's names); shape has ndim (0..32) entries. */
+LUASHM_API luashm_mem *luashm_mem_array(const char *dtype, int ndim, const size_t *shape,
+                                        const char *name, int flags, char *err, size_t errlen);
+
 /* Maps an existing block (any process's, Python's too) by name. Never registers it for cleanup. */
 LUASHM_API luashm_mem *luashm_mem_attach(const char *name, char *err, size_t errlen);
 
-/* The block's bytes. Valid until luashm_mem_close. */
+/* The bytes: all of a block's, or, for luashm_mem_array, the elements (C order, native
+   endianness) after the NPY header. Valid until luashm_mem_close. */
 LUASHM_API void *luashm_mem_data(const luashm_mem *m);
 LUASHM_API size_t luashm_mem_size(const luashm_mem *m);
 

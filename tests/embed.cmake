@@ -1,0 +1,11 @@
+# C programs that use the embedding API (luashm.h), linked against libluashm.so as an
+# embedding program is, and run by ctest. The install test is the LuaUnit suite
+# tests/test_install.lua.
+foreach(prog embed_api embed_example)
+  add_executable(${prog} ${CMAKE_SOURCE_DIR}/tests/${prog}.c)
+  target_link_libraries(${prog} PRIVATE luashm_shared)
+endforeach()
+add_test(NAME embed_api COMMAND embed_api)
+add_test(NAME embed_example
+         COMMAND embed_example ${CMAKE_SOURCE_DIR}/tests/embed_example.lua 100000 2)
+set_tests_properties(embed_api embed_example PROPERTIES TIMEOUT 120)
