@@ -340,14 +340,14 @@ static void slot_store_str(const list *l, size_t i, const char *s, size_t len) {
   }
 }
 
-/* Writes the value at vidx into item i (1-based, in range, block open); errors before any
-   byte changes, so a failed write keeps the old value (gh-84510). */
-static void slot_set(lua_State *L, const list *l, lua_Integer i, int vidx) {
+/* Writes the value at vidx, of Lua type `type`, into item i (1-based, in range, block open);
+   errors before any byte changes, so a failed write keeps the old value (gh-84510). */
+static void slot_set(lua_State *L, const list *l, lua_Integer i, int vidx, int type) {
   size_t k = (size_t)i - 1, len, room;
   const char *s;
   double x;
   uint64_t v;
-  switch (lua_type(L, vidx)) {
+  switch (type) {
     case LUA_TNUMBER:
       if (lua_isinteger(L, vidx)) {
         slot_store(l, k, (uint64_t)lua_tointeger(L, vidx), fmt_int, CODE_PLAIN);
@@ -417,11 +417,11 @@ int luashm_list_wrap(lua_State *L) {
   return 1;
 }
 
-/* The slot size a new item needs: 8, or for a string CPython's 8 * (len // 8 + 1) counted in
-   encoded bytes (gh-145261), at least cap. 0 for an unsupported type. */
-static size_t new_slot(lua_State *L, int idx, size_t cap) {
+/* The slot size a new item (at idx, of Lua type `type`) needs: 8, or for a string CPython's 8 *
+   (len // 8 + 1) counted in encoded bytes (gh-145261), at least cap. 0 for an unsupported type. */
+static size_t new_slot(lua_State *L, int idx, int type, size_t cap) {
   size_t len, room;
-  switch (lua_type(L, idx)) {
+  switch (type) {
     case LUA_TNUMBER:
     case LUA_TBOOLEAN:
     case LUA_TNIL: return 8;
@@ -470,26 +470,38 @@ static void bad_value(lua_State *L, lua_Integer i, int idx, size_t slot) {
                i, luaL_typename(L, idx));
 }
 
-/* The data area's size: 8 bytes per item plus what strings need beyond that. Walks only the
-   entries present (lua_next), so values.n = 2^40 fails at create, not after 2^40 steps. The
-   lowest bad index is the one reported. */
+/* The data area's size: 8 bytes per item plus what strings need beyond that. A dense table
+   (n <= #values) is walked by index; a sparse one only over the entries present (lua_next), so
+   values.n = 2^40 fails at create, not after 2^40 steps. Either way the work is bounded by the
+   table's real size, and the lowest bad index is the one reported. */
 static size_t data_size(lua_State *L, lua_Integer n, size_t cap) {
-  size_t extra = 0, badsize = 0;
-  lua_Integer bad = 0;
-  lua_pushnil(L);
-  while (lua_next(L, 1) != 0) {
-    lua_Integer i;
-    size_t s;
-    if (lua_isinteger(L, -2) && (i = lua_tointeger(L, -2)) >= 1 && i <= n) {
-      s = new_slot(L, -1, cap);
-      if ((s == 0 || s == (size_t)-1) && (bad == 0 || i < bad)) {
+  size_t extra = 0, badsize = 0, s;
+  lua_Integer bad = 0, i;
+  if ((lua_Unsigned)n <= lua_rawlen(L, 1)) {
+    for (i = 1; i <= n && bad == 0; i++) {
+      s = new_slot(L, -1, lua_rawgeti(L, 1, i), cap);
+      lua_pop(L, 1);
+      if (s == 0 || s == (size_t)-1) {
         bad = i;
         badsize = s;
-      } else if (s > 8) {
+      } else {
         extra += s - 8;
       }
     }
-    lua_pop(L, 1);
+  } else {
+    lua_pushnil(L);
+    while (lua_next(L, 1) != 0) {
+      if (lua_isinteger(L, -2) && (i = lua_tointeger(L, -2)) >= 1 && i <= n) {
+        s = new_slot(L, -1, lua_type(L, -1), cap);
+        if ((s == 0 || s == (size_t)-1) && (bad == 0 || i < bad)) {
+          bad = i;
+          badsize = s;
+        } else if (s > 8) {
+          extra += s - 8;
+        }
+      }
+      lua_pop(L, 1);
+    }
   }
   if (bad != 0) {
     lua_rawgeti(L, 1, bad);
@@ -522,15 +534,14 @@ static void list_fill(lua_State *L, lua_Integer n, size_t cap, size_t datasize) 
   memcpy(p, &n, 8);
   memcpy(p + l->extra - 8, LIST_MAGIC, 8);
   for (i = 1; i <= n; i++) {
-    size_t s;
-    lua_rawgeti(L, 1, i);
-    s = new_slot(L, -1, cap);
+    int type = lua_rawgeti(L, 1, i);
+    size_t s = new_slot(L, -1, type, cap);
     if (s == 0 || s == (size_t)-1 || s > datasize - off)
       luashm_error(L, "list '%s': the values changed while the list was made", b->name);
     memcpy(p + 8 * i, &off, 8);
     off += s;
     l->slot[i] = data + off;
-    slot_set(L, l, i, lua_gettop(L));
+    slot_set(L, l, i, lua_gettop(L), type);
     lua_pop(L, 1);
   }
   if (off != datasize)
@@ -744,7 +755,7 @@ static int list_newindex(lua_State *L) {
   }
   if (i < 1 || i > l->n)
     return luashm_error(L, "list '%s': index %I is out of range (1..%I)", l->b->name, i, l->n);
-  slot_set(L, l, i, 3);
+  slot_set(L, l, i, 3, lua_type(L, 3));
   return 0;
 }
 
