@@ -162,6 +162,16 @@ function TestComplete:test_fields_of_tables()
   lu.assertEquals(P.complete("tbl.", env), { "tbl.alpha", "tbl.alps", "tbl.beta", "tbl.fn" })
 end
 
+function TestComplete:test_underscore_names_only_when_asked_for()
+  local e = { _hidden = 1, shown = 2, t = { _private = 1, public = 2 } }
+  lu.assertEquals(P.complete("t.", e), { "t.public" })
+  lu.assertEquals(P.complete("t._", e), { "t._private" })
+  lu.assertEquals(P.complete("_", e), { "_hidden" })
+  lu.assertNotNil(P.complete("", e)[1])
+  for _, w in ipairs(P.complete("", e)) do lu.assertNotEquals(w, "_hidden") end
+  lu.assertEquals(P.complete("_V", _G), { "_VERSION" })
+end
+
 function TestComplete:test_methods_only_after_a_colon()
   lu.assertEquals(P.complete("tbl:", env), { "tbl:fn(" })
   lu.assertEquals(P.complete("str:up", env), { "str:upper(" })
@@ -203,6 +213,11 @@ function TestComplete:test_index_chains_are_followed()
   local cls = setmetatable({ world = function() end }, { __index = base })
   local obj = setmetatable({}, { __index = cls })
   lu.assertEquals(P.complete("o:", { o = obj }), { "o:hello(", "o:world(" })
+end
+
+function TestComplete:test_a_lua_index_function_offers_no_upvalue()
+  local obj = setmetatable({}, { __index = function(_, k) return print(k) end })
+  lu.assertEquals(P.complete("o:", { o = obj }), {})
 end
 
 function TestComplete:test_bad_paths_complete_to_nothing()

@@ -5,6 +5,8 @@ local debug, math, string, table = debug, math, string, table
 local io, ipairs, next, pcall, rawget, rawlen, select, tostring, type =
   io, ipairs, next, pcall, rawget, rawlen, select, tostring, type
 
+local globals = _ENV -- the interpreter's globals, whatever the user later does to _G
+
 local M = {}
 
 M.defaults = { depth = 4, items = 50, width = 80, indent = "  " }
@@ -184,7 +186,9 @@ local function index_tables(v)
     hops = hops + 1
     local idx = rawget(mt, "__index")
     if type(idx) == "function" then
-      local _, up = debug.getupvalue(idx, 1)
+      -- only a C function: a Lua function's first upvalue is often _ENV
+      local _, up
+      if debug.getinfo(idx, "S").what == "C" then _, up = debug.getupvalue(idx, 1) end
       if type(up) == "table" then found[#found + 1] = up end
       break
     elseif type(idx) == "table" then
@@ -218,22 +222,28 @@ local function field_names(v, methods_only)
   return names
 end
 
+-- Whether name completes partial. Names starting with "_" (private fields such as
+-- shm._worker, and _G, _VERSION) are offered only when the partial starts with "_" too.
+local function offers(name, partial)
+  return name:sub(1, #partial) == partial and (name:sub(1, 1) ~= "_" or partial:sub(1, 1) == "_")
+end
+
 -- Completions of the word `text` (what readline hands over: identifiers joined by '.' and at
 -- most one final ':'), evaluated in env (default _G). Returns a sorted list of whole words:
 -- `string.fo` -> {"string.format"}, `a:su` -> {"a:sum("}. Never raises: a path that fails to
 -- evaluate completes to nothing.
 function M.complete(text, env)
-  env = env or _G
+  env = env or globals
   local head, sep, partial = text:match("^(.-)([.:])([%w_]*)$")
   local matches = {}
   if not head then
     partial = text:match("^[%a_][%w_]*$") or (text == "" and "")
     if not partial then return matches end
     for k in next, field_names(env) do
-      if k:sub(1, #partial) == partial then matches[#matches + 1] = k end
+      if offers(k, partial) then matches[#matches + 1] = k end
     end
     for k in next, M.keywords do
-      if k:sub(1, #partial) == partial then matches[#matches + 1] = k end
+      if offers(k, partial) then matches[#matches + 1] = k end
     end
     table.sort(matches)
     return matches
@@ -249,9 +259,9 @@ function M.complete(text, env)
   end)
   if not ok or v == nil then return matches end
   local method = sep == ":"
-  for k, kind in next, field_names(v, method) do
-    if k:sub(1, #partial) == partial then
-      matches[#matches + 1] = head .. sep .. k .. (method and kind ~= "field" and "(" or "")
+  for k in next, field_names(v, method) do
+    if offers(k, partial) then
+      matches[#matches + 1] = head .. sep .. k .. (method and "(" or "")
     end
   end
   table.sort(matches)
