@@ -52,18 +52,20 @@ local function job(rank, n, comm)
   return result
 end
 
+local function free_arrays(...)
+  for _, a in ipairs({ ... }) do
+    a.block:unlink()
+    a:close()
+  end
+end
+
 -- Launcher 1: MPI ranks; every array is private to its rank, allreduce is MPI's, in place.
 local function mpi_comm()
   local mpi = shm.mpi
   return mpi.rank(), mpi.size(), {
     array = function(dtype, len) return shm.array(dtype, len) end,
     allreduce = function(a, op) mpi.allreduce(a, a, op) end,
-    free = function(...)
-      for _, a in ipairs({ ... }) do
-        a.block:unlink()
-        a:close()
-      end
-    end,
+    free = free_arrays,
   }
 end
 
@@ -89,12 +91,7 @@ local function local_comm(n, m)
       end
       bar:wait()
     end,
-    free = function(...)
-      for _, a in ipairs({ ... }) do
-        a.block:unlink()
-        a:close()
-      end
-    end,
+    free = free_arrays,
   }
 end
 
