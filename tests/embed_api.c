@@ -273,14 +273,17 @@ static void test_lua_side(void) {
 }
 
 /* The child of test_tracker: a program of its own (exec'd, so a process tree of its own) that
-   creates a tracked and an untracked block, prints their names and exits without unlinking. */
+   creates a tracked and an untracked block, prints their names and closes them, which never
+   unlinks. */
 static int leak_and_exit(void) {
   char err[LUASHM_ERRLEN];
   luashm_mem *t = luashm_mem_create(10, NULL, 0, err, sizeof err);
   luashm_mem *u = luashm_mem_create(10, NULL, LUASHM_UNTRACKED, err, sizeof err);
-  if (t == NULL || u == NULL) return 1;
-  printf("%s %s\n", luashm_mem_name(t), luashm_mem_name(u));
-  return 0;
+  if (t != NULL && u != NULL) printf("%s %s\n", luashm_mem_name(t), luashm_mem_name(u));
+  fflush(stdout);
+  luashm_mem_close(t);
+  luashm_mem_close(u);
+  return t != NULL && u != NULL ? 0 : 1;
 }
 
 /* When a program's process tree is gone, its tracked blocks go too; untracked ones stay. */
