@@ -25,7 +25,6 @@ assert(MAXIT and MAXIT > 1, "iterations must be an integer above 1")
 local OUT = arg[3] or "mandelbrot.png"
 local MODE = arg[4] or "pool"
 assert(MODE == "pool" or MODE == "counter", "mode must be pool or counter")
-local WORKERS = math.tointeger(tonumber(os.getenv("LUASHM_WORKERS"))) or shm.cpus()
 
 -- The view: the whole set (x in [-2.5, 1], y in [-1.25, 1.25]) centred in the image, square
 -- pixels, each sampled at its centre.
@@ -63,20 +62,21 @@ local function render_row(img, y)
   return total
 end
 
--- The two schedules. Each returns the total iteration count.
+-- The two schedules, with the default worker count (-j, LUASHM_WORKERS, else the CPUs). Each
+-- returns the total iteration count and the number of workers.
 local function by_pool(img)
-  local pool <close> = shm.pool(WORKERS)
+  local pool <close> = shm.pool()
   local iters = pool:map(function(y) return render_row(img, y) end, H,
     { progress = true, label = "rows" })
   local total = 0
   for _, n in ipairs(iters) do total = total + n end
-  return total
+  return total, pool.size
 end
 
 local function by_counter(img, m)
-  local next_row = m:array("i64", 1)    -- rows taken so far
+  local next_row = m:array("i64", 1) -- rows taken so far
   local bar <close> = shm.progress(H, "rows")
-  local totals = shm.parallel(WORKERS, function()
+  local totals = shm.parallel(nil, function()
     local total = 0
     while true do
       local y = next_row:atomic_add(1, 1) + 1 -- atomic_add returns the old value
@@ -87,7 +87,7 @@ local function by_counter(img, m)
   end)
   local total = 0
   for _, n in ipairs(totals) do total = total + n end
-  return total
+  return total, #totals
 end
 
 -- A palette for the PNG: black for the set, then deep blue through white to orange.
@@ -125,11 +125,12 @@ end
 local m <close> = shm.manager() -- every block below is unlinked when m goes out of scope
 local img = m:array("u8", { H, W })
 local t0 = shm.now()
-local iters = MODE == "pool" and by_pool(img) or by_counter(img, m)
+local iters, workers
+if MODE == "pool" then iters, workers = by_pool(img) else iters, workers = by_counter(img, m) end
 local seconds = shm.now() - t0
 
 preview(img, math.min(72, W))
 local bytes = png.write(OUT, W, H, img.block:read(img.offset, img.nbytes), palette())
 print(string.format("%s: %dx%d pixels, %d KiB, in %.2f s by %d workers (%s), %d iterations",
-  OUT, W, H, bytes // 1024, seconds, WORKERS, MODE, iters))
+  OUT, W, H, bytes // 1024, seconds, workers, MODE, iters))
 print(string.format("checksum (sum of the pixels): %d", img:sum()))
