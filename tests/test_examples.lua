@@ -191,6 +191,27 @@ function TestPipeline:test_histogram_and_totals_are_exact()
   lu.assertEquals(got, hist)
 end
 
+-- Every transformer fails at once: the producer then waits forever for a free array, so the
+-- host must not wait for the stages in a fixed order. It names the stage and cleans up.
+function TestPipeline:test_a_failing_stage_stops_the_job()
+  local dir = os.tmpname()
+  os.remove(dir)
+  assert(os.execute("mkdir -p " .. dir .. "/pipeline && cp " .. EX .. "pipeline.lua " .. dir ..
+    " && cp " .. EX .. "pipeline/*.lua " .. dir .. "/pipeline"))
+  local src = slurp(dir .. "/pipeline/transform.lua")
+  local f = assert(io.open(dir .. "/pipeline/transform.lua", "w"))
+  f:write((src:gsub("\nlocal batches = 0\n", "\nlocal batches = 0\nerror('broken stage')\n", 1)))
+  f:close()
+  local before = H.shm_names()
+  local out, ok = H.sh("timeout 60 " .. H.shell_quote(H.host) .. " " .. dir ..
+    "/pipeline.lua 100000 100 2 2>&1")
+  os.execute("rm -r " .. dir)
+  lu.assertNotEquals(ok, true)
+  lu.assertStrMatches(out, ".*pipeline: transform.lua #%d failed: .*broken stage.*")
+  lu.assertNotStrContains(out, "tracker: unlinked") -- the manager unlinked everything
+  for name in pairs(H.shm_names()) do lu.assertTrue(before[name], "left block " .. name) end
+end
+
 function TestPipeline:test_no_records()
   local out = run({}, "pipeline.lua", 0, 10, 2)
   lu.assertStrContains(out, "produce.lua       0 records in 0 batches")

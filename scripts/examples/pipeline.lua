@@ -28,36 +28,50 @@ local free, raw, cooked = m:channel(), m:channel(), m:channel()
 for _ = 1, BUFFERS do free:send(m:array("i32", { BATCH, 4 })) end
 
 local t0 = shm.now()
-local function stage(script, ...) return shm.spawn(here .. "/pipeline/" .. script, ...) end
-local producer = stage("produce.lua", free, raw, N)
-local transformers = {}
-for t = 1, T do transformers[t] = stage("transform.lua", raw, cooked) end
-local reducer = stage("reduce.lua", cooked, free)
-
--- Each channel is closed when every stage that sends into it has finished, so the stages
--- reading it (for batch in ch:iter()) end once it is drained.
-local function finish(w, what)
-  local ok, a, b, c = w:join()
-  if not ok then
-    raw:close()
-    cooked:close()
-    error("pipeline: " .. what .. " failed: " .. a, 0)
-  end
-  return a, b, c
+local stages = {}
+-- stage{script = ..., sends_into = channel, args...}: starts the script with the args.
+local function stage(st)
+  st.worker = shm.spawn(here .. "/pipeline/" .. st.script, table.unpack(st))
+  st.label = st.label or st.script
+  stages[#stages + 1] = st
 end
-local produced, batches = finish(producer, "produce.lua")
-raw:close()
-local handled = {}
-for t = 1, T do handled[t] = finish(transformers[t], "transform.lua #" .. t) end
-cooked:close()
-local hist, records, sum = finish(reducer, "reduce.lua")
+stage { script = "produce.lua", sends_into = raw, free, raw, N }
+for t = 1, T do
+  stage { script = "transform.lua", label = "transform.lua #" .. t, sends_into = cooked, raw, cooked }
+end
+stage { script = "reduce.lua", cooked, free }
+
+-- Wait for the stages in whatever order they end. A channel is closed once every stage that
+-- sends into it has ended, so the stages reading it (for batch in ch:iter()) end when it is
+-- drained. The first stage that fails stops the job at once: the error is raised, the host
+-- kills the other workers as it exits, and the manager unlinks the blocks.
+local senders = { [raw] = 1, [cooked] = T }
+local running = #stages
+while running > 0 do
+  for _, st in ipairs(stages) do
+    if not st.results then
+      local ok, a, b, c = st.worker:join(0.01) -- nil, "timeout" while it runs
+      if ok == false then error("pipeline: " .. st.label .. " failed: " .. a, 0) end
+      if ok then
+        st.results, running = { a, b, c }, running - 1
+        local ch = st.sends_into
+        if ch then
+          senders[ch] = senders[ch] - 1
+          if senders[ch] == 0 then ch:close() end
+        end
+      end
+    end
+  end
+end
+local produced, batches = table.unpack(stages[1].results)
+local hist, records, sum = table.unpack(stages[#stages].results)
 local seconds = shm.now() - t0
 
 print(string.format("%d records in batches of %d, %d arrays in flight, %.2f s", N, BATCH,
   BUFFERS, seconds))
 print(string.format("  produce.lua       %d records in %d batches", produced, batches))
 for t = 1, T do
-  print(string.format("  transform.lua #%d  %d batches", t, handled[t]))
+  print(string.format("  transform.lua #%d  %d batches", t, stages[1 + t].results[1]))
 end
 print(string.format("  reduce.lua        %d records, sum of scores %d", records, sum))
 print()
