@@ -1316,6 +1316,14 @@ static void add_values(lua_State *L, luaL_Buffer *b, const array *a, int d,
   luaL_addchar(b, ']');
 }
 
+/* NumPy elides past 1000 elements; a long dimension of an empty array is elided too. */
+static int elide(const array *a) {
+  int d;
+  for (d = 0; d < a->ndim; d++)
+    if (a->shape[d] > PRINT_THRESHOLD) return 1;
+  return a->count > PRINT_THRESHOLD;
+}
+
 static int array_tostring(lua_State *L) {
   array *a = toarray(L, 1);
   luaL_Buffer b;
@@ -1326,7 +1334,7 @@ static int array_tostring(lua_State *L) {
   if (is_closed(a))
     luaL_addstring(&b, "(closed)");
   else
-    add_values(L, &b, a, 0, base(a), a->count > PRINT_THRESHOLD);
+    add_values(L, &b, a, 0, base(a), elide(a));
   luaL_pushresult(&b);
   lua_concat(L, 2);
   return 1;

@@ -43,8 +43,7 @@ int luashm_dtype_lookup(const char *name) {
 }
 
 int luashm_npy_probe(const unsigned char *p, size_t avail) {
-  if (avail < MAGIC_LEN + 2 || memcmp(p, MAGIC, MAGIC_LEN) != 0) return 0;
-  return (p[6] == 1 || p[6] == 2 || p[6] == 3) && p[7] == 0;
+  return avail >= MAGIC_LEN && memcmp(p, MAGIC, MAGIC_LEN) == 0;
 }
 
 /* ---------------------------------------------------------------------------------------

@@ -45,7 +45,7 @@ typedef struct luashm_npy {
   size_t data_offset; /* bytes from the start of the file to the first element */
 } luashm_npy;
 
-/* Magic and version 1.0/2.0/3.0 present: 1, else 0. Reads at most 8 bytes of p. */
+/* The NPY magic present: 1 (the parser then judges the rest), else 0. Reads at most 6 bytes. */
 int luashm_npy_probe(const unsigned char *p, size_t avail);
 
 /* Bytes of the header luashm_npy_write writes for this dtype and shape: a multiple of 64. */
