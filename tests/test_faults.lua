@@ -84,8 +84,8 @@ function TestFaults:test_sigkill_at_random_moments_leaves_no_block()
       local in_job = math.random() < 0.5
       local pidfile = os.tmpname()
       os.remove(pidfile) -- it appears when the job has started its workers
-      batch[i] = start_trial(job, pidfile, math.random() * (in_job and 0.01 or 0.02), victim,
-        math.random(3, 12), in_job)
+      batch[i] = start_trial(job, pidfile, math.random() * (in_job and 0.008 or 0.015), victim,
+        math.random(5, 30), in_job)
     end
     for _, p in ipairs(batch) do
       local out = p:read("a")
