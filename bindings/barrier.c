@@ -16,7 +16,6 @@
 #include <unistd.h>
 
 #include "core.h"
-#include "tracker.h"
 
 #define LUASHM_BARRIER "luashm.Barrier"
 #define BARRIER_VERSION 1
@@ -381,9 +380,7 @@ static int barrier_close(lua_State *L) {
 static int barrier_unlink(lua_State *L) {
   barrier *bar = (barrier *)luaL_checkudata(L, 1, LUASHM_BARRIER);
   char err[LUASHM_ERRLEN];
-  luashm_tracker_remove(bar->b->name);
-  bar->b->tracked = 0;
-  if (luashm_shm_unlink(bar->b->name, err) != 0) return luashm_error(L, "%s", err);
+  if (luashm_block_unlink(bar->b, err) != 0) return luashm_error(L, "%s", err);
   return 0;
 }
 

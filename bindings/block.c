@@ -86,40 +86,22 @@ static mode_t opt_mode(lua_State *L, int optidx) {
 }
 
 luashm_block *luashm_block_new(lua_State *L, size_t size, int optidx) {
-  char err[LUASHM_ERRLEN], gen[LUASHM_GEN_NAME_LEN + 1];
+  char err[LUASHM_ERRLEN];
   const char *name;
   luashm_block *b;
   void *data;
-  int track, tries = 0;
+  int track;
+  mode_t mode;
   if (optidx != 0 && !lua_isnoneornil(L, optidx)) luaL_checktype(L, optidx, LUA_TTABLE);
   name = opt_name(L, optidx);
   track = luashm_optboolfield(L, optidx, "track", 1);
-  mode_t mode = opt_mode(L, optidx);
-  for (;;) {
-    if (name == NULL && luashm_name_new(gen, err) != 0) luashm_error(L, "%s", err);
-    b = block_push(L, name ? name : gen);
-    /* A generated name is recorded before it exists, so that a SIGKILL between create and
-       record cannot leak it (an unguessable name cannot be someone else's block). A chosen
-       name is recorded only once it is ours, below. */
-    if (track && name == NULL && luashm_tracker_add(b->name, err) != 0) luashm_error(L, "%s", err);
-    if (luashm_shm_create(b->name, size, mode, &data, err) == 0) break;
-    if (track && name == NULL) luashm_tracker_remove(b->name);
-    /* A generated name that collides (2^-64 odds) is simply drawn again. */
-    if (name != NULL || ++tries > 8 || strstr(err, "already exists") == NULL)
-      luashm_error(L, "%s", err);
-    lua_pop(L, 1);
-  }
+  mode = opt_mode(L, optidx);
+  b = block_push(L, "");
+  if (luashm_tracker_create(name, size, mode, track, b->name, &data, err) != 0)
+    luashm_error(L, "%s", err);
   b->data = (unsigned char *)data;
   b->size = size;
-  if (track) {
-    /* (Again for a generated name: the record now carries the file's device and inode.) */
-    if (luashm_tracker_add(b->name, err) != 0) {
-      char ignored[LUASHM_ERRLEN];
-      luashm_shm_unlink(b->name, ignored);
-      luashm_error(L, "%s", err);
-    }
-    b->tracked = 1;
-  }
+  b->tracked = track;
   return b;
 }
 
@@ -208,7 +190,9 @@ static int block_pack(lua_State *L) {
   luaL_checkstring(L, 3);
   lua_pushvalue(L, lua_upvalueindex(1)); /* string.pack */
   lua_rotate(L, 3, 1);
-  lua_call(L, n - 2, 1);
+  /* string.pack's own message ("invalid format option '9'") would not say who failed. */
+  if (lua_pcall(L, n - 2, 1, 0) != LUA_OK)
+    return luashm_error(L, "pack '%s': %s", b->name, lua_tostring(L, -1));
   s = lua_tolstring(L, -1, &len);
   block_range(L, b, "pack", off, (lua_Integer)len);
   b = luashm_checkblock(L, 1); /* string.pack ran Lua code (__tostring...): recheck */
@@ -244,7 +228,7 @@ static int block_unpack(lua_State *L) {
     if (lua_pcall(L, 2, LUA_MULTRET, 0) == LUA_OK) break;
     const char *msg = lua_tostring(L, -1);
     int short_data = strstr(msg, "too short") != NULL || strstr(msg, "unfinished string") != NULL;
-    if (!short_data) return lua_error(L);
+    if (!short_data) return luashm_error(L, "unpack '%s': %s", b->name, msg);
     if (win == rest)
       return luashm_error(L, "unpack '%s': format '%s' at offset %I runs past the end of the block",
                           b->name, fmt, off);
@@ -263,15 +247,15 @@ static int block_close(lua_State *L) {
   return 0;
 }
 
+int luashm_block_unlink(luashm_block *b, char *err) {
+  b->tracked = 0;
+  return luashm_tracker_unlink(b->name, err);
+}
+
 static int block_unlink(lua_State *L) {
   luashm_block *b = luashm_toblock(L, 1);
   char err[LUASHM_ERRLEN];
-  /* Unlink, then un-record: a kill in between leaves a record of a name that is gone (or that
-     names another file: the tracker checks the inode), never an unrecorded block. */
-  int failed = luashm_shm_unlink(b->name, err) != 0;
-  luashm_tracker_remove(b->name);
-  b->tracked = 0;
-  if (failed) return luashm_error(L, "%s", err);
+  if (luashm_block_unlink(b, err) != 0) return luashm_error(L, "%s", err);
   return 0;
 }
 

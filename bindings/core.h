@@ -56,6 +56,10 @@ int luashm_closed(lua_State *L, const luashm_block *b, const char *what);
    (0 for none) may carry name, track, mode. */
 luashm_block *luashm_block_new(lua_State *L, size_t size, int optidx);
 
+/* Removes b's name and un-records it from the tracker, in the order that cannot leak (see
+   luashm_tracker_unlink); b's mapping keeps working. 0, or -1 with err. */
+int luashm_block_unlink(luashm_block *b, char *err);
+
 /* Attaches an existing block by name and pushes it. */
 luashm_block *luashm_block_attach(lua_State *L, const char *name);
 

@@ -10,7 +10,6 @@
 #include <time.h>
 
 #include "core.h"
-#include "tracker.h"
 
 #define LUASHM_LOCK "luashm.Lock"
 #define LUASHM_GUARD "luashm.LockGuard"
@@ -303,9 +302,7 @@ static int lock_close(lua_State *L) {
 static int lock_unlink(lua_State *L) {
   lock *lk = (lock *)luaL_checkudata(L, 1, LUASHM_LOCK);
   char err[LUASHM_ERRLEN];
-  luashm_tracker_remove(lk->b->name);
-  lk->b->tracked = 0;
-  if (luashm_shm_unlink(lk->b->name, err) != 0) return luashm_error(L, "%s", err);
+  if (luashm_block_unlink(lk->b, err) != 0) return luashm_error(L, "%s", err);
   return 0;
 }
 

@@ -10,7 +10,6 @@
 #include <unistd.h>
 
 #include "core.h"
-#include "tracker.h"
 
 #define LUASHM_PROGRESS "luashm.Progress"
 #define PROGRESS_ACTIVE "luashm.progress.active" /* registry: the bar this process draws */
@@ -182,8 +181,7 @@ static int progress_close(lua_State *L) {
       if (p->drawn) fputc('\n', stderr);
     }
     p->finished = 1;
-    luashm_tracker_remove(p->b->name);
-    luashm_shm_unlink(p->b->name, err); /* someone may have unlinked it already: fine */
+    luashm_block_unlink(p->b, err); /* someone may have unlinked it already: fine */
   }
   luashm_shm_unmap(p->b->data, p->b->size);
   p->b->data = NULL;

@@ -32,7 +32,7 @@ static int check_name(const char *op, const char *name, char *ebuf) {
 /* A new handle over a block created exclusively (under a generated name when name is NULL),
    recorded with the tracker unless LUASHM_UNTRACKED. */
 static luashm_mem *mem_new(size_t size, const char *name, int flags, char *ebuf) {
-  int track = !(flags & LUASHM_UNTRACKED), tries = 0;
+  int track = !(flags & LUASHM_UNTRACKED);
   luashm_mem *m;
   void *data;
   if (size == 0) return luashm_fail(ebuf, "create", name, "size 0 is not positive"), NULL;
@@ -42,29 +42,9 @@ static luashm_mem *mem_new(size_t size, const char *name, int flags, char *ebuf)
   if (m == NULL) return luashm_fail(ebuf, "create", name, "out of memory"), NULL;
   /* Workers this program forks later belong to its tracker's tree, as under the host. */
   luashm_tracker_init();
-  /* The tracker protocol of shm.create (block.c): a generated name is recorded before it
-     exists, so that a SIGKILL between create and record cannot leak it; a chosen name only
-     once it is ours; the second record carries the file's device and inode. */
-  for (;;) {
-    if (name != NULL)
-      strcpy(m->name, name);
-    else if (luashm_name_new(m->name, ebuf) != 0)
-      goto fail;
-    if (track && name == NULL && luashm_tracker_add(m->name, ebuf) != 0) goto fail;
-    if (luashm_shm_create(m->name, size, 0600, &data, ebuf) == 0) break;
-    if (track && name == NULL) luashm_tracker_remove(m->name);
-    /* A generated name that collides (2^-64 odds) is simply drawn again. */
-    if (name != NULL || ++tries > 8 || strstr(ebuf, "already exists") == NULL) goto fail;
-  }
+  if (luashm_tracker_create(name, size, 0600, track, m->name, &data, ebuf) != 0) goto fail;
   m->base = (unsigned char *)data;
   m->mapsize = size;
-  if (track && luashm_tracker_add(m->name, ebuf) != 0) {
-    char ignored[LUASHM_ERRLEN];
-    luashm_shm_unmap(m->base, m->mapsize);
-    luashm_shm_unlink(m->name, ignored);
-    luashm_tracker_remove(m->name);
-    goto fail;
-  }
   return m;
 fail:
   free(m);

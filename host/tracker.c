@@ -381,6 +381,29 @@ int luashm_tracker_unlink(const char *name, char *err) {
   return rc;
 }
 
+int luashm_tracker_create(const char *name, size_t size, mode_t mode, int track, char *out,
+                          void **data, char *err) {
+  int tries = 0;
+  for (;;) {
+    if (name != NULL)
+      strcpy(out, name);
+    else if (luashm_name_new(out, err) != 0)
+      return -1;
+    if (track && name == NULL && luashm_tracker_add(out, err) != 0) return -1;
+    if (luashm_shm_create(out, size, mode, data, err) == 0) break;
+    if (track && name == NULL) luashm_tracker_remove(out);
+    /* A generated name that collides (2^-64 odds) is simply drawn again. */
+    if (name != NULL || ++tries > 8 || strstr(err, "already exists") == NULL) return -1;
+  }
+  if (track && luashm_tracker_add(out, err) != 0) {
+    char ignored[LUASHM_ERRLEN];
+    luashm_shm_unmap(*data, size);
+    luashm_tracker_unlink(out, ignored);
+    return -1;
+  }
+  return 0;
+}
+
 /* =======================================================================================
 ** Reading the indexes (the block tool)
 ** ===================================================================================== */

@@ -5,6 +5,9 @@
 #ifndef LUASHM_TRACKER_H
 #define LUASHM_TRACKER_H
 
+#include <stddef.h>
+#include <sys/types.h>
+
 /* Records a block this tree created, starting the watchdog at the first call. Returns 0, or -1
    with a message in err (LUASHM_ERRLEN bytes). */
 int luashm_tracker_add(const char *name, char *err);
@@ -15,6 +18,15 @@ void luashm_tracker_remove(const char *name);
 /* Unlinks name, then un-records it: in that order, a SIGKILL in between leaves a record of a
    name that is gone (which the watchdog skips), never an unrecorded block. 0 or -1 with err. */
 int luashm_tracker_unlink(const char *name, char *err);
+
+/* Creates a block (posix.h's luashm_shm_create) under name, or under a fresh generated name when
+   name is NULL, recording it when track is set; out (LUASHM_NAME_MAX + 1 bytes) receives the
+   name. The one home of the protocol: a generated name is recorded before it exists (an
+   unguessable name cannot be someone else's block), so a SIGKILL between create and record
+   cannot leak it; a chosen name only once it is ours; the second record carries the file's
+   device and inode. Returns 0, or -1 with err; on failure nothing is left behind. */
+int luashm_tracker_create(const char *name, size_t size, mode_t mode, int track, char *out,
+                          void **data, char *err);
 
 /* Starts this process tree's watchdog now if it is not running yet (a no-op when it is).
    Returns 0, or -1 with a message in err. */
