@@ -908,19 +908,18 @@ static int worker_cpus(lua_State *L) {
   return 1;
 }
 
-/* lo, hi of rank's part of 1..len split into n parts whose sizes differ by at most one (the
-   first len % n parts are one longer). An empty part has hi = lo - 1. */
+/* lo, hi of rank's part of 1..len (core.h's luashm_partition: the first len % n parts are one
+   longer; an empty part has hi = lo - 1). */
 static int worker_partition(lua_State *L) {
   lua_Integer len = luaL_checkinteger(L, 1), n = luaL_checkinteger(L, 2);
-  lua_Integer rank = luaL_checkinteger(L, 3), base, extra, lo;
+  lua_Integer rank = luaL_checkinteger(L, 3);
+  int64_t lo, hi;
   if (len < 0) return luashm_error(L, "partition: length %I is negative", len);
   if (n < 1) return luashm_error(L, "partition: %I parts (need at least 1)", n);
   if (rank < 1 || rank > n) return luashm_error(L, "partition: rank %I is not in 1..%I", rank, n);
-  base = len / n;
-  extra = len % n;
-  lo = (rank - 1) * base + (rank - 1 < extra ? rank - 1 : extra) + 1;
+  luashm_partition(len, n, rank, &lo, &hi);
   lua_pushinteger(L, lo);
-  lua_pushinteger(L, lo + base + (rank <= extra ? 1 : 0) - 1);
+  lua_pushinteger(L, hi);
   return 2;
 }
 
