@@ -33,13 +33,5 @@ if(LUASHM_INSTALL_DEV)
   install(FILES ${CMAKE_BINARY_DIR}/luashm.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
 endif()
 
-# The man page: host/luashm.1, unless the docs (issue 10) ship a fuller luashm.1 elsewhere in
-# the tree, which then wins (the glob is redone on each build).
-file(GLOB LUASHM_MAN CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/*/luashm.1
-     ${CMAKE_SOURCE_DIR}/*/*/luashm.1)
-list(LENGTH LUASHM_MAN LUASHM_NMAN)
-if(LUASHM_NMAN GREATER 1)
-  list(REMOVE_ITEM LUASHM_MAN ${CMAKE_SOURCE_DIR}/host/luashm.1)
-endif()
-list(GET LUASHM_MAN 0 LUASHM_MAN)
-install(FILES ${LUASHM_MAN} DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)
+# The man page of the host.
+install(FILES ${CMAKE_SOURCE_DIR}/host/luashm.1 DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)
