@@ -356,14 +356,14 @@ static int closed_error(lua_State *L, const array *a) {
    whose first field points at array_tag. Only this file can put that address there. */
 static const char array_tag[] = LUASHM_ARRAY;
 
-static array *toarray(lua_State *L, int i) {
+static inline __attribute__((always_inline)) array *toarray(lua_State *L, int i) {
   array *a = (array *)lua_touserdata(L, i);
   if (LUASHM_UNLIKELY(a == NULL || lua_rawlen(L, i) < sizeof(array) || a->tag != array_tag))
     luaL_typeerror(L, i, LUASHM_ARRAY);
   return a;
 }
 
-static array *checkarray(lua_State *L, int i) {
+static inline __attribute__((always_inline)) array *checkarray(lua_State *L, int i) {
   array *a = toarray(L, i);
   if (LUASHM_UNLIKELY(is_closed(a))) closed_error(L, a);
   return a;
@@ -680,12 +680,13 @@ static int array_load(lua_State *L) {
 ** Element access: the hot path
 ** ------------------------------------------------------------------------------------- */
 
-static int index_slow(lua_State *L);
+static int index_slow(lua_State *L, int t);
 
 /* a[i] for integer i on a 1-d array first: out of range reads give nil, like a table. */
 static int array_index(lua_State *L) {
   /* The type first: a method name must not pay for a string-to-number attempt. */
-  if (LUASHM_LIKELY(lua_type(L, 2) == LUA_TNUMBER)) {
+  int t = lua_type(L, 2);
+  if (LUASHM_LIKELY(t == LUA_TNUMBER)) {
     array *a = (array *)lua_touserdata(L, 1);
     int isint;
     lua_Unsigned i = (lua_Unsigned)lua_tointegerx(L, 2, &isint) - 1;
@@ -697,7 +698,7 @@ static int array_index(lua_State *L) {
       return 1;
     }
   }
-  return index_slow(L);
+  return index_slow(L, t);
 }
 
 static int newindex_slow(lua_State *L, array *a);
@@ -761,11 +762,11 @@ static int push_property(lua_State *L, array *a, const char *k) {
 }
 
 /* Methods (upvalue 1), then properties, then N-d rows and integral float keys. */
-static int index_slow(lua_State *L) {
+static int index_slow(lua_State *L, int t) {
   array *a;
   lua_Integer i;
-  if (lua_type(L, 2) != LUA_TNUMBER) {
-    if (lua_type(L, 2) != LUA_TSTRING) return 0;
+  if (t != LUA_TNUMBER) {
+    if (t != LUA_TSTRING) return 0;
     lua_pushvalue(L, 2);
     if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
     return push_property(L, (array *)lua_touserdata(L, 1), lua_tostring(L, 2));
