@@ -7,22 +7,42 @@ local H = require "helper"
 local mpirun = H.sh("command -v mpirun"):gsub("%s+$", "")
 local has_module = H.sh("ls " .. H.shell_quote(H.host:match("^(.*)/") or ".") .. "/luashm_mpi.so 2>/dev/null") ~= ""
 
--- Runs a Lua snippet as an MPI job of n ranks; returns the output lines sorted (ranks print
--- in any order), and whether every rank succeeded.
+-- Each rank's print goes to a file of its own: mpirun forwards the ranks' output in chunks
+-- that may interleave mid-line.
+local PRELUDE = [[
+local __out = assert(io.open(os.getenv("LUASHM_TEST_OUT") .. "/" .. shm.mpi.rank(), "w"))
+print = function(...)
+  local t = table.pack(...)
+  for i = 1, t.n do t[i] = tostring(t[i]) end
+  __out:write(table.concat(t, "\t", 1, t.n), "\n")
+  __out:flush()
+end
+]]
+
+-- Runs a Lua snippet as an MPI job of n ranks; returns the lines the ranks printed, sorted,
+-- whether every rank succeeded, and mpirun's own output.
 local function mpi_job(n, code, ...)
   local file = os.tmpname()
+  local dir = H.sh("mktemp -d"):gsub("%s+$", "")
   local f = assert(io.open(file, "w"))
-  f:write(code)
+  f:write(PRELUDE, code)
   f:close()
   local args = {}
   for i = 1, select("#", ...) do args[#args + 1] = H.shell_quote(select(i, ...)) end
   -- Open MPI refuses root unless told; MPICH ignores these.
-  local out, ok = H.sh("OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 " .. mpirun
-    .. " -n " .. n .. " " .. H.shell_quote(H.host) .. " " .. file .. " " .. table.concat(args, " ")
-    .. " 2>&1")
+  local out, ok = H.sh("LUASHM_TEST_OUT=" .. H.shell_quote(dir)
+    .. " OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 " .. mpirun .. " -n " .. n
+    .. " " .. H.shell_quote(H.host) .. " " .. file .. " " .. table.concat(args, " ") .. " 2>&1")
   os.remove(file)
   local lines = {}
-  for l in out:gmatch("[^\n]+") do lines[#lines + 1] = l end
+  for r = 1, n do
+    local rf = io.open(dir .. "/" .. r)
+    if rf then
+      for l in rf:lines() do lines[#lines + 1] = l end
+      rf:close()
+    end
+  end
+  H.sh("rm -rf " .. H.shell_quote(dir))
   table.sort(lines)
   return lines, ok, out
 end
@@ -149,13 +169,19 @@ function TestMPI:test_stats_example_same_result_both_ways()
   local local_out, ok = H.sh(H.shell_quote(H.host) .. " -j 2 " .. example .. " 50000")
   lu.assertTrue(ok)
   lu.assertStrContains(local_out, "50000 samples: mean ")
-  local _, ok2, mpi_out = mpi_job(2, io.open(example):read("a"), "50000")
-  lu.assertTrue(ok2, mpi_out)
-  lu.assertEquals(mpi_out, local_out)
-  local _, ok3, mpi3 = mpi_job(3, io.open(example):read("a"), "50000")
-  lu.assertTrue(ok3, mpi3)
+  local function job(n)
+    local lines, ok, out = mpi_job(n, io.open(example):read("a"), "50000")
+    lu.assertTrue(ok, out)
+    -- only rank 1 prints, so the sorted lines are its table, sorted
+    return table.concat(lines, "\n")
+  end
+  local expected = {}
+  for l in local_out:gmatch("[^\n]+") do expected[#expected + 1] = l end
+  table.sort(expected)
+  expected = table.concat(expected, "\n")
+  lu.assertEquals(job(2), expected)
   -- Other rank counts sum the partials in another order: the counts are exact.
-  lu.assertEquals(mpi3:gsub("mean %S+", ""), local_out:gsub("mean %S+", ""))
+  lu.assertEquals(job(3):gsub("mean %S+", ""), expected:gsub("mean %S+", ""))
 end
 
 os.exit(lu.LuaUnit.run())
