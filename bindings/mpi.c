@@ -29,6 +29,9 @@ static void mpi_ensure(lua_State *L) {
   MPI_Initialized(&done);
   if (done) return;
   if (MPI_Init(NULL, NULL) != MPI_SUCCESS) luashm_error(L, "mpi: MPI_Init failed");
+  /* MPI's default handler aborts the process on any error: return codes instead, which
+     mpi_check turns into Lua errors. */
+  MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
   /* A finalizer in the registry: its __gc runs at lua_close, in this process only (forked
      workers leave with _exit). */
   lua_newuserdatauv(L, sizeof(pid_t), 0);
@@ -66,6 +69,17 @@ static int check_rank(lua_State *L, int idx, const char *op, int def) {
   int n = world_size();
   if (r < 1 || r > n) luashm_error(L, "mpi.%s: rank %I is not in 1..%d", op, r, n);
   return (int)r - 1;
+}
+
+/* A tag argument (default 0) in 0..MPI_TAG_UB: a negative tag is a wildcard (a recv that
+   never ends) or an error, a tag past int would be truncated. */
+static int check_tag(lua_State *L, int idx, const char *op) {
+  lua_Integer t = luaL_optinteger(L, idx, 0);
+  int *ub, flag = 0, max = 32767; /* the least MPI_TAG_UB the standard allows */
+  MPI_Comm_get_attr(MPI_COMM_WORLD, MPI_TAG_UB, &ub, &flag);
+  if (flag) max = *ub;
+  if (t < 0 || t > max) luashm_error(L, "mpi.%s: tag %I is not in 0..%d", op, t, max);
+  return (int)t;
 }
 
 static void check_array(lua_State *L, int idx, const char *op, luashm_arrayinfo *a) {
@@ -217,8 +231,8 @@ static int mpi_send(lua_State *L) {
   mpi_ensure(L);
   check_array(L, 1, "send", &a);
   to = check_rank(L, 2, "send", 0);
-  mpi_check(L, MPI_Send(a.data, (int)a.count, mpi_types[a.dtype], to,
-                        (int)luaL_optinteger(L, 3, 0), MPI_COMM_WORLD), "send");
+  mpi_check(L, MPI_Send(a.data, (int)a.count, mpi_types[a.dtype], to, check_tag(L, 3, "send"),
+                        MPI_COMM_WORLD), "send");
   return 0;
 }
 
@@ -229,8 +243,8 @@ static int mpi_recv(lua_State *L) {
   mpi_ensure(L);
   check_array(L, 1, "recv", &a);
   from = check_rank(L, 2, "recv", 0);
-  mpi_check(L, MPI_Recv(a.data, (int)a.count, mpi_types[a.dtype], from,
-                        (int)luaL_optinteger(L, 3, 0), MPI_COMM_WORLD, &st), "recv");
+  mpi_check(L, MPI_Recv(a.data, (int)a.count, mpi_types[a.dtype], from, check_tag(L, 3, "recv"),
+                        MPI_COMM_WORLD, &st), "recv");
   MPI_Get_count(&st, mpi_types[a.dtype], &got);
   if ((size_t)got != a.count)
     luashm_error(L, "mpi.recv: got %d elements from rank %d, the array holds %I", got, from + 1,
