@@ -114,6 +114,9 @@ function shm.parallel(n, fn, ...)
   if type(fn) ~= "function" then
     error(("bad argument #2 to 'parallel' (function expected, got %s)"):format(type(fn)), 2)
   end
+  if opts.label ~= nil and type(opts.label) ~= "string" then
+    error(("luashm: parallel: opts.label must be a string, not a %s"):format(type(opts.label)), 0)
+  end
   local progress = opts.progress == true and shm.progress(n, opts.label or "parallel") or nil
   local ws = {}
   local ok, results, failed = pcall(run, ws, n, fn, progress, ...)

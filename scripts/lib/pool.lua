@@ -100,6 +100,9 @@ function Pool:map(fn, items, opts)
   if opts ~= nil and type(opts) ~= "table" then
     error(("bad argument #3 to 'map' (table expected, got %s)"):format(type(opts)), 2)
   end
+  if opts and opts.label ~= nil and type(opts.label) ~= "string" then
+    error(("luashm: map: opts.label must be a string, not a %s"):format(type(opts.label)), 0)
+  end
   local results = {}
   if count == 0 then return results end
   local progress = opts and opts.progress == true and shm.progress(count, opts.label or "map")
