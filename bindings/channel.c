@@ -364,7 +364,7 @@ static int channel_new(lua_State *L) {
   pthread_mutexattr_destroy(&attr);
   if (rc != 0) {
     char ignored[LUASHM_ERRLEN];
-    luashm_shm_unlink(b->name, ignored);
+    luashm_block_unlink(b, ignored);
     return luashm_error(L, "channel '%s': cannot make its lock (%s)", b->name, strerror(rc));
   }
   /* The header last: until it is there, shm.open does not take the block for a channel. */
