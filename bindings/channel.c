@@ -33,6 +33,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -191,7 +192,7 @@ static int chan_sleep(channel *ch, uint32_t *word, uint32_t *waiting, deadline *
 }
 
 /* Appends one message, waiting for room until the deadline. */
-static int chan_put(channel *ch, const char *msg, size_t len, deadline *d) {
+static int chan_put(channel *ch, const char *msg, size_t len, deadline *d, int die_midway) {
   chan_shared *s = ch->s;
   uint64_t need = record_size(len), head, tail;
   uint32_t hdr[2];
@@ -218,6 +219,10 @@ static int chan_put(channel *ch, const char *msg, size_t len, deadline *d) {
   hdr[0] = (uint32_t)len;
   hdr[1] = ~(uint32_t)len;
   ring_copy_in(ch, tail, hdr, sizeof hdr);
+  if (die_midway) { /* fault injection: die holding the lock with the message half written */
+    ring_copy_in(ch, tail + RECORD_HEAD, msg, len / 2);
+    raise(SIGKILL);
+  }
   ring_copy_in(ch, tail + RECORD_HEAD, msg, len);
   __atomic_store_n(&s->tail, tail + need, __ATOMIC_RELEASE); /* the commit */
   s->count++;
@@ -377,7 +382,7 @@ static int channel_new(lua_State *L) {
 ** Methods
 ** ------------------------------------------------------------------------------------- */
 
-static int channel_send(lua_State *L) {
+static int channel_put_value(lua_State *L, int die_midway) {
   channel *ch = checkchannel(L, 1);
   deadline d = {opt_timeout(L, 3, ch, "send"), 0, {0, 0}};
   luaL_Buffer buf;
@@ -395,7 +400,7 @@ static int channel_send(lua_State *L) {
   if (len > UINT32_MAX)
     return luashm_error(L, "send '%s': a message of %I bytes is larger than 4 GiB", ch->b->name,
                         (lua_Integer)len);
-  rc = chan_put(ch, luaL_buffaddr(&buf), len, &d);
+  rc = chan_put(ch, luaL_buffaddr(&buf), len, &d, die_midway);
   if (rc == CH_OK) {
     lua_pushboolean(L, 1);
     return 1;
@@ -405,6 +410,12 @@ static int channel_send(lua_State *L) {
   lua_pushliteral(L, "timeout");
   return 2;
 }
+
+static int channel_send(lua_State *L) { return channel_put_value(L, 0); }
+
+/* ch:_die_in_send(v): the fault-injection point of the robustness tests. The calling process
+   kills itself with SIGKILL while holding the channel's lock, v's message half written. */
+static int channel_die_in_send(lua_State *L) { return channel_put_value(L, 1); }
 
 /* Receives one message and pushes its value (returns 1), or returns 0 having pushed nothing
    with *rc CH_TIMEOUT or CH_CLOSED. Messages too big for the C stack buffer are taken into a
@@ -568,7 +579,8 @@ static int channel_reopen(lua_State *L) {
 
 static const luaL_Reg channel_meth[] = {
     {"send", channel_send},   {"recv", channel_recv},     {"close", channel_close},
-    {"iter", channel_iter},   {"unlink", channel_unlink}, {NULL, NULL}};
+    {"iter", channel_iter},   {"unlink", channel_unlink}, {"_die_in_send", channel_die_in_send},
+    {NULL, NULL}};
 
 static const luaL_Reg channel_metameth[] = {
     {"__gc", channel_release},       {"__close", channel_release},

@@ -361,7 +361,28 @@ function TestChannel:test_sender_killed_mid_send_leaves_channel_usable()
     caught = caught + ch.recovered
     if caught > 0 then break end
   end
-  lu.assertEquals(caught, 1, "the sender was never caught holding the lock")
+  -- Whether a random kill lands inside the lock is up to the scheduler (under the sanitizer it
+  -- rarely does); the deterministic case is the next test.
+  lu.assertTrue(caught <= 1)
+end
+
+-- The fault-injection point: the sender dies holding the lock, its message half written.
+function TestChannel:test_sender_dying_inside_the_lock_loses_only_its_message()
+  local ch <close> = shm.channel({ capacity = 4096 })
+  ch:unlink()
+  local w = shm.spawn(function()
+    ch:send("before")
+    ch:_die_in_send(("x"):rep(1000))
+  end)
+  local ok, err = w:join(10)
+  lu.assertFalse(ok)
+  lu.assertStrContains(err, "killed by signal 9")
+  lu.assertEquals(ch:recv(0), "before")
+  lu.assertEquals(ch.recovered, 1)
+  lu.assertEquals({ ch:recv(0) }, { nil, "timeout" })
+  lu.assertEquals(#ch, 0)
+  ch:send("after")
+  lu.assertEquals(ch:recv(0), "after")
 end
 
 function TestChannel:test_release_never_unlinks_and_refuses_use()
