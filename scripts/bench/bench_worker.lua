@@ -56,14 +56,32 @@ big.close(); big.unlink()
 local t = B.ns(300, function() shm.spawn(function() end):join() end)
 B.row("workers", "spawn + join (trivial function)", t, "Python fork Process start+join", py.spawn_join, 0.2)
 
--- Hand-off by name: a persistent pool worker receives the array (its name, attached on the
--- other side) and reads one element; against writing the same 100 MB into a pipe to a reader.
+-- Hand-off by name: a persistent worker receives the array through a channel (its name,
+-- attached on the other side), reads one element and answers; against writing the same
+-- 100 MB into a pipe to a reader. The same through a pool's map is reported too.
 local arr = shm.array("u8", 100 * MB)
 arr:fill(7)
+local to, back = shm.channel(), shm.channel()
+local w = shm.spawn(function()
+  for a in to:iter() do
+    back:send(a[1])
+    a:close()
+  end
+end)
+local handoff = B.ns(1000, function()
+  to:send(arr)
+  back:recv()
+end)
+to:close()
+w:join()
+for _, ch in ipairs({ to, back }) do
+  ch:unlink()
+  ch:close()
+end
 local pool = shm.pool(1)
 local fn = function(a) return a[1] end
 pool:map(fn, { arr })
-local handoff = B.ns(300, function() pool:map(fn, { arr }) end)
+local handoff_pool = B.ns(300, function() pool:map(fn, { arr }) end)
 local bytes = arr.block:read()
 local pipe = B.ns_loop(1, function()
   local p = io.popen("cat > /dev/null", "w")
@@ -74,6 +92,7 @@ bytes = nil
 pool:close()
 B.row("workers", "hand a 100 MB array to a worker by name", handoff, "its bytes through a pipe", pipe, 0.001)
 B.row("workers", "hand a 100 MB array to a worker by name", handoff, "Python Queue + SharedMemory(name)", py.handoff, 1.0)
+B.row("workers", "the same hand-off through pool:map", handoff_pool, "its bytes through a pipe", pipe)
 arr.block:unlink()
 arr.block:close()
 collectgarbage()
