@@ -82,6 +82,20 @@ static int reserve_failed(char *err, const char *name, size_t size, int e) {
   return luashm_fail(err, "create", name, what);
 }
 
+/* The umask, read once: a create pays for fchmod only when the umask narrows its mode (no
+   call of luashm changes the umask; if an embedding program narrows it later, a block gets
+   fewer permission bits than asked, never more). */
+static mode_t process_umask(void) {
+  static int known = 0;
+  static mode_t mask;
+  if (!known) {
+    mask = umask(077);
+    umask(mask);
+    known = 1;
+  }
+  return mask;
+}
+
 int luashm_shm_create(const char *name, size_t size, mode_t mode, void **data, char *err) {
   char path[LUASHM_NAME_MAX + 2];
   int fd, e;
@@ -90,7 +104,7 @@ int luashm_shm_create(const char *name, size_t size, mode_t mode, void **data, c
   fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
   if (fd < 0) return fail_errno(err, "create", name, errno);
   /* The umask may have narrowed the mode; the caller asked for exactly these bits. */
-  if (fchmod(fd, mode) != 0) {
+  if ((mode & process_umask()) != 0 && fchmod(fd, mode) != 0) {
     e = errno;
     goto fail;
   }

@@ -351,13 +351,16 @@ static int tracker_send(const char *rec, size_t len) {
   return 0;
 }
 
-int luashm_tracker_add(const char *name, char *err) {
+/* Sends "+dev ino creator name"; with_inode 0 records a name that does not exist yet (dev and
+   ino 0: the watchdog trusts the name). */
+static int tracker_record(const char *name, int with_inode, char *err) {
   char rec[RECORD_MAX + 1], path[sizeof SHM_DIR + LUASHM_NAME_MAX + 1];
   struct stat st;
   int n;
   if (luashm_tracker_start(err) != 0) return -1;
+  memset(&st, 0, sizeof st);
   snprintf(path, sizeof path, SHM_DIR "%s", name);
-  if (stat(path, &st) != 0) memset(&st, 0, sizeof st); /* no /dev/shm: trust the name */
+  if (with_inode && stat(path, &st) != 0) memset(&st, 0, sizeof st); /* no /dev/shm: trust it */
   n = snprintf(rec, sizeof rec, "+%llu %llu %ld %s", (unsigned long long)st.st_dev,
                (unsigned long long)st.st_ino, (long)getpid(), name);
   if (tracker_send(rec, (size_t)n) != 0)
@@ -366,6 +369,8 @@ int luashm_tracker_add(const char *name, char *err) {
                        "untracked blocks)");
   return 0;
 }
+
+int luashm_tracker_add(const char *name, char *err) { return tracker_record(name, 1, err); }
 
 void luashm_tracker_remove(const char *name) {
   char rec[RECORD_MAX + 1];
@@ -389,13 +394,15 @@ int luashm_tracker_create(const char *name, size_t size, mode_t mode, int track,
       strcpy(out, name);
     else if (luashm_name_new(out, err) != 0)
       return -1;
-    if (track && name == NULL && luashm_tracker_add(out, err) != 0) return -1;
+    if (track && name == NULL && tracker_record(out, 0, err) != 0) return -1;
     if (luashm_shm_create(out, size, mode, data, err) == 0) break;
     if (track && name == NULL) luashm_tracker_remove(out);
     /* A generated name that collides (2^-64 odds) is simply drawn again. */
     if (name != NULL || ++tries > 8 || strstr(err, "already exists") == NULL) return -1;
   }
-  if (track && luashm_tracker_add(out, err) != 0) {
+  /* A generated name's record stands as it is (no inode: no one else can re-create an
+     unguessable name); a chosen name is recorded now, with the file's device and inode. */
+  if (track && name != NULL && luashm_tracker_add(out, err) != 0) {
     char ignored[LUASHM_ERRLEN];
     luashm_shm_unmap(*data, size);
     luashm_tracker_unlink(out, ignored);

@@ -21,10 +21,11 @@ int luashm_tracker_unlink(const char *name, char *err);
 
 /* Creates a block (posix.h's luashm_shm_create) under name, or under a fresh generated name when
    name is NULL, recording it when track is set; out (LUASHM_NAME_MAX + 1 bytes) receives the
-   name. The one home of the protocol: a generated name is recorded before it exists (an
+   name. The one home of the protocol: a generated name is recorded once, before it exists (an
    unguessable name cannot be someone else's block), so a SIGKILL between create and record
-   cannot leak it; a chosen name only once it is ours; the second record carries the file's
-   device and inode. Returns 0, or -1 with err; on failure nothing is left behind. */
+   cannot leak it; a chosen name only once it is ours, with the file's device and inode, so
+   that the watchdog never removes a file someone else made under that name later. Returns 0,
+   or -1 with err; on failure nothing is left behind. */
 int luashm_tracker_create(const char *name, size_t size, mode_t mode, int track, char *out,
                           void **data, char *err);
 
