@@ -31,9 +31,7 @@ static lua_State *fuzz_state(void) {
   static lua_State *L = NULL;
   if (L == NULL) {
     L = luaL_newstate();
-    luaL_openlibs(L);
-    luaL_requiref(L, "luashm", luaopen_luashm, 0);
-    lua_setglobal(L, "shm");
+    luashm_openlibs(L);
     if (luaL_dostring(L, "local ch = shm.channel({capacity = 256, track = false})\n"
                          "ch:unlink()\n"
                          "return ch") != LUA_OK)

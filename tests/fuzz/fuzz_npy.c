@@ -32,9 +32,7 @@ static lua_State *fuzz_state(void) {
   static lua_State *L = NULL;
   if (L == NULL) {
     L = luaL_newstate();
-    luaL_openlibs(L);
-    luaL_requiref(L, "luashm", luaopen_luashm, 0);
-    lua_pop(L, 1);
+    luashm_openlibs(L);
     if (luaL_loadstring(L, exercise) != LUA_OK) abort();
     lua_setfield(L, LUA_REGISTRYINDEX, "fuzz_npy.exercise");
   }
