@@ -54,10 +54,10 @@ static int store_slow(lua_State *L, int idx, int dt, void *p);
 typedef struct dtype_ops {
   void (*push)(lua_State *L, const void *p);
   int (*store)(lua_State *L, int idx, void *p); /* the value at idx: E_OK or why not */
-  int (*store_int)(void *p, lua_Integer v); /* E_OK or E_RANGE */
-  int (*store_num)(void *p, lua_Number d);  /* E_OK, E_NOTINT or E_RANGE */
-  lua_Number (*load_num)(const void *p);    /* u64 as unsigned */
-  lua_Integer (*load_int)(const void *p);   /* integer dtypes only; u64 as two's complement */
+  int (*store_int)(void *p, lua_Integer v);     /* E_OK or E_RANGE */
+  int (*store_num)(void *p, lua_Number d);      /* E_OK, E_NOTINT or E_RANGE */
+  lua_Number (*load_num)(const void *p);        /* u64 as unsigned */
+  lua_Integer (*load_int)(const void *p);       /* integer dtypes only; u64 as two's complement */
   void (*fill)(void *p, size_t n, const void *x);
   uint64_t (*sumi)(const void *p, size_t n); /* wrapping; integer dtypes only */
   double (*sumd)(const void *p, size_t n);
@@ -78,102 +78,101 @@ static int num_to_int(lua_Number d, lua_Integer *v) {
 }
 
 /* Eight accumulators: the adds are independent, so they vectorize without reassociating. */
-#define SUMD(N, T)                                                        \
-  static KERNEL double sumd_##N(const void *p, size_t n) {                \
-    const T *q = (const T *)p;                                            \
-    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};                             \
-    size_t i = 0;                                                         \
-    int k;                                                                \
-    for (; i + 8 <= n; i += 8)                                            \
-      for (k = 0; k < 8; k++) acc[k] += (double)q[i + k];                 \
-    for (; i < n; i++) acc[0] += (double)q[i];                            \
-    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + \
-                                                      (acc[6] + acc[7])); \
+#define SUMD(N, T)                                                                            \
+  static KERNEL double sumd_##N(const void *p, size_t n) {                                    \
+    const T *q = (const T *)p;                                                                \
+    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};                                                 \
+    size_t i = 0;                                                                             \
+    int k;                                                                                    \
+    for (; i + 8 <= n; i += 8)                                                                \
+      for (k = 0; k < 8; k++) acc[k] += (double)q[i + k];                                     \
+    for (; i < n; i++) acc[0] += (double)q[i];                                                \
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])); \
   }
 
-#define COMMON(N, T)                                                                 \
-  static lua_Number load_num_##N(const void *p) {                                    \
-    return (lua_Number) * (const T *)p;                                              \
-  }                                                                                  \
-  static KERNEL void fill_##N(void *p, size_t n, const void *x) {                    \
-    T v = *(const T *)x, *q = (T *)p;                                                \
-    size_t i;                                                                        \
-    for (i = 0; i < n; i++) q[i] = v;                                                \
-  }                                                                                  \
+#define COMMON(N, T)                                              \
+  static lua_Number load_num_##N(const void *p) {                 \
+    return (lua_Number) * (const T *)p;                           \
+  }                                                               \
+  static KERNEL void fill_##N(void *p, size_t n, const void *x) { \
+    T v = *(const T *)x, *q = (T *)p;                             \
+    size_t i;                                                     \
+    for (i = 0; i < n; i++) q[i] = v;                             \
+  }                                                               \
   SUMD(N, T)
 
 /* Integer dtypes: arithmetic on the unsigned type of the same width wraps (two's complement). */
-#define INT_OPS(N, T, U)                                                             \
-  COMMON(N, T)                                                                       \
-  static lua_Integer load_int_##N(const void *p) {                                   \
-    return (lua_Integer) * (const T *)p;                                             \
-  }                                                                                  \
-  static void push_##N(lua_State *L, const void *p) {                                \
-    lua_pushinteger(L, (lua_Integer) * (const T *)p);                                \
-  }                                                                                  \
-  static KERNEL uint64_t sumi_##N(const void *p, size_t n) {                         \
-    const T *q = (const T *)p;                                                       \
-    uint64_t s = 0;                                                                  \
-    size_t i;                                                                        \
-    for (i = 0; i < n; i++) s += (uint64_t)(int64_t)q[i];                            \
-    return s;                                                                        \
-  }                                                                                  \
-  static KERNEL int minmax_##N(const void *p, size_t n, int max, void *out) {        \
-    const T *q = (const T *)p;                                                       \
-    T m = q[0];                                                                      \
-    size_t i;                                                                        \
-    if (max)                                                                         \
-      for (i = 1; i < n; i++) m = q[i] > m ? q[i] : m;                               \
-    else                                                                             \
-      for (i = 1; i < n; i++) m = q[i] < m ? q[i] : m;                               \
-    *(T *)out = m;                                                                   \
-    return 0;                                                                        \
-  }                                                                                  \
-  static KERNEL void add_##N(void *p, size_t n, const void *x) {                     \
-    U v = *(const U *)x, *q = (U *)p;                                                \
-    size_t i;                                                                        \
-    for (i = 0; i < n; i++) q[i] = (U)(q[i] + v);                                    \
-  }                                                                                  \
-  static KERNEL void mul_##N(void *p, size_t n, const void *x) {                     \
-    U v = *(const U *)x, *q = (U *)p;                                                \
-    size_t i;                                                                        \
-    for (i = 0; i < n; i++) q[i] = (U)((uint64_t)q[i] * v);                          \
-  }                                                                                  \
-  static KERNEL void addv_##N(void *p, const void *r, size_t n) {                    \
-    U *q = (U *)p;                                                                   \
-    const U *s = (const U *)r;                                                       \
-    size_t i;                                                                        \
-    for (i = 0; i < n; i++) q[i] = (U)(q[i] + s[i]);                                 \
-  }                                                                                  \
-  static KERNEL void mulv_##N(void *p, const void *r, size_t n) {                    \
-    U *q = (U *)p;                                                                   \
-    const U *s = (const U *)r;                                                       \
-    size_t i;                                                                        \
-    for (i = 0; i < n; i++) q[i] = (U)((uint64_t)q[i] * s[i]);                       \
+#define INT_OPS(N, T, U)                                                      \
+  COMMON(N, T)                                                                \
+  static lua_Integer load_int_##N(const void *p) {                            \
+    return (lua_Integer) * (const T *)p;                                      \
+  }                                                                           \
+  static void push_##N(lua_State *L, const void *p) {                         \
+    lua_pushinteger(L, (lua_Integer) * (const T *)p);                         \
+  }                                                                           \
+  static KERNEL uint64_t sumi_##N(const void *p, size_t n) {                  \
+    const T *q = (const T *)p;                                                \
+    uint64_t s = 0;                                                           \
+    size_t i;                                                                 \
+    for (i = 0; i < n; i++) s += (uint64_t)(int64_t)q[i];                     \
+    return s;                                                                 \
+  }                                                                           \
+  static KERNEL int minmax_##N(const void *p, size_t n, int max, void *out) { \
+    const T *q = (const T *)p;                                                \
+    T m = q[0];                                                               \
+    size_t i;                                                                 \
+    if (max)                                                                  \
+      for (i = 1; i < n; i++) m = q[i] > m ? q[i] : m;                        \
+    else                                                                      \
+      for (i = 1; i < n; i++) m = q[i] < m ? q[i] : m;                        \
+    *(T *)out = m;                                                            \
+    return 0;                                                                 \
+  }                                                                           \
+  static KERNEL void add_##N(void *p, size_t n, const void *x) {              \
+    U v = *(const U *)x, *q = (U *)p;                                         \
+    size_t i;                                                                 \
+    for (i = 0; i < n; i++) q[i] = (U)(q[i] + v);                             \
+  }                                                                           \
+  static KERNEL void mul_##N(void *p, size_t n, const void *x) {              \
+    U v = *(const U *)x, *q = (U *)p;                                         \
+    size_t i;                                                                 \
+    for (i = 0; i < n; i++) q[i] = (U)((uint64_t)q[i] * v);                   \
+  }                                                                           \
+  static KERNEL void addv_##N(void *p, const void *r, size_t n) {             \
+    U *q = (U *)p;                                                            \
+    const U *s = (const U *)r;                                                \
+    size_t i;                                                                 \
+    for (i = 0; i < n; i++) q[i] = (U)(q[i] + s[i]);                          \
+  }                                                                           \
+  static KERNEL void mulv_##N(void *p, const void *r, size_t n) {             \
+    U *q = (U *)p;                                                            \
+    const U *s = (const U *)r;                                                \
+    size_t i;                                                                 \
+    for (i = 0; i < n; i++) q[i] = (U)((uint64_t)q[i] * s[i]);                \
   }
 
 /* Narrow integers: range-checked stores. The fast path is one API call: integers, and floats
    with an integer value; store_slow says why anything else fails. */
-#define NARROW_OPS(N, T, U, LO, HI)                                                  \
-  INT_OPS(N, T, U)                                                                   \
-  static int store_##N(lua_State *L, int idx, void *p) {                             \
-    int isint;                                                                       \
-    lua_Integer v = lua_tointegerx(L, idx, &isint);                                  \
-    if (LUASHM_LIKELY(isint && v >= (LO) && v <= (HI))) {                            \
-      *(T *)p = (T)v;                                                                \
-      return E_OK;                                                                   \
-    }                                                                                \
-    return store_slow(L, idx, LUASHM_##N, p);                                        \
-  }                                                                                  \
-  static int store_int_##N(void *p, lua_Integer v) {                                 \
-    if (v < (LO) || v > (HI)) return E_RANGE;                                        \
-    *(T *)p = (T)v;                                                                  \
-    return E_OK;                                                                     \
-  }                                                                                  \
-  static int store_num_##N(void *p, lua_Number d) {                                  \
-    lua_Integer v;                                                                   \
-    int e = num_to_int(d, &v);                                                       \
-    return e != E_OK ? e : store_int_##N(p, v);                                      \
+#define NARROW_OPS(N, T, U, LO, HI)                       \
+  INT_OPS(N, T, U)                                        \
+  static int store_##N(lua_State *L, int idx, void *p) {  \
+    int isint;                                            \
+    lua_Integer v = lua_tointegerx(L, idx, &isint);       \
+    if (LUASHM_LIKELY(isint && v >= (LO) && v <= (HI))) { \
+      *(T *)p = (T)v;                                     \
+      return E_OK;                                        \
+    }                                                     \
+    return store_slow(L, idx, LUASHM_##N, p);             \
+  }                                                       \
+  static int store_int_##N(void *p, lua_Integer v) {      \
+    if (v < (LO) || v > (HI)) return E_RANGE;             \
+    *(T *)p = (T)v;                                       \
+    return E_OK;                                          \
+  }                                                       \
+  static int store_num_##N(void *p, lua_Number d) {       \
+    lua_Integer v;                                        \
+    int e = num_to_int(d, &v);                            \
+    return e != E_OK ? e : store_int_##N(p, v);           \
   }
 
 #define LUASHM_i8 LUASHM_I8
@@ -302,18 +301,27 @@ static int store_num_u64(void *p, lua_Number d) {
 FLOAT_OPS(f32, float)
 FLOAT_OPS(f64, double)
 
-#define OPS(N, LOADI, SUMI)                                                                \
-  {push_##N, store_##N, store_int_##N, store_num_##N, load_num_##N, LOADI, fill_##N, SUMI, sumd_##N, \
-   minmax_##N, add_##N, mul_##N, addv_##N, mulv_##N}
+#define OPS(N, LOADI, SUMI)                                                                 \
+  {                                                                                         \
+    push_##N, store_##N, store_int_##N, store_num_##N, load_num_##N, LOADI, fill_##N, SUMI, \
+        sumd_##N, minmax_##N, add_##N, mul_##N, addv_##N, mulv_##N                          \
+  }
 #define IOPS(N) OPS(N, load_int_##N, sumi_##N)
 
-static const dtype_ops ops[LUASHM_NDTYPES] = {
-    IOPS(i8),  IOPS(u8),  IOPS(i16), IOPS(u16),        IOPS(i32),
-    IOPS(u32), IOPS(i64), IOPS(u64), OPS(f32, NULL, NULL), OPS(f64, NULL, NULL)};
+static const dtype_ops ops[LUASHM_NDTYPES] = {IOPS(i8),
+                                              IOPS(u8),
+                                              IOPS(i16),
+                                              IOPS(u16),
+                                              IOPS(i32),
+                                              IOPS(u32),
+                                              IOPS(i64),
+                                              IOPS(u64),
+                                              OPS(f32, NULL, NULL),
+                                              OPS(f64, NULL, NULL)};
 
 static const char *const ranges[LUASHM_NDTYPES] = {
-    "-128..127",         "0..255",       "-32768..32767", "0..65535",     "-2^31..2^31-1",
-    "0..2^32-1",         "-2^63..2^63-1", "0..2^64-1",    "any number", "any number"};
+    "-128..127", "0..255",        "-32768..32767", "0..65535",   "-2^31..2^31-1",
+    "0..2^32-1", "-2^63..2^63-1", "0..2^64-1",     "any number", "any number"};
 
 #define IS_FLOAT(dt) ((dt) >= LUASHM_F32)
 
@@ -437,8 +445,8 @@ static array *push_array(lua_State *L, int blkidx, int dtype, int ndim, const si
 /* Pushes the view a[i] (0-based i) of an N-d array. */
 static void push_row(lua_State *L, int aidx, const array *a, size_t i) {
   lua_getiuservalue(L, aidx, 1);
-  push_array(L, -1, a->dtype, a->ndim - 1, a->shape + 1,
-             a->offset + i * a->rowlen * a->itemsize, 0);
+  push_array(L, -1, a->dtype, a->ndim - 1, a->shape + 1, a->offset + i * a->rowlen * a->itemsize,
+             0);
   lua_remove(L, -2);
 }
 
@@ -503,8 +511,8 @@ static void copy_nested(lua_State *L, const array *a, int idx, int d, unsigned c
                         size_t *flat) {
   size_t n = a->shape[d], k;
   if (lua_type(L, idx) != LUA_TTABLE)
-    luashm_error(L, "array '%s': copy: expected a table at depth %d, got a %s", a->blk->name,
-                 d + 1, luaL_typename(L, idx));
+    luashm_error(L, "array '%s': copy: expected a table at depth %d, got a %s", a->blk->name, d + 1,
+                 luaL_typename(L, idx));
   if (lua_rawlen(L, idx) != n)
     luashm_error(L, "array '%s': copy: a table at depth %d has %I items, the shape needs %I",
                  a->blk->name, d + 1, (lua_Integer)lua_rawlen(L, idx), (lua_Integer)n);
@@ -789,8 +797,7 @@ static int array_copy(lua_State *L);
 /* Integral float keys; N-d rows take a number (fill), a table or an Array (copy). */
 static int newindex_slow(lua_State *L, array *a) {
   lua_Integer i;
-  if (!int_key(L, 2, &i))
-    return luashm_error(L, "array '%s': fields are read-only", a->blk->name);
+  if (!int_key(L, 2, &i)) return luashm_error(L, "array '%s': fields are read-only", a->blk->name);
   if (is_closed(a)) return closed_error(L, a);
   if (i < 1 || (lua_Unsigned)i > a->shape[0])
     return luashm_error(L, "array '%s': index %I is out of range (1..%I)", a->blk->name, i,
@@ -996,8 +1003,7 @@ static int array_fill(lua_State *L) {
   array *a = checkarray(L, 1);
   uint64_t x = 0;
   check_scalar(L, a, 2, &x, 0, "fill");
-  if (x == 0)
-    memset(base(a), 0, a->count * a->itemsize);
+  if (x == 0) memset(base(a), 0, a->count * a->itemsize);
 #if defined(__SSE2__)
   else if (a->count * a->itemsize >= STREAM_MIN)
     fill_stream(base(a), a->count, a->itemsize, &x);
@@ -1050,8 +1056,8 @@ static int array_copy(lua_State *L) {
     size_t bad;
     int e;
     if (src->count != a->count)
-      return luashm_error(L, "array '%s': copy: source has %I elements, the array %I",
-                          a->blk->name, (lua_Integer)src->count, (lua_Integer)a->count);
+      return luashm_error(L, "array '%s': copy: source has %I elements, the array %I", a->blk->name,
+                          (lua_Integer)src->count, (lua_Integer)a->count);
     if (src->dtype == a->dtype) {
       memmove(base(a), base(src), a->count * a->itemsize);
       lua_settop(L, 1);
@@ -1071,8 +1077,8 @@ static int array_copy(lua_State *L) {
 
 /* As convert, but an integer destination takes any integer modulo 2^bits (the operand of a
    wrapping add or mul), and integral floats. */
-static int wrap_convert(const array *a, unsigned char *d, int sdt, const unsigned char *s,
-                        size_t n, size_t *bad) {
+static int wrap_convert(const array *a, unsigned char *d, int sdt, const unsigned char *s, size_t n,
+                        size_t *bad) {
   size_t i, ss = luashm_dtype_sizes[sdt], ds = a->itemsize;
   if (IS_FLOAT(a->dtype)) return convert(a, d, sdt, s, n, bad);
   for (i = 0; i < n; i++) {
@@ -1155,8 +1161,8 @@ static int array_sum(lua_State *L) {
 
 static int array_mean(lua_State *L) {
   array *a = checkarray(L, 1);
-  lua_pushnumber(L, a->count ? ops[a->dtype].sumd(base(a), a->count) / (lua_Number)a->count
-                             : (lua_Number)NAN);
+  lua_pushnumber(
+      L, a->count ? ops[a->dtype].sumd(base(a), a->count) / (lua_Number)a->count : (lua_Number)NAN);
   return 1;
 }
 
@@ -1226,8 +1232,7 @@ static int array_save(lua_State *L) {
   char err[LUASHM_ERRLEN];
   array *a = checkarray(L, 1);
   const char *path = luaL_checkstring(L, 2);
-  if (luashm_npy_save(path, a->dtype, a->ndim, a->shape, base(a), a->count * a->itemsize, err) !=
-      0)
+  if (luashm_npy_save(path, a->dtype, a->ndim, a->shape, base(a), a->count * a->itemsize, err) != 0)
     return luashm_error(L, "%s", err);
   return 0;
 }
@@ -1326,8 +1331,8 @@ static int array_close(lua_State *L) {
 #define PRINT_THRESHOLD 1000
 #define EDGE 3
 
-static void add_values(lua_State *L, luaL_Buffer *b, const array *a, int d,
-                       const unsigned char *p, int elide) {
+static void add_values(lua_State *L, luaL_Buffer *b, const array *a, int d, const unsigned char *p,
+                       int elide) {
   size_t n = a->shape[d], k, stride = a->itemsize;
   int j;
   for (j = d + 1; j < a->ndim; j++) stride *= a->shape[j];
@@ -1363,8 +1368,8 @@ static int array_tostring(lua_State *L) {
   array *a = toarray(L, 1);
   luaL_Buffer b;
   push_shape(L, a->ndim, a->shape);
-  lua_pushfstring(L, "luashm.Array %s %s '%s' ", luashm_dtype_names[a->dtype],
-                  lua_tostring(L, -1), a->blk->name);
+  lua_pushfstring(L, "luashm.Array %s %s '%s' ", luashm_dtype_names[a->dtype], lua_tostring(L, -1),
+                  a->blk->name);
   luaL_buffinit(L, &b);
   if (is_closed(a))
     luaL_addstring(&b, "(closed)");
@@ -1436,35 +1441,31 @@ int luashm_toarray(lua_State *L, int i, luashm_arrayinfo *info) {
   return 1;
 }
 
-static const luaL_Reg array_meth[] = {
-    {"get", array_get},
-    {"set", array_set},
-    {"slice", array_slice},
-    {"reshape", array_reshape},
-    {"fill", array_fill},
-    {"copy", array_copy},
-    {"totable", array_totable},
-    {"sum", array_sum},
-    {"min", array_min},
-    {"max", array_max},
-    {"mean", array_mean},
-    {"add", array_add},
-    {"mul", array_mul},
-    {"apply", array_apply},
-    {"atomic_add", array_atomic_add},
-    {"cas", array_cas},
-    {"atomic_load", array_atomic_load},
-    {"atomic_store", array_atomic_store},
-    {"save", array_save},
-    {"close", array_close},
-    {NULL, NULL}};
+static const luaL_Reg array_meth[] = {{"get", array_get},
+                                      {"set", array_set},
+                                      {"slice", array_slice},
+                                      {"reshape", array_reshape},
+                                      {"fill", array_fill},
+                                      {"copy", array_copy},
+                                      {"totable", array_totable},
+                                      {"sum", array_sum},
+                                      {"min", array_min},
+                                      {"max", array_max},
+                                      {"mean", array_mean},
+                                      {"add", array_add},
+                                      {"mul", array_mul},
+                                      {"apply", array_apply},
+                                      {"atomic_add", array_atomic_add},
+                                      {"cas", array_cas},
+                                      {"atomic_load", array_atomic_load},
+                                      {"atomic_store", array_atomic_store},
+                                      {"save", array_save},
+                                      {"close", array_close},
+                                      {NULL, NULL}};
 
-static const luaL_Reg array_metameth[] = {{"__newindex", array_newindex},
-                                          {"__len", array_len},
-                                          {"__close", array_close},
-                                          {"__tostring", array_tostring},
-                                          {LUASHM_REF_FIELD, array_ref},
-                                          {NULL, NULL}};
+static const luaL_Reg array_metameth[] = {
+    {"__newindex", array_newindex}, {"__len", array_len},          {"__close", array_close},
+    {"__tostring", array_tostring}, {LUASHM_REF_FIELD, array_ref}, {NULL, NULL}};
 
 static const luaL_Reg array_funcs[] = {{"array", array_new}, {"load", array_load}, {NULL, NULL}};
 

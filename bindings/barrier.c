@@ -34,9 +34,9 @@ typedef struct shared {
   pthread_mutex_t mu; /* guards everything below except the futex reads of gen */
   uint32_t gen;       /* futex word: the round, bumped when it completes */
   uint32_t parties;
-  uint32_t count;  /* arrived in this round */
-  int32_t broken;  /* pid of a party that died, 0 while sound */
-  int32_t holder;  /* pid holding mu, for EOWNERDEAD */
+  uint32_t count; /* arrived in this round */
+  int32_t broken; /* pid of a party that died, 0 while sound */
+  int32_t holder; /* pid holding mu, for EOWNERDEAD */
   uint32_t pad[3];
   party slot[];
 } shared;
@@ -146,8 +146,10 @@ static void enlist(lua_State *L, barrier *bar) {
     int rc;
     if (p->pid != 0) continue;
     rc = pthread_mutex_trylock(&p->mu);
-    if (rc == EOWNERDEAD) pthread_mutex_consistent(&p->mu);
-    else if (rc != 0) continue;
+    if (rc == EOWNERDEAD)
+      pthread_mutex_consistent(&p->mu);
+    else if (rc != 0)
+      continue;
     p->pid = (int32_t)me;
     p->waiting = 0;
     bar->slot = (int)i;
@@ -219,7 +221,8 @@ static int barrier_new(lua_State *L) {
   bar = barrier_wrap_block(L);
   s = (shared *)(b->data + LUASHM_HEADER_SIZE);
   s->parties = (uint32_t)n;
-  if (mutex_init(&s->mu) != 0) return luashm_error(L, "barrier '%s': cannot make its mutex", b->name);
+  if (mutex_init(&s->mu) != 0)
+    return luashm_error(L, "barrier '%s': cannot make its mutex", b->name);
   for (i = 0; i < s->parties; i++)
     if (mutex_init(&s->slot[i].mu) != 0)
       return luashm_error(L, "barrier '%s': cannot make its mutex", b->name);
@@ -232,9 +235,7 @@ static int barrier_new(lua_State *L) {
 
 int luashm_barrier_probe(const unsigned char *p, size_t size) {
   uint32_t n;
-  if (!luashm_header_is(p, size, "barrier", BARRIER_VERSION) ||
-      size < BARRIER_SIZE(0))
-    return 0;
+  if (!luashm_header_is(p, size, "barrier", BARRIER_VERSION) || size < BARRIER_SIZE(0)) return 0;
   memcpy(&n, p + LUASHM_HEADER_SIZE + offsetof(shared, parties), sizeof n);
   return n >= 1 && n <= BARRIER_MAX && size >= BARRIER_SIZE(n);
 }
@@ -245,8 +246,8 @@ int luashm_barrier_wrap(lua_State *L) {
   int kind = mutex_kind();
   uint32_t i, n = __atomic_load_n(&s->parties, __ATOMIC_RELAXED);
   barrier *bar;
-  if (!luashm_header_is(b->data, b->size, "barrier", BARRIER_VERSION) || n < 1 ||
-      n > BARRIER_MAX || b->size < BARRIER_SIZE(n) || s->mu.__data.__kind != kind)
+  if (!luashm_header_is(b->data, b->size, "barrier", BARRIER_VERSION) || n < 1 || n > BARRIER_MAX ||
+      b->size < BARRIER_SIZE(n) || s->mu.__data.__kind != kind)
     return luashm_error(L, "open '%s': not a valid barrier block", b->name);
   for (i = 0; i < n; i++)
     if (s->slot[i].mu.__data.__kind != kind)
@@ -298,7 +299,8 @@ static int barrier_wait(lua_State *L) {
   uint32_t g;
   if (timed) {
     lua_Number t = luaL_checknumber(L, 2);
-    if (!(t >= 0)) return luashm_error(L, "wait '%s': timeout must be a non-negative number", bar->b->name);
+    if (!(t >= 0))
+      return luashm_error(L, "wait '%s': timeout must be a non-negative number", bar->b->name);
     if (t > 31536000) t = 31536000;
     dl = mono_now();
     dl.tv_sec += (time_t)t;
@@ -404,8 +406,8 @@ static int barrier_ref(lua_State *L) {
   return 2;
 }
 
-static const luaL_Reg barrier_meth[] = {{"wait", barrier_wait},   {"parties", barrier_parties},
-                                        {"name", barrier_name},   {"close", barrier_close},
+static const luaL_Reg barrier_meth[] = {{"wait", barrier_wait},     {"parties", barrier_parties},
+                                        {"name", barrier_name},     {"close", barrier_close},
                                         {"unlink", barrier_unlink}, {NULL, NULL}};
 
 static const luaL_Reg barrier_metameth[] = {{"__gc", barrier_close},

@@ -321,15 +321,18 @@ static int block_newindex(lua_State *L) {
   return luashm_error(L, "block '%s': fields are read-only", b->name);
 }
 
-static const luaL_Reg block_meth[] = {
-    {"read", block_read},   {"write", block_write}, {"pack", block_pack},
-    {"unpack", block_unpack}, {"close", block_close}, {"unlink", block_unlink},
-    {NULL, NULL}};
+static const luaL_Reg block_meth[] = {{"read", block_read},
+                                      {"write", block_write},
+                                      {"pack", block_pack},
+                                      {"unpack", block_unpack},
+                                      {"close", block_close},
+                                      {"unlink", block_unlink},
+                                      {NULL, NULL}};
 
 static const luaL_Reg block_metameth[] = {
-    {"__gc", block_close},         {"__close", block_close}, {"__tostring", block_tostring},
-    {"__len", block_len},          {"__newindex", block_newindex},
-    {LUASHM_REF_FIELD, block_ref}, {NULL, NULL}};
+    {"__gc", block_close}, {"__close", block_close},       {"__tostring", block_tostring},
+    {"__len", block_len},  {"__newindex", block_newindex}, {LUASHM_REF_FIELD, block_ref},
+    {NULL, NULL}};
 
 static const luaL_Reg block_funcs[] = {
     {"create", block_create}, {"attach", block_attach}, {"exists", block_exists}, {NULL, NULL}};

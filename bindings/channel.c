@@ -257,8 +257,7 @@ static int chan_take(channel *ch, unsigned char *buf, size_t bufcap, size_t *len
       chan_unlock(s);
       return CH_TIMEOUT;
     }
-    if (chan_sleep(ch, &s->not_empty, &s->recv_waiting, d) != 0)
-      return CH_LOCKFAIL;
+    if (chan_sleep(ch, &s->not_empty, &s->recv_waiting, d) != 0) return CH_LOCKFAIL;
   }
   ring_copy_out(ch, head, hdr, sizeof hdr);
   rec = record_size(hdr[0]);
@@ -288,8 +287,7 @@ static int chan_take(channel *ch, unsigned char *buf, size_t bufcap, size_t *len
 static channel *checkchannel(lua_State *L, int i) {
   channel *ch = (channel *)luaL_checkudata(L, i, LUASHM_CHANNEL);
   if (ch->b == NULL || ch->b->data == NULL)
-    luashm_error(L, "channel '%s' is closed (its mapping was released)",
-                 ch->b ? ch->b->name : "?");
+    luashm_error(L, "channel '%s' is closed (its mapping was released)", ch->b ? ch->b->name : "?");
   return ch;
 }
 
@@ -298,8 +296,10 @@ static int channel_fail(lua_State *L, channel *ch, const char *op, int rc) {
   if (rc == CH_CLOSED) return luashm_error(L, "%s '%s': channel is closed", op, ch->b->name);
   if (rc == CH_LOCKFAIL)
     return luashm_error(L, "%s '%s': the channel's lock is unusable", op, ch->b->name);
-  return luashm_error(L, "%s '%s': channel is corrupted (its ring indexes or a record header "
-                      "are inconsistent)", op, ch->b->name);
+  return luashm_error(L,
+                      "%s '%s': channel is corrupted (its ring indexes or a record header "
+                      "are inconsistent)",
+                      op, ch->b->name);
 }
 
 /* A timeout argument: nil or absent waits forever, else seconds >= 0. */
@@ -394,7 +394,8 @@ static int channel_put_value(lua_State *L, int die_midway) {
   len = luaL_bufflen(&buf);
   ch = checkchannel(L, 1); /* a __luashm_ref ran during encoding */
   if (record_size(len) > ch->cap)
-    return luashm_error(L, "send '%s': a message of %I bytes does not fit the channel's capacity "
+    return luashm_error(L,
+                        "send '%s': a message of %I bytes does not fit the channel's capacity "
                         "of %I bytes (make it larger with opts.capacity, or send a Block by name)",
                         ch->b->name, (lua_Integer)len, (lua_Integer)ch->cap);
   if (len > UINT32_MAX)
@@ -411,11 +412,15 @@ static int channel_put_value(lua_State *L, int die_midway) {
   return 2;
 }
 
-static int channel_send(lua_State *L) { return channel_put_value(L, 0); }
+static int channel_send(lua_State *L) {
+  return channel_put_value(L, 0);
+}
 
 /* ch:_die_in_send(v): the fault-injection point of the robustness tests. The calling process
    kills itself with SIGKILL while holding the channel's lock, v's message half written. */
-static int channel_die_in_send(lua_State *L) { return channel_put_value(L, 1); }
+static int channel_die_in_send(lua_State *L) {
+  return channel_put_value(L, 1);
+}
 
 /* Receives one message and pushes its value (returns 1), or returns 0 having pushed nothing
    with *rc CH_TIMEOUT or CH_CLOSED. Messages too big for the C stack buffer are taken into a
@@ -522,12 +527,12 @@ static int channel_tostring(lua_State *L) {
     lua_pushfstring(L, "luashm.Channel '%s' (closed)", ch->b ? ch->b->name : "?");
   } else {
     chan_shared *s = ch->s;
-    uint64_t used = __atomic_load_n(&s->tail, __ATOMIC_RELAXED) -
-                    __atomic_load_n(&s->head, __ATOMIC_RELAXED);
+    uint64_t used =
+        __atomic_load_n(&s->tail, __ATOMIC_RELAXED) - __atomic_load_n(&s->head, __ATOMIC_RELAXED);
     lua_pushfstring(L, "luashm.Channel '%s' (%I messages, %I of %I bytes used%s)", ch->b->name,
                     (lua_Integer)__atomic_load_n(&s->count, __ATOMIC_RELAXED), (lua_Integer)used,
-                    (lua_Integer)ch->cap, __atomic_load_n(&s->closed, __ATOMIC_RELAXED)
-                                              ? ", closed to sends" : "");
+                    (lua_Integer)ch->cap,
+                    __atomic_load_n(&s->closed, __ATOMIC_RELAXED) ? ", closed to sends" : "");
   }
   return 1;
 }
@@ -577,16 +582,21 @@ static int channel_reopen(lua_State *L) {
   return luashm_channel_wrap(L);
 }
 
-static const luaL_Reg channel_meth[] = {
-    {"send", channel_send},   {"recv", channel_recv},     {"close", channel_close},
-    {"iter", channel_iter},   {"unlink", channel_unlink}, {"_die_in_send", channel_die_in_send},
-    {NULL, NULL}};
+static const luaL_Reg channel_meth[] = {{"send", channel_send},
+                                        {"recv", channel_recv},
+                                        {"close", channel_close},
+                                        {"iter", channel_iter},
+                                        {"unlink", channel_unlink},
+                                        {"_die_in_send", channel_die_in_send},
+                                        {NULL, NULL}};
 
-static const luaL_Reg channel_metameth[] = {
-    {"__gc", channel_release},       {"__close", channel_release},
-    {"__tostring", channel_tostring}, {"__len", channel_len},
-    {"__newindex", channel_newindex}, {LUASHM_REF_FIELD, channel_ref},
-    {NULL, NULL}};
+static const luaL_Reg channel_metameth[] = {{"__gc", channel_release},
+                                            {"__close", channel_release},
+                                            {"__tostring", channel_tostring},
+                                            {"__len", channel_len},
+                                            {"__newindex", channel_newindex},
+                                            {LUASHM_REF_FIELD, channel_ref},
+                                            {NULL, NULL}};
 
 void luashm_open_channel(lua_State *L) {
   luaL_newmetatable(L, LUASHM_CHANNEL);

@@ -122,8 +122,7 @@ static void push_fragment(lua_State *L, const enc_level *lv) {
     case LUA_TBOOLEAN:
       lua_pushstring(L, lua_toboolean(L, lv->keyidx) ? "[true]" : "[false]");
       break;
-    default:
-      lua_pushfstring(L, "[%s]", luaL_typename(L, lv->keyidx));
+    default: lua_pushfstring(L, "[%s]", luaL_typename(L, lv->keyidx));
   }
 }
 
@@ -251,7 +250,7 @@ static void enc_value(enc *e, int idx) {
       if (lua_isinteger(L, idx)) {
         uint64_t u = (uint64_t)lua_tointeger(L, idx);
         enc_byte(e, T_INT);
-        enc_varint(e, (u << 1) ^ (uint64_t)-(int64_t)(u >> 63));
+        enc_varint(e, (u << 1) ^ (uint64_t) - (int64_t)(u >> 63));
       } else {
         double f = (double)lua_tonumber(L, idx);
         enc_need(e, 1 + sizeof f);
@@ -269,7 +268,8 @@ static void enc_value(enc *e, int idx) {
     case LUA_TUSERDATA:
     case LUA_TLIGHTUSERDATA: enc_userdata(e, idx); break;
     case LUA_TFUNCTION:
-      enc_fail(e, "is a function; functions cannot be sent (send data, or give spawn a script path)");
+      enc_fail(e,
+               "is a function; functions cannot be sent (send data, or give spawn a script path)");
       break;
     case LUA_TTHREAD: enc_fail(e, "is a thread (a coroutine) and cannot be sent"); break;
     default: enc_fail(e, "has a type that cannot be sent");
@@ -386,7 +386,8 @@ static void dec_ref(dec *d) {
   size_t nlen, klen;
   const char *name = dec_bytes(d, &nlen);
   const char *kind = dec_bytes(d, &klen);
-  if (lua_getfield(L, LUA_REGISTRYINDEX, LUASHM_REOPENERS) != LUA_TTABLE) lua_pushnil(L);
+  if (lua_getfield(L, LUA_REGISTRYINDEX, LUASHM_REOPENERS) != LUA_TTABLE)
+    lua_pushnil(L);
   else {
     lua_pushlstring(L, kind, klen);
     lua_rawget(L, -2);
@@ -415,7 +416,7 @@ static void dec_value(dec *d) {
     case T_TRUE: lua_pushboolean(L, 1); break;
     case T_INT:
       u = dec_varint(d);
-      lua_pushinteger(L, (lua_Integer)((u >> 1) ^ (uint64_t)-(int64_t)(u & 1)));
+      lua_pushinteger(L, (lua_Integer)((u >> 1) ^ (uint64_t) - (int64_t)(u & 1)));
       break;
     case T_FLOAT:
       if (dec_left(d) < sizeof f) dec_fail(d, "truncated float");

@@ -206,12 +206,12 @@ typedef struct luashm_capi {
 
 void luashm_open_block(lua_State *L);
 void luashm_open_array(lua_State *L);
-void luashm_open_codec(lua_State *L);   /* shm.encode, shm.decode (codec.c) */
-void luashm_open_channel(lua_State *L); /* shm.channel (channel.c) */
-void luashm_open_lock(lua_State *L);    /* shm.lock (lock.c) */
-void luashm_open_barrier(lua_State *L); /* shm.barrier (barrier.c) */
-void luashm_open_manager(lua_State *L); /* shm.manager (manager.c) */
-void luashm_open_list(lua_State *L);    /* shm.list (list.c) */
+void luashm_open_codec(lua_State *L);    /* shm.encode, shm.decode (codec.c) */
+void luashm_open_channel(lua_State *L);  /* shm.channel (channel.c) */
+void luashm_open_lock(lua_State *L);     /* shm.lock (lock.c) */
+void luashm_open_barrier(lua_State *L);  /* shm.barrier (barrier.c) */
+void luashm_open_manager(lua_State *L);  /* shm.manager (manager.c) */
+void luashm_open_list(lua_State *L);     /* shm.list (list.c) */
 void luashm_open_worker(lua_State *L);   /* shm.spawn, shm.cpus, shm.partition (worker.c) */
 void luashm_open_progress(lua_State *L); /* shm.progress (progress.c) */
 

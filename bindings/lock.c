@@ -163,7 +163,8 @@ static lua_Number checktimeout(lua_State *L, int i, const char *op, const char *
   return t > 31536000 ? 31536000 : t;
 }
 
-#define SPINS 200 /* about 5 us here (a pause is ~27 ns): longer than most Lua critical sections */
+#define SPINS 200 /* about 5 us here (a pause is ~27 ns): longer than most Lua critical sections \
+                   */
 
 static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -311,9 +312,9 @@ static int lock_tostring(lua_State *L) {
   if (lk->mu == NULL)
     lua_pushfstring(L, "luashm.Lock '%s' (closed)", lk->b->name);
   else
-    lua_pushfstring(L, "luashm.Lock '%s' (%s)", lk->b->name,
-                    __atomic_load_n(&lk->mu->__data.__lock, __ATOMIC_RELAXED) ? "locked"
-                                                                              : "unlocked");
+    lua_pushfstring(
+        L, "luashm.Lock '%s' (%s)", lk->b->name,
+        __atomic_load_n(&lk->mu->__data.__lock, __ATOMIC_RELAXED) ? "locked" : "unlocked");
   return 1;
 }
 
@@ -325,10 +326,13 @@ static int lock_ref(lua_State *L) {
   return 2;
 }
 
-static const luaL_Reg lock_meth[] = {
-    {"acquire", lock_acquire}, {"release", lock_release}, {"guard", lock_guard},
-    {"name", lock_name},       {"close", lock_close},     {"unlink", lock_unlink},
-    {NULL, NULL}};
+static const luaL_Reg lock_meth[] = {{"acquire", lock_acquire},
+                                     {"release", lock_release},
+                                     {"guard", lock_guard},
+                                     {"name", lock_name},
+                                     {"close", lock_close},
+                                     {"unlink", lock_unlink},
+                                     {NULL, NULL}};
 
 static const luaL_Reg lock_metameth[] = {{"__gc", lock_close},
                                          {"__close", lock_close},

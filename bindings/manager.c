@@ -39,9 +39,13 @@ typedef struct manager {
   int shut;          /* shut down as seen from this process */
 } manager;
 
-static rec_head *head_of(manager *m) { return (rec_head *)(m->rec->data + LUASHM_HEADER_SIZE); }
+static rec_head *head_of(manager *m) {
+  return (rec_head *)(m->rec->data + LUASHM_HEADER_SIZE);
+}
 
-static unsigned char *area_of(manager *m) { return m->rec->data + REC_ENTRIES; }
+static unsigned char *area_of(manager *m) {
+  return m->rec->data + REC_ENTRIES;
+}
 
 /* ---------------------------------------------------------------------------------------
 ** The shared record
@@ -69,7 +73,9 @@ static void rec_lock(manager *m) {
   }
 }
 
-static void rec_unlock(manager *m) { pthread_mutex_unlock(&head_of(m)->mu); }
+static void rec_unlock(manager *m) {
+  pthread_mutex_unlock(&head_of(m)->mu);
+}
 
 /* Whether the entry's name still names the file that was recorded. */
 static int entry_current(const unsigned char *e) {
@@ -158,7 +164,9 @@ static manager *tomanager(lua_State *L, int i) {
   return (manager *)luaL_checkudata(L, i, LUASHM_MANAGER);
 }
 
-static int is_shut(manager *m) { return m->shut || m->rec->data == NULL || head_of(m)->state != 0; }
+static int is_shut(manager *m) {
+  return m->shut || m->rec->data == NULL || head_of(m)->state != 0;
+}
 
 /* The gate of every creating method. */
 static manager *checkmanager(lua_State *L, int i) {
@@ -223,7 +231,8 @@ static int manager_new(lua_State *L) {
 static const char *object_name(lua_State *L, int idx, const char *fn) {
   const char *name;
   if (!lua_getmetatable(L, idx) || lua_getfield(L, -1, LUASHM_REF_FIELD) != LUA_TFUNCTION)
-    luashm_error(L, "manager: shm.%s returned a %s, not a luashm object", fn, luaL_typename(L, idx));
+    luashm_error(L, "manager: shm.%s returned a %s, not a luashm object", fn,
+                 luaL_typename(L, idx));
   lua_pushvalue(L, idx);
   lua_call(L, 1, 1);
   name = lua_tostring(L, -1);
@@ -265,7 +274,8 @@ static int manager_make(lua_State *L) {
     luashm_tracker_unlink(name, err);
     object_close(L, obj);
     if (why[0] == 's') return luashm_error(L, "manager '%s' is shut down", m->rec->name);
-    return luashm_error(L, "manager '%s': record is full (%d bytes of names); "
+    return luashm_error(L,
+                        "manager '%s': record is full (%d bytes of names); "
                         "shm.manager{capacity = n} makes room for n blocks",
                         m->rec->name, (int)head_of(m)->area);
   }
@@ -379,8 +389,7 @@ static int manager_reopen(lua_State *L) {
   return luashm_manager_wrap(L);
 }
 
-static const char *const makers[] = {"create", "array", "list", "lock", "barrier", "channel",
-                                     NULL};
+static const char *const makers[] = {"create", "array", "list", "lock", "barrier", "channel", NULL};
 
 static const luaL_Reg manager_meth[] = {
     {"names", manager_names}, {"shutdown", manager_shutdown}, {NULL, NULL}};

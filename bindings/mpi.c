@@ -19,8 +19,8 @@ static const luashm_capi *capi;
 #define luashm_dtype_names capi->dtype_names
 
 static const MPI_Datatype mpi_types[LUASHM_NDTYPES] = {
-    MPI_INT8_T,  MPI_UINT8_T, MPI_INT16_T, MPI_UINT16_T, MPI_INT32_T,
-    MPI_UINT32_T, MPI_INT64_T, MPI_UINT64_T, MPI_FLOAT,   MPI_DOUBLE};
+    MPI_INT8_T,   MPI_UINT8_T, MPI_INT16_T,  MPI_UINT16_T, MPI_INT32_T,
+    MPI_UINT32_T, MPI_INT64_T, MPI_UINT64_T, MPI_FLOAT,    MPI_DOUBLE};
 
 /* Initialises MPI at the first collective, so that a script that never calls shm.mpi pays
    nothing and needs no mpirun. MPI_Finalize runs when the interpreter closes (see mpi_gc). */
@@ -94,8 +94,8 @@ static void check_same(lua_State *L, const luashm_arrayinfo *a, const luashm_arr
                        const char *op) {
   if (a->dtype != b->dtype || a->count != b->count)
     luashm_error(L, "mpi.%s: arrays differ (%s[%I] and %s[%I]): give the same dtype and size", op,
-                 luashm_dtype_names[a->dtype], (lua_Integer)a->count,
-                 luashm_dtype_names[b->dtype], (lua_Integer)b->count);
+                 luashm_dtype_names[a->dtype], (lua_Integer)a->count, luashm_dtype_names[b->dtype],
+                 (lua_Integer)b->count);
 }
 
 static MPI_Op check_op(lua_State *L, int idx, const char *op) {
@@ -133,8 +133,7 @@ static int mpi_bcast(lua_State *L) {
   mpi_ensure(L);
   check_array(L, 1, "bcast", &a);
   root = check_rank(L, 2, "bcast", 1);
-  mpi_check(L, MPI_Bcast(a.data, (int)a.count, mpi_types[a.dtype], root, MPI_COMM_WORLD),
-            "bcast");
+  mpi_check(L, MPI_Bcast(a.data, (int)a.count, mpi_types[a.dtype], root, MPI_COMM_WORLD), "bcast");
   lua_settop(L, 1);
   return 1;
 }
@@ -149,8 +148,10 @@ static int mpi_allreduce(lua_State *L) {
   check_array(L, 2, "allreduce", &d);
   check_same(L, &s, &d, "allreduce");
   op = check_op(L, 3, "allreduce");
-  mpi_check(L, MPI_Allreduce(s.data == d.data ? MPI_IN_PLACE : s.data, d.data, (int)d.count,
-                             mpi_types[d.dtype], op, MPI_COMM_WORLD), "allreduce");
+  mpi_check(L,
+            MPI_Allreduce(s.data == d.data ? MPI_IN_PLACE : s.data, d.data, (int)d.count,
+                          mpi_types[d.dtype], op, MPI_COMM_WORLD),
+            "allreduce");
   lua_settop(L, 2);
   return 1;
 }
@@ -167,16 +168,18 @@ static int mpi_reduce(lua_State *L) {
   op = check_op(L, 3, "reduce");
   root = check_rank(L, 4, "reduce", 1);
   MPI_Comm_rank(MPI_COMM_WORLD, &me);
-  mpi_check(L, MPI_Reduce(me == root && s.data == d.data ? MPI_IN_PLACE : s.data, d.data,
-                          (int)d.count, mpi_types[d.dtype], op, root, MPI_COMM_WORLD), "reduce");
+  mpi_check(L,
+            MPI_Reduce(me == root && s.data == d.data ? MPI_IN_PLACE : s.data, d.data, (int)d.count,
+                       mpi_types[d.dtype], op, root, MPI_COMM_WORLD),
+            "reduce");
   lua_settop(L, 2);
   return 1;
 }
 
 /* Counts and displacements (in elements) of a partition of whole's first dimension over the
    world, the same split as shm.partition. */
-static void partition_counts(lua_State *L, const luashm_arrayinfo *whole, int *counts,
-                             int *displs, const char *op) {
+static void partition_counts(lua_State *L, const luashm_arrayinfo *whole, int *counts, int *displs,
+                             const char *op) {
   int n = world_size(), r;
   size_t rows = whole->ndim > 0 ? whole->shape[0] : 1;
   size_t row = rows ? whole->count / rows : 0;
@@ -220,9 +223,13 @@ static int mpi_gatherscatter(lua_State *L, int gather) {
   return 1;
 }
 
-static int mpi_gather(lua_State *L) { return mpi_gatherscatter(L, 1); }
+static int mpi_gather(lua_State *L) {
+  return mpi_gatherscatter(L, 1);
+}
 
-static int mpi_scatter(lua_State *L) { return mpi_gatherscatter(L, 0); }
+static int mpi_scatter(lua_State *L) {
+  return mpi_gatherscatter(L, 0);
+}
 
 /* mpi.send(a, to [, tag]) / mpi.recv(a, from [, tag]): a's elements between two ranks. */
 static int mpi_send(lua_State *L) {
@@ -231,8 +238,10 @@ static int mpi_send(lua_State *L) {
   mpi_ensure(L);
   check_array(L, 1, "send", &a);
   to = check_rank(L, 2, "send", 0);
-  mpi_check(L, MPI_Send(a.data, (int)a.count, mpi_types[a.dtype], to, check_tag(L, 3, "send"),
-                        MPI_COMM_WORLD), "send");
+  mpi_check(L,
+            MPI_Send(a.data, (int)a.count, mpi_types[a.dtype], to, check_tag(L, 3, "send"),
+                     MPI_COMM_WORLD),
+            "send");
   return 0;
 }
 
@@ -243,8 +252,10 @@ static int mpi_recv(lua_State *L) {
   mpi_ensure(L);
   check_array(L, 1, "recv", &a);
   from = check_rank(L, 2, "recv", 0);
-  mpi_check(L, MPI_Recv(a.data, (int)a.count, mpi_types[a.dtype], from, check_tag(L, 3, "recv"),
-                        MPI_COMM_WORLD, &st), "recv");
+  mpi_check(L,
+            MPI_Recv(a.data, (int)a.count, mpi_types[a.dtype], from, check_tag(L, 3, "recv"),
+                     MPI_COMM_WORLD, &st),
+            "recv");
   MPI_Get_count(&st, mpi_types[a.dtype], &got);
   if ((size_t)got != a.count)
     luashm_error(L, "mpi.recv: got %d elements from rank %d, the array holds %I", got, from + 1,
@@ -291,12 +302,19 @@ static int mpi_node_bcast(lua_State *L) {
   return 1;
 }
 
-static const luaL_Reg mpi_funcs[] = {
-    {"rank", mpi_rank},     {"size", mpi_size},         {"barrier", mpi_barrier},
-    {"bcast", mpi_bcast},   {"reduce", mpi_reduce},     {"allreduce", mpi_allreduce},
-    {"gather", mpi_gather}, {"scatter", mpi_scatter},   {"send", mpi_send},
-    {"recv", mpi_recv},     {"node", mpi_node},         {"node_bcast", mpi_node_bcast},
-    {NULL, NULL}};
+static const luaL_Reg mpi_funcs[] = {{"rank", mpi_rank},
+                                     {"size", mpi_size},
+                                     {"barrier", mpi_barrier},
+                                     {"bcast", mpi_bcast},
+                                     {"reduce", mpi_reduce},
+                                     {"allreduce", mpi_allreduce},
+                                     {"gather", mpi_gather},
+                                     {"scatter", mpi_scatter},
+                                     {"send", mpi_send},
+                                     {"recv", mpi_recv},
+                                     {"node", mpi_node},
+                                     {"node_bcast", mpi_node_bcast},
+                                     {NULL, NULL}};
 
 LUASHM_EXPORT int luaopen_luashm_mpi(lua_State *L) {
   lua_getglobal(L, "require"); /* loading luashm registers the core's C API */
@@ -313,4 +331,3 @@ LUASHM_EXPORT int luaopen_luashm_mpi(lua_State *L) {
   luaL_newlib(L, mpi_funcs);
   return 1;
 }
-

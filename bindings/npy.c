@@ -104,8 +104,7 @@ static int bad(cursor *c, const char *fmt, const char *arg) {
 }
 
 static void skip_ws(cursor *c) {
-  while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r'))
-    c->p++;
+  while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r')) c->p++;
 }
 
 static int expect(cursor *c, char ch) {
@@ -173,7 +172,8 @@ static int parse_dim(cursor *c, size_t *out) {
   size_t v = 0;
   skip_ws(c);
   if (c->p < c->end && *c->p == '-') return bad(c, "negative dimension in shape%s", "");
-  if (c->p >= c->end || *c->p < '0' || *c->p > '9') return bad(c, "shape is not a tuple of integers%s", "");
+  if (c->p >= c->end || *c->p < '0' || *c->p > '9')
+    return bad(c, "shape is not a tuple of integers%s", "");
   while (c->p < c->end && *c->p >= '0' && *c->p <= '9') {
     size_t d = (size_t)(*c->p++ - '0');
     if (v > (SIZE_MAX - d) / 10) return bad(c, "dimension too large in shape%s", "");
@@ -238,21 +238,25 @@ static int parse_dict(cursor *c, luashm_npy *h) {
     }
   }
   c->p++;
-  if (seen != 7) return bad(c, "the dict lacks '%s'", !(seen & 1) ? "descr" : !(seen & 2) ? "fortran_order" : "shape");
+  if (seen != 7)
+    return bad(c, "the dict lacks '%s'",
+               !(seen & 1)   ? "descr"
+               : !(seen & 2) ? "fortran_order"
+                             : "shape");
   skip_ws(c);
   if (c->p != c->end) return bad(c, "junk after the dict%s", "");
   return 0;
 }
 
-int luashm_npy_parse(const unsigned char *p, size_t avail, size_t total, luashm_npy *h,
-                     char *err) {
+int luashm_npy_parse(const unsigned char *p, size_t avail, size_t total, luashm_npy *h, char *err) {
   cursor c;
   size_t start, hlen, bytes;
   int i;
   c.err = err;
   if (avail < 10 || memcmp(p, MAGIC, MAGIC_LEN) != 0) {
     c.p = c.end = NULL;
-    return bad(&c, avail < 10 ? "truncated (%s)" : "bad magic%s", avail < 10 ? "shorter than 10 bytes" : "");
+    return bad(&c, avail < 10 ? "truncated (%s)" : "bad magic%s",
+               avail < 10 ? "shorter than 10 bytes" : "");
   }
   if (p[7] != 0 || p[6] < 1 || p[6] > 3) {
     char v[16];
@@ -281,7 +285,8 @@ int luashm_npy_parse(const unsigned char *p, size_t avail, size_t total, luashm_
       h->count = 0;
       break;
     }
-    if (h->count > SIZE_MAX / h->shape[i]) return bad(&c, "shape overflows the address space%s", "");
+    if (h->count > SIZE_MAX / h->shape[i])
+      return bad(&c, "shape overflows the address space%s", "");
     h->count *= h->shape[i];
   }
   if (h->count > SIZE_MAX / luashm_dtype_sizes[h->dtype])
@@ -334,9 +339,10 @@ int luashm_npy_read_header(const char *path, luashm_npy *h, char *err) {
   avail = (size_t)st.st_size < sizeof pre ? (size_t)st.st_size : sizeof pre;
   if (read_at(fd, pre, avail, 0, path, err) != 0) goto done;
   /* The length field decides how much more to read; the parser checks it all again. */
-  hlen = avail < 10 ? 0 : pre[6] == 1 ? (size_t)pre[8] | (size_t)pre[9] << 8
-                          : (size_t)pre[8] | (size_t)pre[9] << 8 | (size_t)pre[10] << 16 |
-                                (size_t)pre[11] << 24;
+  hlen = avail < 10 ? 0
+         : pre[6] == 1
+             ? (size_t)pre[8] | (size_t)pre[9] << 8
+             : (size_t)pre[8] | (size_t)pre[9] << 8 | (size_t)pre[10] << 16 | (size_t)pre[11] << 24;
   if (hlen > MAX_HEADER) hlen = MAX_HEADER;
   avail = 12 + hlen < (size_t)st.st_size ? 12 + hlen : (size_t)st.st_size;
   if ((buf = malloc(avail ? avail : 1)) == NULL) {

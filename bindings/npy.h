@@ -57,8 +57,7 @@ void luashm_npy_write(unsigned char *out, int dtype, int ndim, const size_t *sha
 
 /* Parses an untrusted header. p holds avail bytes (never read beyond); total is the size of
    the whole file or block, which must hold data_offset + count * itemsize bytes. Fills *h. */
-int luashm_npy_parse(const unsigned char *p, size_t avail, size_t total, luashm_npy *h,
-                     char *err);
+int luashm_npy_parse(const unsigned char *p, size_t avail, size_t total, luashm_npy *h, char *err);
 
 /* Reads the header of the .npy file at path into *h (checked against the file's size). */
 int luashm_npy_read_header(const char *path, luashm_npy *h, char *err);

@@ -28,15 +28,14 @@ int luashm_header_is(const unsigned char *p, size_t size, const char *kind, uint
 
 /* Order matters: formats with a magic first, the ShareableList (recognised by layout alone)
    last. */
-const luashm_kind luashm_kinds[] = {
-    {"array", luashm_array_probe, luashm_array_wrap},
-    {"lock", luashm_lock_probe, luashm_lock_wrap},
-    {"barrier", luashm_barrier_probe, luashm_barrier_wrap},
-    {"manager", luashm_manager_probe, luashm_manager_wrap},
-    {"progress", luashm_progress_probe, luashm_progress_wrap},
-    {"channel", luashm_channel_probe, luashm_channel_wrap},
-    {"list", luashm_list_probe, luashm_list_wrap},
-    {NULL, NULL, NULL}};
+const luashm_kind luashm_kinds[] = {{"array", luashm_array_probe, luashm_array_wrap},
+                                    {"lock", luashm_lock_probe, luashm_lock_wrap},
+                                    {"barrier", luashm_barrier_probe, luashm_barrier_wrap},
+                                    {"manager", luashm_manager_probe, luashm_manager_wrap},
+                                    {"progress", luashm_progress_probe, luashm_progress_wrap},
+                                    {"channel", luashm_channel_probe, luashm_channel_wrap},
+                                    {"list", luashm_list_probe, luashm_list_wrap},
+                                    {NULL, NULL, NULL}};
 
 const char *luashm_kind_of(const unsigned char *p, size_t size) {
   const luashm_kind *k;

@@ -67,7 +67,8 @@ int luashm_name_check(const char *op, const char *name, size_t len, char *err) {
   if (memchr(name, '\0', len) != NULL)
     return luashm_fail(err, op, "(contains NUL)", "names may not contain NUL bytes");
   if (memchr(name, '/', len) != NULL)
-    return luashm_fail(err, op, name, "names may not contain '/' (give it without the leading '/')");
+    return luashm_fail(err, op, name,
+                       "names may not contain '/' (give it without the leading '/')");
   return 0;
 }
 

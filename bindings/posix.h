@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-#define LUASHM_NAME_MAX 250 /* bytes, without the leading '/' */
+#define LUASHM_NAME_MAX 250    /* bytes, without the leading '/' */
 #define LUASHM_GEN_NAME_LEN 23 /* "luashm_" + 16 hex digits */
 #define LUASHM_ERRLEN 512
 

@@ -221,14 +221,17 @@ static void print_listing(const listing *l) {
     if (e->tracker == 0)
       snprintf(tracked, sizeof tracked, "no");
     else
-      snprintf(tracked, sizeof tracked, "%s %ld", e->tracker_alive ? "yes, tracker" : "dead tracker",
-               e->tracker);
+      snprintf(tracked, sizeof tracked, "%s %ld",
+               e->tracker_alive ? "yes, tracker" : "dead tracker", e->tracker);
     if (e->creator == 0)
       snprintf(creator, sizeof creator, "?");
     else
-      snprintf(creator, sizeof creator, "%ld %s", e->creator, luashm_pid_alive(e->creator) ? "alive" : "dead");
+      snprintf(creator, sizeof creator, "%ld %s", e->creator,
+               luashm_pid_alive(e->creator) ? "alive" : "dead");
     printf("%-23s  %10lld  %-22s  %-20s  %-14s  %s\n", e->name, e->size, e->kind, tracked, creator,
-           is_stale(e) ? "stale" : e->creator == 0 && e->tracker == 0 ? "unknown" : "live");
+           is_stale(e)                          ? "stale"
+           : e->creator == 0 && e->tracker == 0 ? "unknown"
+                                                : "live");
   }
 }
 

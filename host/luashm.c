@@ -20,20 +20,21 @@
 static lua_State *globalL = NULL;
 
 static void print_usage(FILE *f) {
-  fprintf(f,
-          "usage: " PROGNAME " [options] [script [args]]\n"
-          "Available options are:\n"
-          "  -e stat   execute string 'stat'\n"
-          "  -i        enter interactive mode after executing 'script'\n"
-          "  -l mod    require library 'mod' into global 'mod'\n"
-          "  -j N      default worker count for shm.parallel and shm.pool\n"
-          "  -v        show version information\n"
-          "  --help    show this help\n"
-          "  --blocks [--rm NAME... | --rm-stale]\n"
-          "            list luashm's blocks in /dev/shm, or remove named or stale ones\n"
-          "  --        stop handling options\n"
-          "  -         execute stdin and stop handling options\n"
-          "Without a script, " PROGNAME " starts the REPL on a terminal and runs stdin otherwise.\n");
+  fprintf(f, "usage: " PROGNAME
+             " [options] [script [args]]\n"
+             "Available options are:\n"
+             "  -e stat   execute string 'stat'\n"
+             "  -i        enter interactive mode after executing 'script'\n"
+             "  -l mod    require library 'mod' into global 'mod'\n"
+             "  -j N      default worker count for shm.parallel and shm.pool\n"
+             "  -v        show version information\n"
+             "  --help    show this help\n"
+             "  --blocks [--rm NAME... | --rm-stale]\n"
+             "            list luashm's blocks in /dev/shm, or remove named or stale ones\n"
+             "  --        stop handling options\n"
+             "  -         execute stdin and stop handling options\n"
+             "Without a script, " PROGNAME
+             " starts the REPL on a terminal and runs stdin otherwise.\n");
 }
 
 /* Errors that already carry the luashm prefix are printed as they are. */

@@ -140,7 +140,8 @@ static void index_write(table *t) {
   }
   fprintf(f, "luashm-tracker 1 %ld\n", (long)getpid());
   for (i = 0; i < t->nbucket; i++)
-    for (record *r = t->bucket[i]; r != NULL; r = r->next) fprintf(f, "%ld %s\n", r->creator, r->name);
+    for (record *r = t->bucket[i]; r != NULL; r = r->next)
+      fprintf(f, "%ld %s\n", r->creator, r->name);
   if (fclose(f) != 0 || rename(tmp, path) != 0) unlink(tmp);
 }
 
@@ -158,8 +159,8 @@ static void cleanup(table *t) {
       size_t nl = strlen(r->name);
       snprintf(path, sizeof path, SHM_DIR "%s", r->name);
       if (stat(path, &st) != 0) continue;
-      if (r->ino != 0 && ((unsigned long long)st.st_dev != r->dev ||
-                          (unsigned long long)st.st_ino != r->ino))
+      if (r->ino != 0 &&
+          ((unsigned long long)st.st_dev != r->dev || (unsigned long long)st.st_ino != r->ino))
         continue; /* someone else's block now carries the name */
       if (luashm_shm_unlink(r->name, err) != 0) continue;
       if (len + nl + 3 > cap) {
@@ -342,7 +343,9 @@ void luashm_tracker_init(void) {
   if (!done && pthread_atfork(on_fork, NULL, NULL) == 0) done = 1;
 }
 
-long luashm_tracker_pid(void) { return tree_fd >= 0 ? tree_pid : 0; }
+long luashm_tracker_pid(void) {
+  return tree_fd >= 0 ? tree_pid : 0;
+}
 
 static int tracker_send(const char *rec, size_t len) {
   while (send(tree_fd, rec, len, MSG_NOSIGNAL) < 0) {
@@ -370,7 +373,9 @@ static int tracker_record(const char *name, int with_inode, char *err) {
   return 0;
 }
 
-int luashm_tracker_add(const char *name, char *err) { return tracker_record(name, 1, err); }
+int luashm_tracker_add(const char *name, char *err) {
+  return tracker_record(name, 1, err);
+}
 
 void luashm_tracker_remove(const char *name) {
   char rec[RECORD_MAX + 1];
@@ -450,7 +455,8 @@ int luashm_tracker_scan(void (*fn)(void *ud, const char *name, long creator, lon
     snprintf(path, sizeof path, SHM_DIR "%s", e->d_name);
     f = fopen(path, "re");
     if (f == NULL) continue;
-    if (fgets(line, sizeof line, f) == NULL || sscanf(line, "luashm-tracker 1 %ld", &tracker) != 1) {
+    if (fgets(line, sizeof line, f) == NULL ||
+        sscanf(line, "luashm-tracker 1 %ld", &tracker) != 1) {
       fclose(f);
       continue;
     }

@@ -32,9 +32,10 @@ static lua_State *fuzz_state(void) {
   if (L == NULL) {
     L = luaL_newstate();
     luashm_openlibs(L);
-    if (luaL_dostring(L, "local ch = shm.channel({capacity = 256, track = false})\n"
-                         "ch:unlink()\n"
-                         "return ch") != LUA_OK)
+    if (luaL_dostring(L,
+                      "local ch = shm.channel({capacity = 256, track = false})\n"
+                      "ch:unlink()\n"
+                      "return ch") != LUA_OK)
       abort();
     lua_setfield(L, LUA_REGISTRYINDEX, "fuzz_channel.ch");
     if (luaL_loadstring(L, exercise) != LUA_OK) abort();

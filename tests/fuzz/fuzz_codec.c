@@ -34,8 +34,8 @@ static int roundtrip(lua_State *L) {
   luashm_encode(L, 1, n, &b, "fuzz");
   luaL_pushresult(&b);
   top = lua_gettop(L);
-  if (luashm_decode(L, (const unsigned char *)lua_tostring(L, top),
-                    lua_rawlen(L, top), "fuzz") != n)
+  if (luashm_decode(L, (const unsigned char *)lua_tostring(L, top), lua_rawlen(L, top), "fuzz") !=
+      n)
     abort();
   return 0;
 }
