@@ -127,4 +127,29 @@ function H.luashm(code, ...)
   return out, err, ok
 end
 
+-- Gives a test class keep(o), which remembers an object that has unlink and close (a Lock, a
+-- Barrier...), and a tearDown that unlinks and closes everything kept.
+function H.keeps(class)
+  function class:keep(o)
+    self.objs = self.objs or {}
+    self.objs[#self.objs + 1] = o
+    return o
+  end
+  function class:tearDown()
+    for _, o in ipairs(self.objs or {}) do
+      pcall(o.unlink, o)
+      o:close()
+    end
+    self.objs = nil
+  end
+end
+
+-- This process's pid (a forked worker's own, unlike a value captured before the fork).
+function H.mypid()
+  local f = assert(io.open("/proc/self/stat"))
+  local pid = f:read("n")
+  f:close()
+  return pid
+end
+
 return H

@@ -25,20 +25,7 @@ gate:acquire()
 ]]
 
 TestBarrier = {}
-
-function TestBarrier:tearDown()
-  for _, o in ipairs(self.objs or {}) do
-    pcall(o.unlink, o)
-    o:close()
-  end
-  self.objs = nil
-end
-
-function TestBarrier:keep(o)
-  self.objs = self.objs or {}
-  self.objs[#self.objs + 1] = o
-  return o
-end
+H.keeps(TestBarrier)
 
 function TestBarrier:test_one_party_and_tostring()
   local bar = self:keep(shm.barrier(1))

@@ -47,20 +47,7 @@ os.exit(0, arg[3] == "close")
 ]]
 
 TestLock = {}
-
-function TestLock:tearDown()
-  for _, o in ipairs(self.objs or {}) do
-    pcall(o.unlink, o)
-    o:close()
-  end
-  self.objs = nil
-end
-
-function TestLock:keep(o)
-  self.objs = self.objs or {}
-  self.objs[#self.objs + 1] = o
-  return o
-end
+H.keeps(TestLock)
 
 function TestLock:test_acquire_release_and_tostring()
   local lk = self:keep(shm.lock())

@@ -4,12 +4,7 @@ local lu = require "luaunit"
 local H = require "helper"
 local shm = require "luashm"
 
-local function mypid()
-  local f = assert(io.open("/proc/self/stat"))
-  local pid = f:read("n")
-  f:close()
-  return pid
-end
+local mypid = H.mypid
 
 local function gone(pid)
   local f = io.open("/proc/" .. pid .. "/stat")

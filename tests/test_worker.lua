@@ -5,12 +5,7 @@ local lu = require "luaunit"
 local H = require "helper"
 local shm = require "luashm"
 
-local function mypid()
-  local f = assert(io.open("/proc/self/stat"))
-  local pid = f:read("n")
-  f:close()
-  return pid
-end
+local mypid = H.mypid
 
 -- Alive means running or stopped; a zombie (of init, after its parent died) is dead.
 local function alive(pid)
