@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "core.h"
+#include "fuzz.h"
 #include "lualib.h"
 
 /* Reads everything, then writes one value of each kind into every item and checks that what
@@ -59,12 +60,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   probe = luashm_list_probe(p, size);
   if (probe && !ok) abort(); /* shm.open must never take a block the check refuses */
 
-  b = (luashm_block *)lua_newuserdatauv(L, sizeof(luashm_block), 0);
-  memset(b, 0, sizeof *b);
-  strcpy(b->name, "fuzz");
-  luaL_setmetatable(L, LUASHM_BLOCK);
-  b->data = p;
-  b->size = size;
+  b = fuzz_push_block(L, p, size);
   lua_pushcfunction(L, wrap);
   lua_pushvalue(L, -2);
   if (lua_pcall(L, 1, 1, 0) == LUA_OK) {

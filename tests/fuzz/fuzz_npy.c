@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "core.h"
+#include "fuzz.h"
 #include "lualib.h"
 #include "npy.h"
 
@@ -76,12 +77,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     free(p);
     return 0;
   }
-  b = (luashm_block *)lua_newuserdatauv(L, sizeof(luashm_block), 0);
-  memset(b, 0, sizeof *b);
-  strcpy(b->name, "fuzz");
-  luaL_setmetatable(L, LUASHM_BLOCK);
-  b->data = p;
-  b->size = size;
+  b = fuzz_push_block(L, p, size);
   lua_pushcfunction(L, wrap);
   lua_pushvalue(L, -2);
   if (lua_pcall(L, 1, 1, 0) == LUA_OK) {
