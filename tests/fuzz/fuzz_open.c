@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "core.h"
+#include "fuzz.h"
 #include "lualib.h"
 
 /* Reads that every kind's parser of untrusted bytes must survive. Nothing that takes a mutex
@@ -105,12 +106,7 @@ static const char *exact_path(lua_State *L, const uint8_t *data, size_t size) {
   result = kind;
   k = kind_named(kind);
   if (k != NULL) {
-    b = (luashm_block *)lua_newuserdatauv(L, sizeof(luashm_block), 0);
-    memset(b, 0, sizeof *b);
-    strcpy(b->name, "fuzz_open");
-    luaL_setmetatable(L, LUASHM_BLOCK);
-    b->data = p;
-    b->size = size;
+    b = fuzz_push_block(L, p, size);
     lua_pushlightuserdata(L, (void *)k);
     lua_pushcclosure(L, wrap, 1);
     lua_pushvalue(L, -2);
