@@ -1,5 +1,6 @@
 -- Shared test helpers: running real CPython, listing /dev/shm, checking error messages.
 local lu = require "luaunit"
+local shm = require "luashm"
 
 local H = {}
 
@@ -27,17 +28,16 @@ local function shell_quote(s)
 end
 H.shell_quote = shell_quote
 
--- Runs a Python snippet (after the prelude) with arguments in sys.argv[1:]; returns its stdout.
--- Raises with Python's stderr if it fails.
-function H.python(code, ...)
-  local file = os.tmpname()
+-- Writes code to a temporary file and runs `command file args...` with the arguments quoted;
+-- returns stdout, stderr and whether it exited 0. The file is removed afterwards.
+function H.run_code(command, code, ...)
+  local file, errfile = os.tmpname(), os.tmpname()
   local f = assert(io.open(file, "w"))
-  f:write(H.python_prelude, code)
+  f:write(code)
   f:close()
   local args = {}
   for i = 1, select("#", ...) do args[#args + 1] = shell_quote(select(i, ...)) end
-  local errfile = os.tmpname()
-  local p = io.popen(H.python_bin .. " " .. file .. " " .. table.concat(args, " ") .. " 2>" .. errfile)
+  local p = io.popen(command .. " " .. file .. " " .. table.concat(args, " ") .. " 2>" .. errfile)
   local out = p:read("a")
   local ok = p:close()
   local ef = io.open(errfile)
@@ -45,6 +45,13 @@ function H.python(code, ...)
   ef:close()
   os.remove(file)
   os.remove(errfile)
+  return out, err, ok
+end
+
+-- Runs a Python snippet (after the prelude) with arguments in sys.argv[1:]; returns its stdout.
+-- Raises with Python's stderr if it fails.
+function H.python(code, ...)
+  local out, err, ok = H.run_code(H.python_bin, H.python_prelude .. code, ...)
   if not ok then error("python failed: " .. err, 2) end
   return out, err
 end
@@ -109,22 +116,7 @@ end
 
 -- Runs a Lua snippet in a fresh luashm host; returns stdout, stderr and whether it exited 0.
 function H.luashm(code, ...)
-  local file = os.tmpname()
-  local f = assert(io.open(file, "w"))
-  f:write(code)
-  f:close()
-  local args = {}
-  for i = 1, select("#", ...) do args[#args + 1] = shell_quote(select(i, ...)) end
-  local errfile = os.tmpname()
-  local p = io.popen(shell_quote(H.host) .. " " .. file .. " " .. table.concat(args, " ") .. " 2>" .. errfile)
-  local out = p:read("a")
-  local ok = p:close()
-  local ef = io.open(errfile)
-  local err = ef:read("a")
-  ef:close()
-  os.remove(file)
-  os.remove(errfile)
-  return out, err, ok
+  return H.run_code(shell_quote(H.host), code, ...)
 end
 
 -- Gives a test class keep(o), which remembers an object that has unlink and close (a Lock, a
@@ -141,6 +133,22 @@ function H.keeps(class)
       o:close()
     end
     self.objs = nil
+  end
+end
+
+-- Gives a test class list(values, opts), which makes a ShareableList, and a tearDown that
+-- unlinks the blocks of the lists it made (by name: a test may close its handles).
+function H.keeps_lists(class)
+  function class:setUp() self.names = {} end
+  function class:tearDown()
+    for _, name in ipairs(self.names) do
+      if shm.exists(name) then shm.attach(name):unlink() end
+    end
+  end
+  function class:list(values, opts)
+    local l = shm.list(values, opts)
+    self.names[#self.names + 1] = l.name
+    return l
   end
 end
 

@@ -13,22 +13,9 @@ local can_unshare = is_root and select(2, H.sh("unshare -m true 2>/dev/null")) =
 -- Runs a Lua snippet in a fresh host inside its own mount namespace, with a tmpfs of `size` on
 -- /dev/shm; returns stdout, stderr, and whether it exited 0.
 local function in_small_shm(size, code)
-  local file = os.tmpname()
-  local f = assert(io.open(file, "w"))
-  f:write(code)
-  f:close()
-  local errfile = os.tmpname()
-  local inner = ("mount -t tmpfs -o size=%s,mode=1777 tmpfs /dev/shm && exec %s %s"):format(size,
-    H.shell_quote(H.host), H.shell_quote(file))
-  local p = io.popen("unshare -m sh -c " .. H.shell_quote(inner) .. " 2>" .. errfile)
-  local out = p:read("a")
-  local ok = p:close()
-  local ef = io.open(errfile)
-  local err = ef:read("a")
-  ef:close()
-  os.remove(file)
-  os.remove(errfile)
-  return out, err, ok
+  local inner = ("mount -t tmpfs -o size=%s,mode=1777 tmpfs /dev/shm && exec %s \"$0\""):format(
+    size, H.shell_quote(H.host))
+  return H.run_code("unshare -m sh -c " .. H.shell_quote(inner), code)
 end
 
 local function need_namespace()

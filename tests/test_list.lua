@@ -17,20 +17,7 @@ local function py(code, ...) return H.python(PY_LIST .. code, ...) end
 
 TestList = {}
 
-function TestList:setUp() self.names = {} end
-
-function TestList:tearDown()
-  for _, name in ipairs(self.names) do
-    if shm.exists(name) then shm.attach(name):unlink() end
-  end
-end
-
--- A new list whose block is unlinked at tearDown.
-function TestList:list(values, opts)
-  local l = shm.list(values, opts)
-  self.names[#self.names + 1] = l.name
-  return l
-end
+H.keeps_lists(TestList)
 
 function TestList:test_values_types_len_and_format()
   local l = self:list({ "howdy", -273.154, 100, true, false, 2.0, "" })

@@ -22,19 +22,7 @@ local function py(code, ...) return H.python(PY_LIST .. code, ...) end
 
 TestListInterop = {}
 
-function TestListInterop:setUp() self.names = {} end
-
-function TestListInterop:tearDown()
-  for _, name in ipairs(self.names) do
-    if shm.exists(name) then shm.attach(name):unlink() end
-  end
-end
-
-function TestListInterop:list(values, opts)
-  local l = shm.list(values, opts)
-  self.names[#self.names + 1] = l.name
-  return l
-end
+H.keeps_lists(TestListInterop)
 
 -- Runs a Python snippet that prints the name of a list it made; returns the name.
 function TestListInterop:py_list(code, ...)
