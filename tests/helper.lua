@@ -119,6 +119,18 @@ function H.luashm(code, ...)
   return H.run_code(shell_quote(H.host), code, ...)
 end
 
+-- Starts a luashm host on a Lua snippet without waiting for it (the snippet removes its own
+-- file); returns the popen handle.
+function H.start(code, ...)
+  local file = os.tmpname()
+  local f = assert(io.open(file, "w"))
+  f:write(code, "\nos.remove(", string.format("%q", file), ")\n")
+  f:close()
+  local args = {}
+  for i = 1, select("#", ...) do args[#args + 1] = shell_quote(select(i, ...)) end
+  return assert(io.popen(shell_quote(H.host) .. " " .. file .. " " .. table.concat(args, " ")))
+end
+
 -- Gives a test class keep(o), which remembers an object that has unlink and close (a Lock, a
 -- Barrier...), and a tearDown that unlinks and closes everything kept.
 function H.keeps(class)

@@ -4,16 +4,7 @@ local lu = require "luaunit"
 local H = require "helper"
 local shm = require "luashm"
 
--- Starts a luashm host on a Lua snippet without waiting for it; returns the popen handle.
-local function start(code, ...)
-  local file = os.tmpname()
-  local f = assert(io.open(file, "w"))
-  f:write(code, "\nos.remove(", string.format("%q", file), ")\n")
-  f:close()
-  local args = {}
-  for i = 1, select("#", ...) do args[#args + 1] = H.shell_quote(select(i, ...)) end
-  return assert(io.popen(H.shell_quote(H.host) .. " " .. file .. " " .. table.concat(args, " ")))
-end
+local start = H.start
 
 -- A party that waits once on the barrier arg[1] (so it is registered), prints its pid, then
 -- blocks on the gate lock arg[2] that the test holds, until the test kills it.

@@ -5,16 +5,7 @@ local lu = require "luaunit"
 local H = require "helper"
 local shm = require "luashm"
 
--- Starts a luashm host on a Lua snippet without waiting for it; returns the popen handle.
-local function start(code, ...)
-  local file = os.tmpname()
-  local f = assert(io.open(file, "w"))
-  f:write(code, "\nos.remove(", string.format("%q", file), ")\n")
-  f:close()
-  local args = {}
-  for i = 1, select("#", ...) do args[#args + 1] = H.shell_quote(select(i, ...)) end
-  return assert(io.popen(H.shell_quote(H.host) .. " " .. file .. " " .. table.concat(args, " ")))
-end
+local start = H.start
 
 -- Runs fn(rank, n, ...) in n processes at once (shm.parallel when the workers have landed, else
 -- n luashm hosts running `code`, whose chunk gets rank, n, ... as arguments); returns their
