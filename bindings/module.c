@@ -3,13 +3,11 @@
 ** of the library (scripts/lib/ files, compiled in), each called with the module table.
 */
 #include "core.h"
-#include "embed.h"
+#include "parts.h"
 #include "lualib.h"
 #include "npy.h"
 
 #include <time.h>
-
-#define LUASHM_VERSION "0.1.0"
 
 /* shm.now(): seconds on the monotonic clock, for timing jobs and benchmarks. */
 static int module_now(lua_State *L) {

@@ -4,9 +4,9 @@
 set -e
 cd "$(dirname "$0")/.."
 case "${1:-release}" in
-  release) dir=build; args="-DCMAKE_BUILD_TYPE=RelWithDebInfo" ;;
-  sanitize) dir=build-sanitize; args="-DCMAKE_BUILD_TYPE=Debug -DLUASHM_SANITIZE=ON" ;;
-  fuzz) dir=build-fuzz; args="-DCMAKE_BUILD_TYPE=RelWithDebInfo -DLUASHM_FUZZ=ON -DCMAKE_C_COMPILER=clang" ;;
+  release) dir=build; args="-DCMAKE_BUILD_TYPE=RelWithDebInfo -DLUASHM_WERROR=ON" ;;
+  sanitize) dir=build-sanitize; args="-DCMAKE_BUILD_TYPE=Debug -DLUASHM_SANITIZE=ON -DLUASHM_WERROR=ON" ;;
+  fuzz) dir=build-fuzz; args="-DCMAKE_BUILD_TYPE=RelWithDebInfo -DLUASHM_FUZZ=ON -DLUASHM_WERROR=ON -DCMAKE_C_COMPILER=clang" ;;
   *) echo "usage: build.sh [release|sanitize|fuzz]" >&2; exit 2 ;;
 esac
 dir=${LUASHM_BUILD_DIR:-$dir}

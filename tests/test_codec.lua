@@ -1,4 +1,4 @@
--- The value codec (bindings/codec.c) through shm.encode/shm.decode: every value kind round
+-- The value codec (bindings/core/codec.c) through shm.encode/shm.decode: every value kind round
 -- trips exactly, luashm objects travel by name, unsendable values are errors that name the
 -- type and the path, and malformed bytes are errors, never crashes.
 local lu = require "luaunit"

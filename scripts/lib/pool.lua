@@ -7,7 +7,7 @@
 -- same fn (keeping whatever they attached); a map with another fn forks fresh workers. Items and
 -- results travel through the value codec (Blocks, Arrays... by name).
 local shm = ...
-local W = shm._worker -- completed by parallel.lua, which runs before this file
+local W = shm._worker -- with the helpers of workers.lua
 local error, ipairs, pcall, setmetatable, table, tostring, type =
   error, ipairs, pcall, setmetatable, table, tostring, type
 local math = math

@@ -1,6 +1,6 @@
 /* The Lua parts of luashm (scripts/lib/ files), compiled in by scripts/embed.cmake. */
-#ifndef LUASHM_EMBED_H
-#define LUASHM_EMBED_H
+#ifndef LUASHM_PARTS_H
+#define LUASHM_PARTS_H
 
 #include <stddef.h>
 

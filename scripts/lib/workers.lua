@@ -1,0 +1,44 @@
+-- What shm.parallel (parallel.lua) and shm.pool (pool.lua) share, added to the private worker
+-- table shm._worker: the default worker count (-j N, LUASHM_WORKERS, shm.cpus()), the check of
+-- a worker count argument, and the stopping of a list of workers.
+local shm = ...
+local W = shm._worker
+local error, ipairs, math, os, tonumber, tostring = error, ipairs, math, os, tonumber, tostring
+
+local MAX_WORKERS = 4096
+
+-- The worker count a caller gets when it gives none: the host's -j N (which sets
+-- LUASHM_WORKERS), else LUASHM_WORKERS from the environment, else the CPUs.
+function W.default_workers()
+  local env = os.getenv("LUASHM_WORKERS")
+  if env == nil or env == "" then return shm.cpus() end
+  local n = math.tointeger(tonumber(env))
+  if n == nil or n < 1 or n > MAX_WORKERS then
+    error(("luashm: LUASHM_WORKERS='%s' is not a worker count from 1 to %d"):format(env,
+      MAX_WORKERS), 0)
+  end
+  return n
+end
+
+-- Checks a worker count argument (nil: the default).
+function W.check_workers(n, op)
+  if n == nil then return W.default_workers() end
+  local k = math.tointeger(n)
+  if k == nil or k < 1 or k > MAX_WORKERS then
+    error(("luashm: %s: worker count %s is not an integer from 1 to %d"):format(op, tostring(n),
+      MAX_WORKERS), 0)
+  end
+  return k
+end
+
+-- Stops every worker of the list still running: SIGTERM to all first, then each gets the
+-- rest of a shared grace period before SIGKILL; all are reaped.
+function W.stop_all(ws)
+  for _, w in ipairs(ws) do
+    if w:running() then w:kill("TERM") end
+  end
+  local deadline = shm.now() + 0.5
+  for _, w in ipairs(ws) do
+    w:_stop(math.max(0, deadline - shm.now()))
+  end
+end
