@@ -11,7 +11,7 @@
 #include <emmintrin.h>
 #endif
 
-#include "core.h"
+#include "kinds.h"
 #include "npy.h"
 
 /* a:close closes the block (the array attached or created it), not only the view. */
@@ -22,8 +22,7 @@
 #define AF_WHOLE 4
 
 typedef struct array {
-  const char *tag;   /* array_tag: the methods' type check (see toarray) */
-  luashm_block *blk; /* the Block, kept alive as user value 1 */
+  luashm_object head; /* head.b: the Block, kept alive as user value 1 */
   size_t offset;     /* bytes from the start of the block to the first element */
   size_t count;      /* elements */
   size_t rowlen;     /* elements under one index of the first dimension */
@@ -347,28 +346,22 @@ static int store_slow(lua_State *L, int idx, int dt, void *p) {
 ** ------------------------------------------------------------------------------------- */
 
 static unsigned char *base(const array *a) {
-  return a->blk->data + a->offset;
+  return a->head.b->data + a->offset;
 }
 
 static int is_closed(const array *a) {
-  return a->blk->data == NULL || (a->flags & AF_CLOSED);
+  return a->head.b->data == NULL || (a->flags & AF_CLOSED);
 }
 
 static int closed_error(lua_State *L, const array *a) {
-  if (a->flags & AF_CLOSED) return luashm_error(L, "array '%s' is closed", a->blk->name);
-  return luashm_closed(L, a->blk, "array");
+  if (a->flags & AF_CLOSED) return luashm_error(L, "array '%s' is closed", a->head.b->name);
+  return luashm_closed(L, a->head.b, "array");
 }
 
 /* The type gate of the methods, cheaper than luaL_checkudata's registry lookup (a:get in a
-   loop is measured against an empty C method): a full userdata large enough to be an array
-   whose first field points at array_tag. Only this file can put that address there. */
-static const char array_tag[] = LUASHM_ARRAY;
-
+   loop is measured against an empty C method). */
 static inline __attribute__((always_inline)) array *toarray(lua_State *L, int i) {
-  array *a = (array *)lua_touserdata(L, i);
-  if (LUASHM_UNLIKELY(a == NULL || lua_rawlen(L, i) < sizeof(array) || a->tag != array_tag))
-    luaL_typeerror(L, i, LUASHM_ARRAY);
-  return a;
+  return (array *)luashm_tokind(L, i, &luashm_kind_array);
 }
 
 static inline __attribute__((always_inline)) array *checkarray(lua_State *L, int i) {
@@ -397,7 +390,7 @@ static const char *push_shape(lua_State *L, int ndim, const size_t *shape) {
 /* Raises the error for the value at idx that could not be stored; where says where ("at
    index 3", "for fill"). */
 static int value_error(lua_State *L, const array *a, int code, int idx, const char *where) {
-  const char *name = a->blk->name, *dt = luashm_dtype_names[a->dtype], *v;
+  const char *name = a->head.b->name, *dt = luashm_dtype_names[a->dtype], *v;
   if (code == E_TYPE)
     return luashm_error(L, "array '%s': value %s is a %s, not a number (dtype %s)", name, where,
                         luaL_typename(L, idx), dt);
@@ -423,8 +416,8 @@ static array *push_array(lua_State *L, int blkidx, int dtype, int ndim, const si
   int i;
   blkidx = lua_absindex(L, blkidx);
   a = (array *)lua_newuserdatauv(L, sizeof(array) + (size_t)ndim * sizeof(size_t), 1);
-  a->tag = array_tag;
-  a->blk = luashm_toblock(L, blkidx);
+  a->head.kind = &luashm_kind_array;
+  a->head.b = luashm_toblock(L, blkidx);
   a->offset = offset;
   a->dtype = (unsigned char)dtype;
   a->itemsize = luashm_dtype_sizes[dtype];
@@ -511,11 +504,11 @@ static void copy_nested(lua_State *L, const array *a, int idx, int d, unsigned c
                         size_t *flat) {
   size_t n = a->shape[d], k;
   if (lua_type(L, idx) != LUA_TTABLE)
-    luashm_error(L, "array '%s': copy: expected a table at depth %d, got a %s", a->blk->name, d + 1,
+    luashm_error(L, "array '%s': copy: expected a table at depth %d, got a %s", a->head.b->name, d + 1,
                  luaL_typename(L, idx));
   if (lua_rawlen(L, idx) != n)
     luashm_error(L, "array '%s': copy: a table at depth %d has %I items, the shape needs %I",
-                 a->blk->name, d + 1, (lua_Integer)lua_rawlen(L, idx), (lua_Integer)n);
+                 a->head.b->name, d + 1, (lua_Integer)lua_rawlen(L, idx), (lua_Integer)n);
   luaL_checkstack(L, 4, "array nested too deep");
   for (k = 0; k < n; k++) {
     lua_rawgeti(L, idx, (lua_Integer)k + 1);
@@ -545,7 +538,7 @@ static void copy_table(lua_State *L, const array *a, int idx) {
     return;
   }
   if (n != a->count)
-    luashm_error(L, "array '%s': copy: the table has %I values, the array %I", a->blk->name,
+    luashm_error(L, "array '%s': copy: the table has %I values, the array %I", a->head.b->name,
                  (lua_Integer)n, (lua_Integer)a->count);
   for (i = 0; i < n; i++) {
     int e;
@@ -612,11 +605,14 @@ static void init_values(lua_State *L, int optidx, int created) {
   lua_pop(L, 1);
 }
 
+static const char *const array_options[] = {LUASHM_BLOCK_OPTIONS, "values", "block", "offset",
+                                            NULL};
+
 /* shm.array(dtype, shape [, opts]) */
 static int array_new(lua_State *L) {
   size_t shape[LUASHM_MAXDIMS], n, hl;
   int dtype = check_dtype(L, 1), ndim = check_shape(L, 2, shape, 0), isz;
-  if (!lua_isnoneornil(L, 3)) luaL_checktype(L, 3, LUA_TTABLE);
+  luashm_checkoptions(L, 3, "array", array_options);
   isz = luashm_dtype_sizes[dtype];
   if (lua_istable(L, 3) && lua_getfield(L, 3, "block") != LUA_TNIL) {
     lua_Integer off = 0;
@@ -642,11 +638,12 @@ static int array_new(lua_State *L) {
   return 1;
 }
 
-int luashm_array_probe(const unsigned char *p, size_t size) {
+static int array_probe(const unsigned char *p, size_t size) {
   return luashm_npy_probe(p, size);
 }
 
-int luashm_array_wrap(lua_State *L) {
+/* The whole self-describing array of the Block at the top of the stack (which it replaces). */
+static int array_wrap_whole(lua_State *L) {
   char err[LUASHM_ERRLEN];
   luashm_npy h;
   luashm_block *b = luashm_checkblock(L, -1);
@@ -661,6 +658,8 @@ int luashm_array_wrap(lua_State *L) {
   return 1;
 }
 
+static const char *const load_options[] = {LUASHM_BLOCK_OPTIONS, NULL};
+
 /* shm.load(path [, opts]): a new self-describing block holding the file's array. */
 static int array_load(lua_State *L) {
   char err[LUASHM_ERRLEN];
@@ -668,7 +667,7 @@ static int array_load(lua_State *L) {
   luashm_npy h;
   size_t hl, n;
   luashm_block *b;
-  if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
+  luashm_checkoptions(L, 2, "load", load_options);
   if (luashm_npy_read_header(path, &h, err) != 0) return luashm_error(L, "%s", err);
   if (h.ndim == 0) return luashm_error(L, "load '%s': 0-d arrays are not supported", path);
   n = h.count * luashm_dtype_sizes[h.dtype];
@@ -698,7 +697,7 @@ static int array_index(lua_State *L) {
     array *a = (array *)lua_touserdata(L, 1);
     int isint;
     lua_Unsigned i = (lua_Unsigned)lua_tointegerx(L, 2, &isint) - 1;
-    unsigned char *data = a->blk->data;
+    unsigned char *data = a->head.b->data;
     if (LUASHM_LIKELY(isint && a->ndim == 1)) {
       if (LUASHM_UNLIKELY(data == NULL || (a->flags & AF_CLOSED))) return closed_error(L, a);
       if (LUASHM_UNLIKELY(i >= a->shape[0])) return 0;
@@ -718,11 +717,11 @@ static int array_newindex(lua_State *L) {
   int isint;
   lua_Unsigned i = (lua_Unsigned)lua_tointegerx(L, 2, &isint) - 1;
   if (LUASHM_LIKELY(isint && a->ndim == 1)) {
-    unsigned char *data = a->blk->data;
+    unsigned char *data = a->head.b->data;
     int e;
     if (LUASHM_UNLIKELY(data == NULL || (a->flags & AF_CLOSED))) return closed_error(L, a);
     if (LUASHM_UNLIKELY(i >= a->shape[0]))
-      return luashm_error(L, "array '%s': index %I is out of range (1..%I)", a->blk->name,
+      return luashm_error(L, "array '%s': index %I is out of range (1..%I)", a->head.b->name,
                           (lua_Integer)(i + 1), (lua_Integer)a->shape[0]);
     e = ops[a->dtype].store(L, 3, data + a->offset + i * a->itemsize);
     if (LUASHM_UNLIKELY(e != E_OK)) return flat_value_error(L, a, e, 3, (lua_Integer)i + 1);
@@ -755,10 +754,8 @@ static int push_property(lua_State *L, array *a, const char *k) {
     lua_pushinteger(L, (lua_Integer)a->count);
   } else if (strcmp(k, "nbytes") == 0) {
     lua_pushinteger(L, (lua_Integer)(a->count * a->itemsize));
-  } else if (strcmp(k, "name") == 0) {
-    lua_pushstring(L, a->blk->name);
-  } else if (strcmp(k, "block") == 0) {
-    lua_getiuservalue(L, 1, 1);
+  } else if (strcmp(k, "name") == 0 || strcmp(k, "block") == 0) {
+    return luashm_object_field(L, 1, k);
   } else if (strcmp(k, "offset") == 0) {
     lua_pushinteger(L, (lua_Integer)a->offset);
   } else if (strcmp(k, "closed") == 0) {
@@ -797,10 +794,10 @@ static int array_copy(lua_State *L);
 /* Integral float keys; N-d rows take a number (fill), a table or an Array (copy). */
 static int newindex_slow(lua_State *L, array *a) {
   lua_Integer i;
-  if (!int_key(L, 2, &i)) return luashm_error(L, "array '%s': fields are read-only", a->blk->name);
+  if (!int_key(L, 2, &i)) return luashm_error(L, "array '%s': fields are read-only", a->head.b->name);
   if (is_closed(a)) return closed_error(L, a);
   if (i < 1 || (lua_Unsigned)i > a->shape[0])
-    return luashm_error(L, "array '%s': index %I is out of range (1..%I)", a->blk->name, i,
+    return luashm_error(L, "array '%s': index %I is out of range (1..%I)", a->head.b->name, i,
                         (lua_Integer)a->shape[0]);
   if (a->ndim == 1) {
     int e = store_value(L, 3, a->dtype, base(a) + (size_t)(i - 1) * a->itemsize);
@@ -818,7 +815,7 @@ static size_t full_index(lua_State *L, const array *a, int first, int nargs, con
   size_t flat = 0;
   int k, bad = 0;
   if (nargs != a->ndim)
-    luashm_error(L, "array '%s': %s needs %d indexes, got %d", a->blk->name, op, a->ndim, nargs);
+    luashm_error(L, "array '%s': %s needs %d indexes, got %d", a->head.b->name, op, a->ndim, nargs);
   for (k = 0; k < a->ndim; k++) {
     lua_Integer i = luaL_checkinteger(L, first + k);
     if (i < 1 || (lua_Unsigned)i > a->shape[k]) bad = 1;
@@ -834,7 +831,7 @@ static size_t full_index(lua_State *L, const array *a, int first, int nargs, con
     luaL_addchar(&b, ')');
     luaL_pushresult(&b);
     push_shape(L, a->ndim, a->shape);
-    luashm_error(L, "array '%s': %s: index %s is out of range for shape %s", a->blk->name, op,
+    luashm_error(L, "array '%s': %s: index %s is out of range for shape %s", a->head.b->name, op,
                  lua_tostring(L, -2), lua_tostring(L, -1));
   }
   return flat;
@@ -924,7 +921,7 @@ static int array_reshape(lua_State *L) {
   int ndim = check_shape(L, 2, shape, 1), k, wild = -1, ok = 1;
   for (k = 0; k < ndim; k++) {
     if (shape[k] == SIZE_MAX) {
-      if (wild >= 0) luashm_error(L, "array '%s': reshape: more than one -1", a->blk->name);
+      if (wild >= 0) luashm_error(L, "array '%s': reshape: more than one -1", a->head.b->name);
       wild = k;
     } else if (shape[k] != 0 && known > a->count / shape[k]) {
       ok = 0; /* the product already exceeds the element count */
@@ -939,7 +936,7 @@ static int array_reshape(lua_State *L) {
   if (!ok) {
     push_shape(L, ndim, shape); /* -1 prints as -1 */
     return luashm_error(L, "array '%s': reshape: cannot reshape %I elements into shape %s",
-                        a->blk->name, (lua_Integer)a->count, lua_tostring(L, -1));
+                        a->head.b->name, (lua_Integer)a->count, lua_tostring(L, -1));
   }
   if (wild >= 0) shape[wild] = a->count / known;
   lua_getiuservalue(L, 1, 1);
@@ -1022,7 +1019,7 @@ static const unsigned char *source_bytes(lua_State *L, const array *a, const arr
   size_t sn = src->count * src->itemsize, dn = a->count * a->itemsize;
   *tmp = NULL;
   if (s == d || s + sn <= d || d + dn <= s || sn == 0) return s;
-  if ((*tmp = malloc(sn)) == NULL) luashm_error(L, "array '%s': out of memory", a->blk->name);
+  if ((*tmp = malloc(sn)) == NULL) luashm_error(L, "array '%s': out of memory", a->head.b->name);
   memcpy(*tmp, s, sn);
   return (const unsigned char *)*tmp;
 }
@@ -1056,7 +1053,7 @@ static int array_copy(lua_State *L) {
     size_t bad;
     int e;
     if (src->count != a->count)
-      return luashm_error(L, "array '%s': copy: source has %I elements, the array %I", a->blk->name,
+      return luashm_error(L, "array '%s': copy: source has %I elements, the array %I", a->head.b->name,
                           (lua_Integer)src->count, (lua_Integer)a->count);
     if (src->dtype == a->dtype) {
       memmove(base(a), base(src), a->count * a->itemsize);
@@ -1115,7 +1112,7 @@ static int elementwise(lua_State *L, int mul) {
     if (b->ndim != a->ndim || memcmp(b->shape, a->shape, a->ndim * sizeof(size_t)) != 0) {
       push_shape(L, a->ndim, a->shape);
       push_shape(L, b->ndim, b->shape);
-      return luashm_error(L, "array '%s': %s: shapes %s and %s differ", a->blk->name,
+      return luashm_error(L, "array '%s': %s: shapes %s and %s differ", a->head.b->name,
                           mul ? "mul" : "add", lua_tostring(L, -2), lua_tostring(L, -1));
     }
     s = source_bytes(L, a, b, &tmp);
@@ -1123,7 +1120,7 @@ static int elementwise(lua_State *L, int mul) {
       size_t bad;
       if (a->count > 0 && (conv = malloc(a->count * a->itemsize)) == NULL) {
         free(tmp);
-        return luashm_error(L, "array '%s': out of memory", a->blk->name);
+        return luashm_error(L, "array '%s': out of memory", a->head.b->name);
       }
       k = wrap_convert(a, conv, b->dtype, s, a->count, &bad);
       if (k != E_OK) {
@@ -1170,7 +1167,7 @@ static int minmax(lua_State *L, int max) {
   array *a = checkarray(L, 1);
   uint64_t m;
   if (a->count == 0)
-    return luashm_error(L, "array '%s': %s of an empty array", a->blk->name, max ? "max" : "min");
+    return luashm_error(L, "array '%s': %s of an empty array", a->head.b->name, max ? "max" : "min");
   if (ops[a->dtype].minmax(base(a), a->count, max, &m))
     lua_pushnumber(L, (lua_Number)NAN);
   else
@@ -1244,10 +1241,10 @@ static int array_save(lua_State *L) {
 static unsigned char *atomic_slot(lua_State *L, const array *a, const char *op) {
   lua_Integer i = luaL_checkinteger(L, 2);
   if (a->dtype < LUASHM_I32 || a->dtype > LUASHM_U64)
-    luashm_error(L, "array '%s': %s needs dtype i32, u32, i64 or u64, not %s", a->blk->name, op,
+    luashm_error(L, "array '%s': %s needs dtype i32, u32, i64 or u64, not %s", a->head.b->name, op,
                  luashm_dtype_names[a->dtype]);
   if (i < 1 || (lua_Unsigned)i > a->count)
-    luashm_error(L, "array '%s': %s: index %I is out of range (1..%I)", a->blk->name, op, i,
+    luashm_error(L, "array '%s': %s: index %I is out of range (1..%I)", a->head.b->name, op, i,
                  (lua_Integer)a->count);
   return base(a) + (size_t)(i - 1) * a->itemsize;
 }
@@ -1319,8 +1316,7 @@ static int array_cas(lua_State *L) {
 static int array_close(lua_State *L) {
   array *a = toarray(L, 1);
   if (a->flags & AF_OWNS) {
-    lua_getiuservalue(L, 1, 1);
-    block_call(L, -1, "close");
+    luashm_block_close(a->head.b);
   } else {
     a->flags |= AF_CLOSED;
   }
@@ -1369,7 +1365,7 @@ static int array_tostring(lua_State *L) {
   luaL_Buffer b;
   push_shape(L, a->ndim, a->shape);
   lua_pushfstring(L, "luashm.Array %s %s '%s' ", luashm_dtype_names[a->dtype], lua_tostring(L, -1),
-                  a->blk->name);
+                  a->head.b->name);
   luaL_buffinit(L, &b);
   if (is_closed(a))
     luaL_addstring(&b, "(closed)");
@@ -1380,14 +1376,12 @@ static int array_tostring(lua_State *L) {
   return 1;
 }
 
-/* __luashm_ref: the whole self-describing array travels as its block's name; any other view
-   also carries its dtype, shape and offset. */
-static int array_ref(lua_State *L) {
-  array *a = toarray(L, 1);
+/* For travel by name: nothing for the whole self-describing array; any other view also
+   carries its dtype, shape and offset. */
+static int array_view(lua_State *L, int idx) {
+  array *a = toarray(L, idx);
   int k;
-  lua_pushstring(L, a->blk->name);
-  lua_pushliteral(L, "array");
-  if (a->flags & AF_WHOLE) return 2;
+  if (a->flags & AF_WHOLE) return 0;
   lua_createtable(L, 0, 3);
   lua_pushstring(L, luashm_dtype_names[a->dtype]);
   lua_setfield(L, -2, "dtype");
@@ -1399,38 +1393,46 @@ static int array_ref(lua_State *L) {
   lua_setfield(L, -2, "shape");
   lua_pushinteger(L, (lua_Integer)a->offset);
   lua_setfield(L, -2, "offset");
-  return 3;
+  return 1;
 }
 
-/* The reopener: (name [, view]) -> Array owning its freshly attached block. */
-static int array_reopen(lua_State *L) {
-  const char *name = luashm_checkname(L, 1, "attach");
-  luashm_block *b;
-  if (lua_isnoneornil(L, 2)) {
-    b = luashm_block_attach(L, name);
-    if (!luashm_npy_probe(b->data, b->size))
-      return luashm_error(L, "open '%s': the block holds no NPY array", name);
-    return luashm_array_wrap(L);
-  } else {
-    size_t shape[LUASHM_MAXDIMS];
-    int dtype, ndim;
-    lua_Integer off;
-    luaL_checktype(L, 2, LUA_TTABLE);
-    lua_getfield(L, 2, "dtype");
-    dtype = check_dtype(L, -1);
-    lua_getfield(L, 2, "shape");
-    ndim = check_shape(L, -1, shape, 0);
-    lua_getfield(L, 2, "offset");
-    off = luaL_checkinteger(L, -1);
-    luashm_block_attach(L, name);
-    make_view(L, -1, dtype, ndim, shape, off, AF_OWNS);
-    return 1;
+/* The Block at the top of the stack as an Array: the whole NPY array, or the view described by
+   the value at view (what array_view gave; untrusted: it came from a message). */
+static int array_wrap(lua_State *L, int view) {
+  size_t shape[LUASHM_MAXDIMS];
+  int dtype, ndim;
+  lua_Integer off;
+  if (view == 0) return array_wrap_whole(L);
+  luaL_checktype(L, view, LUA_TTABLE);
+  lua_getfield(L, view, "dtype");
+  dtype = check_dtype(L, -1);
+  lua_getfield(L, view, "shape");
+  ndim = check_shape(L, -1, shape, 0);
+  lua_getfield(L, view, "offset");
+  off = luaL_checkinteger(L, -1);
+  lua_pop(L, 3);
+  make_view(L, -1, dtype, ndim, shape, off, AF_OWNS);
+  lua_remove(L, -2);
+  return 1;
+}
+
+static void array_describe(const unsigned char *p, size_t size, char *out, size_t n) {
+  char err[LUASHM_ERRLEN];
+  luashm_npy h;
+  int i, k;
+  if (luashm_npy_parse(p, size, size, &h, err) != 0) {
+    snprintf(out, n, "array (malformed header)");
+    return;
   }
+  k = snprintf(out, n, "array %s (", luashm_dtype_names[h.dtype]);
+  for (i = 0; i < h.ndim && k > 0 && (size_t)k + 24 < n; i++)
+    k += snprintf(out + k, n - (size_t)k, "%s%zu", i ? ", " : "", h.shape[i]);
+  if (k > 0 && (size_t)k < n) snprintf(out + k, n - (size_t)k, "%s)", h.ndim == 1 ? "," : "");
 }
 
 int luashm_toarray(lua_State *L, int i, luashm_arrayinfo *info) {
   array *a = (array *)luaL_testudata(L, i, LUASHM_ARRAY);
-  if (a == NULL) return 0;
+  if (a == NULL || a->head.kind != &luashm_kind_array) return 0;
   if (is_closed(a)) closed_error(L, a);
   info->data = base(a);
   info->dtype = a->dtype;
@@ -1461,27 +1463,22 @@ static const luaL_Reg array_meth[] = {{"get", array_get},
                                       {"atomic_store", array_atomic_store},
                                       {"save", array_save},
                                       {"close", array_close},
+                                      {"unlink", luashm_object_unlink},
                                       {NULL, NULL}};
 
-static const luaL_Reg array_metameth[] = {
-    {"__newindex", array_newindex}, {"__len", array_len},          {"__close", array_close},
-    {"__tostring", array_tostring}, {LUASHM_REF_FIELD, array_ref}, {NULL, NULL}};
+/* No __gc: views share the Block, whose own __gc unmaps it. */
+static const luaL_Reg array_metameth[] = {{"__newindex", array_newindex},
+                                          {"__len", array_len},
+                                          {"__close", array_close},
+                                          {"__tostring", array_tostring},
+                                          {NULL, NULL}};
 
 static const luaL_Reg array_funcs[] = {{"array", array_new}, {"load", array_load}, {NULL, NULL}};
 
-void luashm_open_array(lua_State *L) {
-  luaL_newmetatable(L, LUASHM_ARRAY);
-  luaL_setfuncs(L, array_metameth, 0);
-  lua_pushliteral(L, "luashm.Array");
-  lua_setfield(L, -2, "__name");
-  lua_pushboolean(L, 0); /* getmetatable(a) must not hand out the metamethods */
-  lua_setfield(L, -2, "__metatable");
-  /* __gc is left out on purpose: views share the Block, whose own __gc unmaps it. */
-  luaL_newlib(L, array_meth);
-  lua_pushcclosure(L, array_index, 1);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
+static void array_open(lua_State *L) {
+  luashm_newkind(L, &luashm_kind_array, array_meth, array_metameth, array_index);
   luaL_setfuncs(L, array_funcs, 0);
-  lua_pushcfunction(L, array_reopen);
-  luashm_set_reopener(L, "array");
 }
+
+const luashm_kind luashm_kind_array = {"array",    LUASHM_ARRAY, "array",        array_probe,
+                                       array_wrap, array_view,   array_describe, array_open};

@@ -8,14 +8,11 @@
 */
 #include <errno.h>
 #include <limits.h>
-#include <linux/futex.h>
-#include <pthread.h>
 #include <string.h>
-#include <sys/syscall.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "core.h"
+#include "kinds.h"
+#include "sync.h"
 
 #define LUASHM_BARRIER "luashm.Barrier"
 #define BARRIER_VERSION 1
@@ -42,8 +39,8 @@ typedef struct shared {
 } shared;
 
 typedef struct barrier {
-  shared *s; /* NULL once closed */
-  luashm_block *b;
+  luashm_object head;
+  shared *s;
   uint32_t n;     /* parties, as checked against the block's size when opened: the shared
                      copy is not trusted after that */
   int slot;       /* registered slot, -1 for none */
@@ -52,59 +49,32 @@ typedef struct barrier {
 
 #define BARRIER_SIZE(n) (LUASHM_HEADER_SIZE + sizeof(shared) + (size_t)(n) * sizeof(party))
 
-static int mutex_init(pthread_mutex_t *m) {
-  pthread_mutexattr_t a;
-  int rc;
-  if (pthread_mutexattr_init(&a) != 0) return -1;
-  rc = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED) ||
-       pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST) ||
-       pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ERRORCHECK) || pthread_mutex_init(m, &a);
-  pthread_mutexattr_destroy(&a);
-  return rc ? -1 : 0;
-}
-
-static int mutex_kind(void) {
-  pthread_mutex_t m;
-  return mutex_init(&m) == 0 ? m.__data.__kind : -1;
+static barrier *tobarrier(lua_State *L, int i) {
+  return (barrier *)luashm_tokind(L, i, &luashm_kind_barrier);
 }
 
 static barrier *checkbarrier(lua_State *L, int i) {
-  barrier *bar = (barrier *)luaL_checkudata(L, i, LUASHM_BARRIER);
-  if (bar->s == NULL) luashm_error(L, "barrier '%s' is closed", bar->b->name);
+  barrier *bar = tobarrier(L, i);
+  if (bar->head.b->data == NULL) luashm_error(L, "barrier '%s' is closed", bar->head.b->name);
   return bar;
 }
 
-static long futex(uint32_t *word, int op, uint32_t val, const struct timespec *rel) {
-  return syscall(SYS_futex, word, op, val, rel, NULL, 0);
-}
-
-static struct timespec mono_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts;
-}
-
-static long long ns_until(const struct timespec *t) {
-  struct timespec n = mono_now();
-  return (long long)(t->tv_sec - n.tv_sec) * 1000000000LL + (t->tv_nsec - n.tv_nsec);
-}
-
-/* Locks the state (until the deadline when one is given). A party that died holding it left
-   the state half-updated: the barrier is broken. Returns 0 or ETIMEDOUT. */
-static int state_lock(shared *s, const struct timespec *dl) {
-  int rc = dl ? pthread_mutex_clocklock(&s->mu, CLOCK_MONOTONIC, dl) : pthread_mutex_lock(&s->mu);
-  if (rc == EOWNERDEAD) {
-    pthread_mutex_consistent(&s->mu);
+/* Locks the state (until the deadline d, NULL: forever). A party that died holding it left
+   the state half-updated: the barrier is broken. Returns 0, or the sync core's ETIMEDOUT,
+   EINTR or EINVAL (forged mutex bytes). */
+static int state_lock(shared *s, const luashm_deadline *d) {
+  int rc = luashm_mutex_lock(&s->mu, d);
+  if (rc == LUASHM_OWNER_DIED) {
     if (s->broken == 0) s->broken = s->holder > 0 ? s->holder : -1;
   } else if (rc != 0) {
-    return ETIMEDOUT;
+    return rc;
   }
   s->holder = (int32_t)getpid();
   return 0;
 }
 
 static void state_unlock(shared *s) {
-  pthread_mutex_unlock(&s->mu);
+  luashm_mutex_unlock(&s->mu);
 }
 
 /* Looks at every other registered party, the state locked. A dead one's slot is freed; it
@@ -117,17 +87,16 @@ static void scan(shared *s, uint32_t n, int mine, int all_dead_break) {
     party *p = &s->slot[i];
     int rc;
     if (p->pid == 0 || (int)i == mine) continue;
-    rc = pthread_mutex_trylock(&p->mu);
+    rc = luashm_mutex_trylock(&p->mu);
     if (rc == EBUSY) continue; /* alive */
-    if (rc == EOWNERDEAD) {
-      pthread_mutex_consistent(&p->mu);
+    if (rc == LUASHM_OWNER_DIED) {
       if (s->broken == 0 && (all_dead_break || (p->waiting && p->waiting_gen == s->gen)))
         s->broken = p->pid;
     } else if (rc != 0) {
       continue;
     }
     /* dead, or closed without getting the state lock: the slot is free again */
-    pthread_mutex_unlock(&p->mu);
+    luashm_mutex_unlock(&p->mu);
     p->pid = 0;
     p->waiting = 0;
   }
@@ -145,47 +114,48 @@ static void enlist(lua_State *L, barrier *bar) {
     party *p = &s->slot[i];
     int rc;
     if (p->pid != 0) continue;
-    rc = pthread_mutex_trylock(&p->mu);
-    if (rc == EOWNERDEAD)
-      pthread_mutex_consistent(&p->mu);
-    else if (rc != 0)
-      continue;
+    rc = luashm_mutex_trylock(&p->mu);
+    if (rc != 0 && rc != LUASHM_OWNER_DIED) continue;
     p->pid = (int32_t)me;
     p->waiting = 0;
     bar->slot = (int)i;
     bar->slot_pid = me;
+    bar->head.b->held_lock = &p->mu; /* closing the mapping releases it first */
     return;
   }
   state_unlock(s);
-  luashm_error(L, "barrier '%s': more than %d processes wait on it", bar->b->name, (int)bar->n);
+  luashm_error(L, "wait '%s': more than %d processes wait on this barrier", bar->head.b->name,
+               (int)bar->n);
 }
 
 static int broken_error(lua_State *L, barrier *bar) {
-  return luashm_error(L, "barrier '%s': party died (pid %d)", bar->b->name,
+  return luashm_error(L, "wait '%s': a party of the barrier died (pid %d)", bar->head.b->name,
                       (int)__atomic_load_n(&bar->s->broken, __ATOMIC_ACQUIRE));
 }
 
 /* Wakes every waiter: the round is over, or the barrier is broken. */
 static void wake_all(shared *s) {
-  futex(&s->gen, FUTEX_WAKE, INT_MAX, NULL);
+  luashm_futex_wake(&s->gen, INT_MAX);
 }
 
-/* Leaves the slot (close), releasing its presence mutex before the mapping goes. */
+/* Leaves the slot (close, or the handle's collection), releasing its presence mutex while the
+   mapping is still there. */
 static void leave(barrier *bar) {
   shared *s = bar->s;
-  struct timespec dl = mono_now();
+  luashm_deadline d;
   party *p;
-  if (bar->slot < 0 || bar->slot_pid != getpid()) return;
+  if (bar->slot < 0 || bar->slot_pid != getpid() || bar->head.b->data == NULL) return;
   p = &s->slot[bar->slot];
-  dl.tv_sec += 1;
-  if (state_lock(s, &dl) == 0) {
+  luashm_deadline_in(&d, 1);
+  if (state_lock(s, &d) == 0) {
     p->pid = 0;
     p->waiting = 0;
-    pthread_mutex_unlock(&p->mu);
+    luashm_mutex_unlock(&p->mu);
     state_unlock(s);
   } else {
-    pthread_mutex_unlock(&p->mu); /* the next scan frees the slot */
+    luashm_mutex_unlock(&p->mu); /* the next scan frees the slot */
   }
+  bar->head.b->held_lock = NULL;
   bar->slot = -1;
 }
 
@@ -193,13 +163,14 @@ static void leave(barrier *bar) {
 ** Constructor and shm.open
 ** ------------------------------------------------------------------------------------- */
 
-/* Replaces the Block at the top of the stack with a Barrier on it. */
-static barrier *barrier_wrap_block(lua_State *L) {
+/* Replaces the Block at the top of the stack with a Barrier of n parties on it. */
+static barrier *barrier_push(lua_State *L, uint32_t n) {
   luashm_block *b = luashm_toblock(L, -1);
   barrier *bar = (barrier *)lua_newuserdatauv(L, sizeof(barrier), 1);
-  bar->s = NULL;
-  bar->b = b;
-  bar->n = 0;
+  bar->head.kind = &luashm_kind_barrier;
+  bar->head.b = b;
+  bar->s = (shared *)(b->data + LUASHM_HEADER_SIZE);
+  bar->n = n;
   bar->slot = -1;
   bar->slot_pid = 0;
   luaL_setmetatable(L, LUASHM_BARRIER);
@@ -208,59 +179,57 @@ static barrier *barrier_wrap_block(lua_State *L) {
   return bar;
 }
 
+static const char *const barrier_options[] = {LUASHM_BLOCK_OPTIONS, NULL};
+
 static int barrier_new(lua_State *L) {
   lua_Integer n = luaL_checkinteger(L, 1);
+  int hasopts = luashm_checkoptions(L, 2, "barrier", barrier_options);
   luashm_block *b;
-  barrier *bar;
   shared *s;
   uint32_t i;
   if (n < 1 || n > BARRIER_MAX)
     return luashm_error(L, "barrier: parties %I is not between 1 and %d", n, BARRIER_MAX);
-  if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
-  b = luashm_block_new(L, BARRIER_SIZE(n), lua_isnoneornil(L, 2) ? 0 : 2);
-  bar = barrier_wrap_block(L);
+  b = luashm_block_new(L, BARRIER_SIZE(n), hasopts ? 2 : 0);
   s = (shared *)(b->data + LUASHM_HEADER_SIZE);
   s->parties = (uint32_t)n;
-  if (mutex_init(&s->mu) != 0)
-    return luashm_error(L, "barrier '%s': cannot make its mutex", b->name);
-  for (i = 0; i < s->parties; i++)
-    if (mutex_init(&s->slot[i].mu) != 0)
-      return luashm_error(L, "barrier '%s': cannot make its mutex", b->name);
-  __atomic_thread_fence(__ATOMIC_RELEASE);
+  for (i = 0; i <= s->parties; i++) {
+    if (luashm_mutex_init(i == 0 ? &s->mu : &s->slot[i - 1].mu) != 0) {
+      char ignored[LUASHM_ERRLEN];
+      luashm_block_unlink(b, ignored);
+      return luashm_error(L, "barrier '%s': cannot make its mutexes", b->name);
+    }
+  }
   luashm_header_init(b->data, "barrier", BARRIER_VERSION);
-  bar->n = s->parties;
-  bar->s = s;
+  barrier_push(L, (uint32_t)n);
   return 1;
 }
 
-int luashm_barrier_probe(const unsigned char *p, size_t size) {
+static int barrier_probe(const unsigned char *p, size_t size) {
   uint32_t n;
   if (!luashm_header_is(p, size, "barrier", BARRIER_VERSION) || size < BARRIER_SIZE(0)) return 0;
   memcpy(&n, p + LUASHM_HEADER_SIZE + offsetof(shared, parties), sizeof n);
   return n >= 1 && n <= BARRIER_MAX && size >= BARRIER_SIZE(n);
 }
 
-int luashm_barrier_wrap(lua_State *L) {
+static int barrier_wrap(lua_State *L, int view) {
   luashm_block *b = luashm_toblock(L, -1);
   shared *s = (shared *)(b->data + LUASHM_HEADER_SIZE);
-  int kind = mutex_kind();
   uint32_t i, n = __atomic_load_n(&s->parties, __ATOMIC_RELAXED);
-  barrier *bar;
-  if (!luashm_header_is(b->data, b->size, "barrier", BARRIER_VERSION) || n < 1 || n > BARRIER_MAX ||
-      b->size < BARRIER_SIZE(n) || s->mu.__data.__kind != kind)
+  (void)view;
+  if (!barrier_probe(b->data, b->size) || n != s->parties || !luashm_mutex_valid(&s->mu))
     return luashm_error(L, "open '%s': not a valid barrier block", b->name);
   for (i = 0; i < n; i++)
-    if (s->slot[i].mu.__data.__kind != kind)
+    if (!luashm_mutex_valid(&s->slot[i].mu))
       return luashm_error(L, "open '%s': not a valid barrier block", b->name);
-  bar = barrier_wrap_block(L);
-  bar->n = n;
-  bar->s = s;
+  barrier_push(L, n);
   return 1;
 }
 
-static int barrier_reopen(lua_State *L) {
-  luashm_block_attach(L, luashm_checkname(L, 1, "open"));
-  return luashm_barrier_wrap(L);
+static void barrier_describe(const unsigned char *p, size_t size, char *out, size_t n) {
+  uint32_t parties;
+  (void)size;
+  memcpy(&parties, p + LUASHM_HEADER_SIZE + offsetof(shared, parties), sizeof parties);
+  snprintf(out, n, "barrier of %u", (unsigned)parties);
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -275,45 +244,46 @@ static int passed(lua_State *L, barrier *bar, int serial) {
   return 2;
 }
 
-/* The deadline has passed in round g: withdraw this party's arrival so that the round can
-   still complete with a later arrival, unless the round completed meanwhile. */
-static int withdraw(lua_State *L, barrier *bar, uint32_t g) {
+/* The wait ended in round g without the round completing (deadline, interrupt): withdraw
+   this party's arrival so that the round can still complete with a later arrival, unless the
+   round completed meanwhile. rc is ETIMEDOUT (returns false) or EINTR (raises). */
+static int withdraw(lua_State *L, barrier *bar, uint32_t g, int rc) {
   shared *s = bar->s;
-  state_lock(s, NULL);
-  if (s->gen != g) {
+  luashm_deadline d;
+  luashm_deadline_in(&d, 1);
+  if (state_lock(s, &d) == 0) {
+    if (s->gen != g) {
+      state_unlock(s);
+      return passed(L, bar, 0);
+    }
+    s->count--;
+    s->slot[bar->slot].waiting = 0;
     state_unlock(s);
-    return passed(L, bar, 0);
   }
-  s->count--;
-  s->slot[bar->slot].waiting = 0;
-  state_unlock(s);
+  if (rc == EINTR) return luashm_interrupted(L);
   lua_pushboolean(L, 0);
   return 1;
+}
+
+/* A state_lock that failed: false on timeout, else an error. */
+static int lock_failed(lua_State *L, barrier *bar, int rc) {
+  if (rc == ETIMEDOUT) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  if (rc == EINTR) return luashm_interrupted(L);
+  return luashm_error(L, "wait '%s': the block no longer holds a valid barrier",
+                      bar->head.b->name);
 }
 
 static int barrier_wait(lua_State *L) {
   barrier *bar = checkbarrier(L, 1);
   shared *s = bar->s;
-  struct timespec dl;
-  int timed = !lua_isnoneornil(L, 2);
+  luashm_deadline d;
   uint32_t g;
-  if (timed) {
-    lua_Number t = luaL_checknumber(L, 2);
-    if (!(t >= 0))
-      return luashm_error(L, "wait '%s': timeout must be a non-negative number", bar->b->name);
-    if (t > 31536000) t = 31536000;
-    dl = mono_now();
-    dl.tv_sec += (time_t)t;
-    dl.tv_nsec += (long)((t - (lua_Number)(time_t)t) * 1e9);
-    if (dl.tv_nsec >= 1000000000L) {
-      dl.tv_sec++;
-      dl.tv_nsec -= 1000000000L;
-    }
-  }
-  if (state_lock(s, timed ? &dl : NULL) != 0) {
-    lua_pushboolean(L, 0);
-    return 1;
-  }
+  int rc;
+  luashm_deadline_in(&d, luashm_opttimeout(L, 2, "wait", bar->head.b->name));
+  if ((rc = state_lock(s, &d)) != 0) return lock_failed(L, bar, rc);
   enlist(L, bar);
   if (s->broken) {
     state_unlock(s);
@@ -332,16 +302,16 @@ static int barrier_wait(lua_State *L) {
   s->slot[bar->slot].waiting = 1;
   state_unlock(s);
   for (;;) {
-    struct timespec rel = {0, SLICE_NS};
-    if (timed) {
-      long long left = ns_until(&dl);
-      if (left <= 0) return withdraw(L, bar, g);
-      if (left < SLICE_NS) rel.tv_nsec = (long)left;
-    }
-    futex(&s->gen, FUTEX_WAIT, g, &rel);
+    /* Sleep a slice at most: between slices the waiter looks for parties that died. */
+    luashm_deadline slice;
+    luashm_deadline_in(&slice, SLICE_NS * 1e-9);
+    if (luashm_deadline_left(&d) < luashm_deadline_left(&slice)) slice = d;
+    rc = luashm_futex_wait(&s->gen, g, &slice);
     if (__atomic_load_n(&s->gen, __ATOMIC_ACQUIRE) != g) return passed(L, bar, 0);
+    if (rc == EINTR || luashm_deadline_passed(&d))
+      return withdraw(L, bar, g, rc == EINTR ? EINTR : ETIMEDOUT);
     if (__atomic_load_n(&s->broken, __ATOMIC_ACQUIRE) == 0) {
-      state_lock(s, NULL);
+      if ((rc = state_lock(s, NULL)) != 0) return lock_failed(L, bar, rc);
       if (s->gen != g) {
         state_unlock(s);
         return passed(L, bar, 0);
@@ -362,70 +332,61 @@ static int barrier_parties(lua_State *L) {
   return 1;
 }
 
-static int barrier_name(lua_State *L) {
-  barrier *bar = (barrier *)luaL_checkudata(L, 1, LUASHM_BARRIER);
-  lua_pushstring(L, bar->b->name);
-  return 1;
-}
-
-static int barrier_close(lua_State *L) {
-  barrier *bar = (barrier *)luaL_checkudata(L, 1, LUASHM_BARRIER);
-  if (bar->s == NULL) return 0;
-  leave(bar);
-  bar->s = NULL;
-  luashm_shm_unmap(bar->b->data, bar->b->size);
-  bar->b->data = NULL;
+/* The handle's collection leaves its slot (the Block, which the user may still hold, stays
+   mapped); close leaves it and releases the mapping. Both idempotent. */
+static int barrier_gc(lua_State *L) {
+  leave(tobarrier(L, 1));
   return 0;
 }
 
-/* Removes the name; handles (here and elsewhere) keep working. */
-static int barrier_unlink(lua_State *L) {
-  barrier *bar = (barrier *)luaL_checkudata(L, 1, LUASHM_BARRIER);
-  char err[LUASHM_ERRLEN];
-  if (luashm_block_unlink(bar->b, err) != 0) return luashm_error(L, "%s", err);
+static int barrier_close(lua_State *L) {
+  barrier *bar = tobarrier(L, 1);
+  leave(bar);
+  luashm_block_close(bar->head.b);
   return 0;
 }
 
 static int barrier_tostring(lua_State *L) {
-  barrier *bar = (barrier *)luaL_checkudata(L, 1, LUASHM_BARRIER);
+  barrier *bar = tobarrier(L, 1);
   shared *s = bar->s;
-  if (s == NULL)
-    lua_pushfstring(L, "luashm.Barrier '%s' (closed)", bar->b->name);
+  const char *name = bar->head.b->name;
+  if (bar->head.b->data == NULL)
+    lua_pushfstring(L, "luashm.Barrier '%s' (closed)", name);
   else if (__atomic_load_n(&s->broken, __ATOMIC_RELAXED) != 0)
-    lua_pushfstring(L, "luashm.Barrier '%s' (%d parties, broken)", bar->b->name, (int)bar->n);
+    lua_pushfstring(L, "luashm.Barrier '%s' (%d parties, broken)", name, (int)bar->n);
   else
-    lua_pushfstring(L, "luashm.Barrier '%s' (%d parties, %d waiting)", bar->b->name, (int)bar->n,
+    lua_pushfstring(L, "luashm.Barrier '%s' (%d parties, %d waiting)", name, (int)bar->n,
                     (int)__atomic_load_n(&s->count, __ATOMIC_RELAXED));
   return 1;
 }
 
-static int barrier_ref(lua_State *L) {
-  barrier *bar = (barrier *)luaL_checkudata(L, 1, LUASHM_BARRIER);
-  lua_pushstring(L, bar->b->name);
-  lua_pushliteral(L, "barrier");
-  return 2;
+/* Methods first (upvalue 1), then the contract's fields. */
+static int barrier_index(lua_State *L) {
+  const char *k;
+  lua_pushvalue(L, 2);
+  if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
+  k = lua_tostring(L, 2);
+  if (k == NULL || lua_type(L, 2) != LUA_TSTRING) return 1;
+  tobarrier(L, 1);
+  if (!luashm_object_field(L, 1, k)) lua_pushnil(L);
+  return 1;
 }
 
-static const luaL_Reg barrier_meth[] = {{"wait", barrier_wait},     {"parties", barrier_parties},
-                                        {"name", barrier_name},     {"close", barrier_close},
-                                        {"unlink", barrier_unlink}, {NULL, NULL}};
+static const luaL_Reg barrier_meth[] = {{"wait", barrier_wait},
+                                        {"parties", barrier_parties},
+                                        {"close", barrier_close},
+                                        {"unlink", luashm_object_unlink},
+                                        {NULL, NULL}};
 
-static const luaL_Reg barrier_metameth[] = {{"__gc", barrier_close},
-                                            {"__close", barrier_close},
-                                            {"__tostring", barrier_tostring},
-                                            {LUASHM_REF_FIELD, barrier_ref},
-                                            {NULL, NULL}};
+static const luaL_Reg barrier_metameth[] = {
+    {"__gc", barrier_gc}, {"__close", barrier_close}, {"__tostring", barrier_tostring}, {NULL, NULL}};
 
-void luashm_open_barrier(lua_State *L) {
-  luaL_newmetatable(L, LUASHM_BARRIER);
-  luaL_setfuncs(L, barrier_metameth, 0);
-  lua_pushboolean(L, 0);
-  lua_setfield(L, -2, "__metatable");
-  luaL_newlib(L, barrier_meth);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
+static void barrier_open(lua_State *L) {
+  luashm_newkind(L, &luashm_kind_barrier, barrier_meth, barrier_metameth, barrier_index);
   lua_pushcfunction(L, barrier_new);
   lua_setfield(L, -2, "barrier");
-  lua_pushcfunction(L, barrier_reopen);
-  luashm_set_reopener(L, "barrier");
 }
+
+const luashm_kind luashm_kind_barrier = {"barrier",    LUASHM_BARRIER, "barrier",
+                                         barrier_probe, barrier_wrap,  NULL,
+                                         barrier_describe, barrier_open};

@@ -2,29 +2,19 @@
 ** The Block: a named shared-memory block mapped into this process (Python's SharedMemory).
 ** shm.create, shm.attach, shm.exists, and the Block's methods and metatable.
 */
-#include <stdarg.h>
 #include <string.h>
 
-#include "core.h"
+#include "kinds.h"
 #include "lualib.h"
+#include "sync.h"
 #include "tracker.h"
-
-int luashm_error(lua_State *L, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  lua_pushstring(L, "luashm: ");
-  lua_pushvfstring(L, fmt, ap);
-  va_end(ap);
-  lua_concat(L, 2);
-  return lua_error(L);
-}
 
 int luashm_closed(lua_State *L, const luashm_block *b, const char *what) {
   return luashm_error(L, "%s '%s': block is closed", what, b->name);
 }
 
 luashm_block *luashm_toblock(lua_State *L, int i) {
-  return (luashm_block *)luaL_checkudata(L, i, LUASHM_BLOCK);
+  return (luashm_block *)luashm_tokind(L, i, &luashm_kind_block);
 }
 
 luashm_block *luashm_checkblock(lua_State *L, int i) {
@@ -33,29 +23,16 @@ luashm_block *luashm_checkblock(lua_State *L, int i) {
   return b;
 }
 
-int luashm_optboolfield(lua_State *L, int idx, const char *field, int def) {
-  int v = def;
-  if (idx == 0 || lua_isnoneornil(L, idx)) return def;
-  if (lua_getfield(L, idx, field) != LUA_TNIL) v = lua_toboolean(L, -1);
-  lua_pop(L, 1);
-  return v;
-}
-
-const char *luashm_checkname(lua_State *L, int idx, const char *op) {
-  char err[LUASHM_ERRLEN];
-  size_t len;
-  const char *name = luaL_checklstring(L, idx, &len);
-  if (luashm_name_check(op, name, len, err) != 0) luashm_error(L, "%s", err);
-  return name;
-}
-
 /* A userdata marked closed, so that an error before the mapping is made leaves an object that
    __gc can handle. */
 static luashm_block *block_push(lua_State *L, const char *name) {
   luashm_block *b = (luashm_block *)lua_newuserdatauv(L, sizeof(luashm_block), 0);
+  b->head.kind = &luashm_kind_block;
+  b->head.b = b;
   b->data = NULL;
   b->size = 0;
   b->tracked = 0;
+  b->held_lock = NULL;
   strcpy(b->name, name);
   luaL_setmetatable(L, LUASHM_BLOCK);
   return b;
@@ -120,8 +97,11 @@ luashm_block *luashm_block_attach(lua_State *L, const char *name) {
 ** Module functions
 ** ------------------------------------------------------------------------------------- */
 
+static const char *const create_options[] = {LUASHM_BLOCK_OPTIONS, NULL};
+
 static int block_create(lua_State *L) {
   lua_Integer size = luaL_checkinteger(L, 1);
+  luashm_checkoptions(L, 2, "create", create_options);
   if (size <= 0) return luashm_error(L, "create: size %I is not positive", size);
   if ((lua_Unsigned)size > (lua_Unsigned)PTRDIFF_MAX)
     return luashm_error(L, "create: size %I is too large", size);
@@ -240,23 +220,21 @@ static int block_unpack(lua_State *L) {
   return top - 4;
 }
 
-static int block_close(lua_State *L) {
-  luashm_block *b = luashm_toblock(L, 1);
+void luashm_block_close(luashm_block *b) {
+  if (b->held_lock != NULL) luashm_mutex_unlock((pthread_mutex_t *)b->held_lock);
+  b->held_lock = NULL;
   luashm_shm_unmap(b->data, b->size);
   b->data = NULL;
+}
+
+static int block_close(lua_State *L) {
+  luashm_block_close(luashm_toblock(L, 1));
   return 0;
 }
 
 int luashm_block_unlink(luashm_block *b, char *err) {
   b->tracked = 0;
   return luashm_tracker_unlink(b->name, err);
-}
-
-static int block_unlink(lua_State *L) {
-  luashm_block *b = luashm_toblock(L, 1);
-  char err[LUASHM_ERRLEN];
-  if (luashm_block_unlink(b, err) != 0) return luashm_error(L, "%s", err);
-  return 0;
 }
 
 static int block_tostring(lua_State *L) {
@@ -278,42 +256,15 @@ static int block_index(lua_State *L) {
   luashm_block *b = luashm_toblock(L, 1);
   const char *k = lua_tostring(L, 2);
   if (k != NULL && lua_type(L, 2) == LUA_TSTRING) {
-    if (strcmp(k, "name") == 0) {
-      lua_pushstring(L, b->name);
-      return 1;
-    }
     if (strcmp(k, "size") == 0) {
       lua_pushinteger(L, (lua_Integer)b->size);
       return 1;
     }
-    if (strcmp(k, "closed") == 0) {
-      lua_pushboolean(L, b->data == NULL);
-      return 1;
-    }
+    if (luashm_object_field(L, 1, k)) return 1;
   }
   lua_pushvalue(L, 2);
   lua_rawget(L, lua_upvalueindex(1));
   return 1;
-}
-
-/* __luashm_ref: a Block travels as its name and reopens with shm.attach. */
-static int block_ref(lua_State *L) {
-  luashm_block *b = luashm_toblock(L, 1);
-  lua_pushstring(L, b->name);
-  lua_pushliteral(L, "block");
-  return 2;
-}
-
-static int block_reopen(lua_State *L) {
-  luashm_block_attach(L, luashm_checkname(L, 1, "attach"));
-  return 1;
-}
-
-void luashm_set_reopener(lua_State *L, const char *kind) {
-  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUASHM_REOPENERS);
-  lua_insert(L, -2);
-  lua_setfield(L, -2, kind);
-  lua_pop(L, 1);
 }
 
 static int block_newindex(lua_State *L) {
@@ -326,47 +277,63 @@ static const luaL_Reg block_meth[] = {{"read", block_read},
                                       {"pack", block_pack},
                                       {"unpack", block_unpack},
                                       {"close", block_close},
-                                      {"unlink", block_unlink},
+                                      {"unlink", luashm_object_unlink},
                                       {NULL, NULL}};
 
-static const luaL_Reg block_metameth[] = {
-    {"__gc", block_close}, {"__close", block_close},       {"__tostring", block_tostring},
-    {"__len", block_len},  {"__newindex", block_newindex}, {LUASHM_REF_FIELD, block_ref},
-    {NULL, NULL}};
+static const luaL_Reg block_metameth[] = {{"__gc", block_close},
+                                          {"__close", block_close},
+                                          {"__tostring", block_tostring},
+                                          {"__len", block_len},
+                                          {"__newindex", block_newindex},
+                                          {NULL, NULL}};
 
 static const luaL_Reg block_funcs[] = {
     {"create", block_create}, {"attach", block_attach}, {"exists", block_exists}, {NULL, NULL}};
 
-void luashm_open_block(lua_State *L) {
+/* The Block takes any bytes (it is the registry's last kind) and wraps as itself. */
+static int block_probe(const unsigned char *p, size_t size) {
+  (void)p;
+  (void)size;
+  return 1;
+}
+
+static int block_wrap(lua_State *L, int view) {
+  (void)view;
+  luashm_toblock(L, -1);
+  return 1;
+}
+
+static void block_describe(const unsigned char *p, size_t size, char *out, size_t n) {
+  (void)p;
+  (void)size;
+  snprintf(out, n, "raw");
+}
+
+static void block_open(lua_State *L) {
   int i;
-  luaL_newmetatable(L, LUASHM_BLOCK);
-  luaL_setfuncs(L, block_metameth, 0);
-  lua_pushliteral(L, "luashm.Block");
-  lua_setfield(L, -2, "__name");
-  lua_pushboolean(L, 0); /* getmetatable(b) must not hand out the raw methods */
-  lua_setfield(L, -2, "__metatable");
-  /* Methods: pack/unpack get string.pack, string.packsize and string.unpack as upvalues. */
-  lua_newtable(L);
+  luashm_newkind(L, &luashm_kind_block, block_meth, block_metameth, block_index);
+  /* pack and unpack get string.pack, string.packsize and string.unpack as upvalues. */
+  luaL_getmetatable(L, LUASHM_BLOCK);
+  lua_getfield(L, -1, "__index");
+  lua_getupvalue(L, -1, 1);
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   lua_getfield(L, -1, LUA_STRLIBNAME);
   lua_remove(L, -2);
   if (!lua_istable(L, -1)) luaL_error(L, "luashm needs the string library to be open");
   for (i = 0; block_meth[i].name != NULL; i++) {
     int pk = block_meth[i].func == block_pack, up = block_meth[i].func == block_unpack;
-    if (pk) lua_getfield(L, -1, "pack");
+    if (!pk && !up) continue;
+    lua_getfield(L, -1, "pack");
     if (up) {
-      lua_getfield(L, -1, "pack");
       lua_getfield(L, -2, "packsize");
       lua_getfield(L, -3, "unpack");
     }
-    lua_pushcclosure(L, block_meth[i].func, pk ? 1 : up ? 3 : 0);
+    lua_pushcclosure(L, block_meth[i].func, pk ? 1 : 3);
     lua_setfield(L, -3, block_meth[i].name);
   }
-  lua_pop(L, 1);
-  lua_pushcclosure(L, block_index, 1);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
+  lua_pop(L, 4);
   luaL_setfuncs(L, block_funcs, 0);
-  lua_pushcfunction(L, block_reopen);
-  luashm_set_reopener(L, "block");
 }
+
+const luashm_kind luashm_kind_block = {"block", LUASHM_BLOCK,  "create",       block_probe,
+                                       block_wrap, NULL,          block_describe, block_open};

@@ -1,13 +1,12 @@
 /*
 ** The Channel: a multi-producer multi-consumer FIFO of encoded values (codec.h) in its own
-** self-describing block. shm.channel, the Channel's methods and metatable, its shm.open kind
-** and its reopener.
+** self-describing block. shm.channel, the Channel's methods and metatable, and its kind.
 **
 ** Block layout (after the 64-byte luashm header, kind "channel", version 1):
 **   64  u64 capacity     bytes of ring, a multiple of 8; the block is RING_OFF + capacity bytes
 **   72  u64 head         bytes ever received (monotonic; head % capacity is the read offset)
 **   80  u64 tail         bytes ever sent
-**   88  u32 closed       set by ch:close()
+**   88  u32 shutdown     set by ch:shutdown()
 **   92  u32 recovered    times a process died holding the lock and the channel was recovered
 **   96  u32 not_empty    futex sequence that receivers sleep on
 **  100  u32 not_full     futex sequence that senders sleep on
@@ -29,18 +28,13 @@
 */
 #include <errno.h>
 #include <limits.h>
-#include <linux/futex.h>
-#include <math.h>
-#include <pthread.h>
-#include <stdint.h>
 #include <signal.h>
+#include <stdint.h>
 #include <string.h>
-#include <sys/syscall.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "codec.h"
-#include "core.h"
+#include "kinds.h"
+#include "sync.h"
 
 #define LUASHM_CHANNEL "luashm.Channel"
 #define CHANNEL_VERSION 1
@@ -53,7 +47,7 @@ typedef struct chan_shared {
   uint64_t capacity;
   uint64_t head;
   uint64_t tail;
-  uint32_t closed;
+  uint32_t shutdown;
   uint32_t recovered;
   uint32_t not_empty;
   uint32_t not_full;
@@ -68,14 +62,14 @@ _Static_assert(sizeof(chan_shared) + LUASHM_HEADER_SIZE <= RING_OFF, "channel la
 _Static_assert(offsetof(chan_shared, mu) == 64, "channel layout: mutex at block offset 128");
 
 typedef struct channel {
-  luashm_block *b; /* the Block (user value 1); NULL until opened */
+  luashm_object head;
   chan_shared *s;
   unsigned char *ring;
   uint64_t cap;
 } channel;
 
 /* Outcomes of the locked operations; errors are raised only after the lock is released. */
-enum { CH_OK, CH_TIMEOUT, CH_CLOSED, CH_TOOBIG, CH_CORRUPT, CH_LOCKFAIL };
+enum { CH_OK, CH_TIMEOUT, CH_SHUTDOWN, CH_TOOBIG, CH_CORRUPT, CH_LOCKFAIL, CH_INTR };
 
 /* ---------------------------------------------------------------------------------------
 ** The ring (used locked; every index checked against the capacity kept at open)
@@ -113,15 +107,16 @@ static void ring_copy_out(const channel *ch, uint64_t pos, void *dst, size_t len
 ** Locking and sleeping
 ** ------------------------------------------------------------------------------------- */
 
-/* Locks, recovering from a holder that died: its half-done work is invisible (see the top of
-   the file), so the state is consistent once the mutex is marked so; everyone asleep is woken
-   in case the dead process was about to wake them. */
+/* Locks (CH_OK, CH_INTR or CH_LOCKFAIL), recovering from a holder that died: its half-done
+   work is invisible (see the top of the file), so the state is consistent once the mutex is
+   marked so; everyone asleep is woken in case the dead process was about to wake them. */
 static int chan_lock(channel *ch) {
   chan_shared *s = ch->s;
-  int rc = pthread_mutex_lock(&s->mu);
+  int rc = luashm_mutex_lock(&s->mu, NULL);
   uint64_t pos, n = 0;
-  if (LUASHM_LIKELY(rc == 0)) return 0;
-  if (rc != EOWNERDEAD || pthread_mutex_consistent(&s->mu) != 0) return -1;
+  if (LUASHM_LIKELY(rc == 0)) return CH_OK;
+  if (rc == EINTR) return CH_INTR;
+  if (rc != LUASHM_OWNER_DIED) return CH_LOCKFAIL;
   s->recovered++;
   /* The dead holder may have moved head or tail without fixing count: count the records. */
   for (pos = s->head; ring_sane(ch, s->head, s->tail) && pos != s->tail; n++) {
@@ -133,71 +128,46 @@ static int chan_lock(channel *ch) {
   s->count = n;
   __atomic_add_fetch(&s->not_empty, 1, __ATOMIC_SEQ_CST);
   __atomic_add_fetch(&s->not_full, 1, __ATOMIC_SEQ_CST);
-  syscall(SYS_futex, &s->not_empty, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
-  syscall(SYS_futex, &s->not_full, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
-  return 0;
+  luashm_futex_wake(&s->not_empty, INT_MAX);
+  luashm_futex_wake(&s->not_full, INT_MAX);
+  return CH_OK;
 }
 
 static void chan_unlock(chan_shared *s) {
-  pthread_mutex_unlock(&s->mu);
-}
-
-static void futex_wake(uint32_t *word, int n) {
-  syscall(SYS_futex, word, FUTEX_WAKE, n, NULL, NULL, 0);
-}
-
-/* A wait deadline: none (forever), or an absolute CLOCK_MONOTONIC time computed on first use. */
-typedef struct deadline {
-  double timeout; /* seconds; < 0 means forever */
-  int set;
-  struct timespec at;
-} deadline;
-
-static const struct timespec *deadline_get(deadline *d) {
-  if (d->timeout < 0) return NULL;
-  if (!d->set) {
-    double whole = floor(d->timeout);
-    clock_gettime(CLOCK_MONOTONIC, &d->at);
-    d->at.tv_sec += (time_t)whole;
-    d->at.tv_nsec += (long)((d->timeout - whole) * 1e9);
-    if (d->at.tv_nsec >= 1000000000L) {
-      d->at.tv_sec++;
-      d->at.tv_nsec -= 1000000000L;
-    }
-    d->set = 1;
-  }
-  return &d->at;
-}
-
-static int deadline_passed(deadline *d) {
-  struct timespec now;
-  const struct timespec *at = deadline_get(d);
-  if (at == NULL) return 0;
-  clock_gettime(CLOCK_MONOTONIC, &now);
-  return now.tv_sec > at->tv_sec || (now.tv_sec == at->tv_sec && now.tv_nsec >= at->tv_nsec);
+  luashm_mutex_unlock(&s->mu);
 }
 
 /* Called locked; sleeps on word (counted in *waiting) until it moves past the value it had
-   here or the deadline passes, then relocks. No spinning first: on a loaded 2-core machine a
-   spinning waiter steals the time its peer needs to answer (measured: 2-3x slower). */
-static int chan_sleep(channel *ch, uint32_t *word, uint32_t *waiting, deadline *d) {
+   here or the deadline passes, then relocks (CH_OK), or returns unlocked (CH_INTR,
+   CH_LOCKFAIL). No spinning first: on a loaded 2-core machine a spinning waiter steals the time
+   its peer needs to answer (measured: 2-3x slower). */
+static int chan_sleep(channel *ch, uint32_t *word, uint32_t *waiting, const luashm_deadline *d) {
   chan_shared *s = ch->s;
   uint32_t seq = __atomic_load_n(word, __ATOMIC_SEQ_CST);
+  int rc;
   (*waiting)++;
   chan_unlock(s);
-  syscall(SYS_futex, word, FUTEX_WAIT_BITSET, seq, deadline_get(d), NULL, FUTEX_BITSET_MATCH_ANY);
-  if (chan_lock(ch) != 0) return -1;
+  rc = luashm_futex_wait(word, seq, d);
+  /* Relocks even when interrupted, to take this waiter off the count (if that fails too, the
+     count stays one high: a spare wake syscall later, never a hang). */
+  if (chan_lock(ch) != CH_OK) return rc == EINTR ? CH_INTR : CH_LOCKFAIL;
   (*waiting)--;
-  return 0;
+  if (rc == EINTR) {
+    chan_unlock(s);
+    return CH_INTR;
+  }
+  return CH_OK;
 }
 
 /* Appends one message, waiting for room until the deadline. */
-static int chan_put(channel *ch, const char *msg, size_t len, deadline *d, int die_midway) {
+static int chan_put(channel *ch, const char *msg, size_t len, double timeout, int die_midway) {
   chan_shared *s = ch->s;
   uint64_t need = record_size(len), head, tail;
   uint32_t hdr[2];
-  int wake;
-  if (chan_lock(ch) != 0) return CH_LOCKFAIL;
+  luashm_deadline d;
+  int wake, rc;
+  luashm_deadline_in(&d, timeout);
+  if ((rc = chan_lock(ch)) != CH_OK) return rc;
   for (;;) {
     head = s->head;
     tail = s->tail;
@@ -205,16 +175,16 @@ static int chan_put(channel *ch, const char *msg, size_t len, deadline *d, int d
       chan_unlock(s);
       return CH_CORRUPT;
     }
-    if (s->closed) {
+    if (s->shutdown) {
       chan_unlock(s);
-      return CH_CLOSED;
+      return CH_SHUTDOWN;
     }
     if (ch->cap - (tail - head) >= need) break;
-    if (d->timeout == 0 || deadline_passed(d)) {
+    if (luashm_deadline_passed(&d)) {
       chan_unlock(s);
       return CH_TIMEOUT;
     }
-    if (chan_sleep(ch, &s->not_full, &s->send_waiting, d) != 0) return CH_LOCKFAIL;
+    if ((rc = chan_sleep(ch, &s->not_full, &s->send_waiting, &d)) != CH_OK) return rc;
   }
   hdr[0] = (uint32_t)len;
   hdr[1] = ~(uint32_t)len;
@@ -229,18 +199,19 @@ static int chan_put(channel *ch, const char *msg, size_t len, deadline *d, int d
   wake = s->recv_waiting > 0;
   if (wake) __atomic_add_fetch(&s->not_empty, 1, __ATOMIC_SEQ_CST);
   chan_unlock(s);
-  if (wake) futex_wake(&s->not_empty, 1);
+  if (wake) luashm_futex_wake(&s->not_empty, 1);
   return CH_OK;
 }
 
 /* Takes the next message into buf (bufcap bytes), waiting until the deadline. CH_TOOBIG leaves
    it queued and sets *len to its size, so the caller can find room and come back. */
-static int chan_take(channel *ch, unsigned char *buf, size_t bufcap, size_t *len, deadline *d) {
+static int chan_take(channel *ch, unsigned char *buf, size_t bufcap, size_t *len,
+                     const luashm_deadline *d) {
   chan_shared *s = ch->s;
   uint64_t head, tail, rec;
   uint32_t hdr[2];
-  int wake;
-  if (chan_lock(ch) != 0) return CH_LOCKFAIL;
+  int wake, rc;
+  if ((rc = chan_lock(ch)) != CH_OK) return rc;
   for (;;) {
     head = s->head;
     tail = s->tail;
@@ -249,15 +220,15 @@ static int chan_take(channel *ch, unsigned char *buf, size_t bufcap, size_t *len
       return CH_CORRUPT;
     }
     if (tail != head) break;
-    if (s->closed) {
+    if (s->shutdown) {
       chan_unlock(s);
-      return CH_CLOSED;
+      return CH_SHUTDOWN;
     }
-    if (d->timeout == 0 || deadline_passed(d)) {
+    if (luashm_deadline_passed(d)) {
       chan_unlock(s);
       return CH_TIMEOUT;
     }
-    if (chan_sleep(ch, &s->not_empty, &s->recv_waiting, d) != 0) return CH_LOCKFAIL;
+    if ((rc = chan_sleep(ch, &s->not_empty, &s->recv_waiting, d)) != CH_OK) return rc;
   }
   ring_copy_out(ch, head, hdr, sizeof hdr);
   rec = record_size(hdr[0]);
@@ -276,7 +247,7 @@ static int chan_take(channel *ch, unsigned char *buf, size_t bufcap, size_t *len
   wake = s->send_waiting > 0;
   if (wake) __atomic_add_fetch(&s->not_full, 1, __ATOMIC_SEQ_CST);
   chan_unlock(s);
-  if (wake) futex_wake(&s->not_full, INT_MAX); /* freed room may suit any of them */
+  if (wake) luashm_futex_wake(&s->not_full, INT_MAX); /* freed room may suit any of them */
   return CH_OK;
 }
 
@@ -284,40 +255,38 @@ static int chan_take(channel *ch, unsigned char *buf, size_t bufcap, size_t *len
 ** The object
 ** ------------------------------------------------------------------------------------- */
 
+static channel *tochannel(lua_State *L, int i) {
+  return (channel *)luashm_tokind(L, i, &luashm_kind_channel);
+}
+
 static channel *checkchannel(lua_State *L, int i) {
-  channel *ch = (channel *)luaL_checkudata(L, i, LUASHM_CHANNEL);
-  if (ch->b == NULL || ch->b->data == NULL)
-    luashm_error(L, "channel '%s' is closed (its mapping was released)", ch->b ? ch->b->name : "?");
+  channel *ch = tochannel(L, i);
+  if (LUASHM_UNLIKELY(ch->head.b->data == NULL))
+    luashm_error(L, "channel '%s' is closed", ch->head.b->name);
   return ch;
 }
 
 /* Raises the error for a failed locked operation (the lock is already released). */
 static int channel_fail(lua_State *L, channel *ch, const char *op, int rc) {
-  if (rc == CH_CLOSED) return luashm_error(L, "%s '%s': channel is closed", op, ch->b->name);
+  const char *name = ch->head.b->name;
+  if (rc == CH_INTR) return luashm_interrupted(L);
+  if (rc == CH_SHUTDOWN) return luashm_error(L, "channel '%s' is shut down", name);
   if (rc == CH_LOCKFAIL)
-    return luashm_error(L, "%s '%s': the channel's lock is unusable", op, ch->b->name);
+    return luashm_error(L, "%s '%s': the channel's lock is unusable (the block was overwritten)",
+                        op, name);
   return luashm_error(L,
                       "%s '%s': channel is corrupted (its ring indexes or a record header "
                       "are inconsistent)",
-                      op, ch->b->name);
-}
-
-/* A timeout argument: nil or absent waits forever, else seconds >= 0. */
-static double opt_timeout(lua_State *L, int idx, channel *ch, const char *op) {
-  lua_Number t;
-  if (lua_isnoneornil(L, idx)) return -1;
-  t = luaL_checknumber(L, idx);
-  if (!(t >= 0))
-    luashm_error(L, "%s '%s': timeout %f is not a number of seconds >= 0", op, ch->b->name, t);
-  return t > 1e9 ? -1 : (double)t;
+                      op, name);
 }
 
 /* Replaces the Block at the top of the stack with a Channel over it, validating the layout. */
-int luashm_channel_wrap(lua_State *L) {
+static int channel_wrap(lua_State *L, int view) {
   luashm_block *b = luashm_toblock(L, -1);
   chan_shared *s;
   channel *ch;
   uint64_t cap;
+  (void)view;
   if (!luashm_header_is(b->data, b->size, "channel", CHANNEL_VERSION) || b->size <= RING_OFF)
     return luashm_error(L, "open '%s': not a channel", b->name);
   s = (chan_shared *)(b->data + LUASHM_HEADER_SIZE);
@@ -325,57 +294,62 @@ int luashm_channel_wrap(lua_State *L) {
   if (cap == 0 || cap % 8 != 0 || cap != b->size - RING_OFF)
     return luashm_error(L, "open '%s': malformed channel (capacity %I in a block of %I bytes)",
                         b->name, (lua_Integer)cap, (lua_Integer)b->size);
+  if (!luashm_mutex_valid(&s->mu))
+    return luashm_error(L, "open '%s': malformed channel (its lock is not a valid mutex)",
+                        b->name);
   ch = (channel *)lua_newuserdatauv(L, sizeof(channel), 1);
-  ch->b = NULL;
-  luaL_setmetatable(L, LUASHM_CHANNEL);
-  lua_pushvalue(L, -2);
-  lua_setiuservalue(L, -2, 1);
+  ch->head.kind = &luashm_kind_channel;
+  ch->head.b = b;
   ch->s = s;
   ch->ring = b->data + RING_OFF;
   ch->cap = cap;
-  ch->b = b;
-  lua_replace(L, -2);
+  luaL_setmetatable(L, LUASHM_CHANNEL);
+  lua_insert(L, -2);
+  lua_setiuservalue(L, -2, 1);
   return 1;
 }
 
-int luashm_channel_probe(const unsigned char *p, size_t size) {
+static int channel_probe(const unsigned char *p, size_t size) {
   return luashm_header_is(p, size, "channel", CHANNEL_VERSION);
 }
 
+static void channel_describe(const unsigned char *p, size_t size, char *out, size_t n) {
+  chan_shared s;
+  if (size < LUASHM_HEADER_SIZE + sizeof s) {
+    snprintf(out, n, "channel (malformed)");
+    return;
+  }
+  memcpy(&s, p + LUASHM_HEADER_SIZE, sizeof s);
+  snprintf(out, n, "channel, %llu messages%s", (unsigned long long)s.count,
+           s.shutdown ? ", shut down" : "");
+}
+
+static const char *const channel_options[] = {LUASHM_BLOCK_OPTIONS, "capacity", NULL};
+
 static int channel_new(lua_State *L) {
   lua_Integer cap = DEFAULT_CAPACITY;
-  pthread_mutexattr_t attr;
+  int hasopts = luashm_checkoptions(L, 1, "channel", channel_options);
   luashm_block *b;
   chan_shared *s;
-  int rc;
-  if (!lua_isnoneornil(L, 1)) {
-    luaL_checktype(L, 1, LUA_TTABLE);
-    if (lua_getfield(L, 1, "capacity") != LUA_TNIL) {
-      int isint;
-      cap = lua_tointegerx(L, -1, &isint);
-      if (!isint || cap < 64 || cap > ((lua_Integer)1 << 40))
-        return luashm_error(L, "channel: opts.capacity must be an integer from 64 to 2^40 bytes");
-    }
-    lua_pop(L, 1);
+  if (hasopts && lua_getfield(L, 1, "capacity") != LUA_TNIL) {
+    int isint;
+    cap = lua_tointegerx(L, -1, &isint);
+    if (!isint || cap < 64 || cap > ((lua_Integer)1 << 40))
+      return luashm_error(L, "channel: opts.capacity must be an integer from 64 to 2^40 (bytes "
+                             "of buffer)");
   }
+  lua_settop(L, 1);
   cap = (cap + 7) & ~(lua_Integer)7;
-  b = luashm_block_new(L, (size_t)(RING_OFF + cap), lua_isnoneornil(L, 1) ? 0 : 1);
+  b = luashm_block_new(L, (size_t)(RING_OFF + cap), hasopts ? 1 : 0);
   s = (chan_shared *)(b->data + LUASHM_HEADER_SIZE);
   s->capacity = (uint64_t)cap;
-  pthread_mutexattr_init(&attr);
-  pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
-  pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
-  rc = pthread_mutex_init(&s->mu, &attr);
-  pthread_mutexattr_destroy(&attr);
-  if (rc != 0) {
+  if (luashm_mutex_init(&s->mu) != 0) {
     char ignored[LUASHM_ERRLEN];
     luashm_block_unlink(b, ignored);
-    return luashm_error(L, "channel '%s': cannot make its lock (%s)", b->name, strerror(rc));
+    return luashm_error(L, "channel '%s': cannot make its lock", b->name);
   }
-  /* The header last: until it is there, shm.open does not take the block for a channel. */
-  __atomic_thread_fence(__ATOMIC_RELEASE);
   luashm_header_init(b->data, "channel", CHANNEL_VERSION);
-  return luashm_channel_wrap(L);
+  return channel_wrap(L, 0);
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -384,7 +358,7 @@ static int channel_new(lua_State *L) {
 
 static int channel_put_value(lua_State *L, int die_midway) {
   channel *ch = checkchannel(L, 1);
-  deadline d = {opt_timeout(L, 3, ch, "send"), 0, {0, 0}};
+  double timeout = luashm_opttimeout(L, 3, "send", ch->head.b->name);
   luaL_Buffer buf;
   size_t len;
   int rc;
@@ -397,11 +371,11 @@ static int channel_put_value(lua_State *L, int die_midway) {
     return luashm_error(L,
                         "send '%s': a message of %I bytes does not fit the channel's capacity "
                         "of %I bytes (make it larger with opts.capacity, or send a Block by name)",
-                        ch->b->name, (lua_Integer)len, (lua_Integer)ch->cap);
+                        ch->head.b->name, (lua_Integer)len, (lua_Integer)ch->cap);
   if (len > UINT32_MAX)
-    return luashm_error(L, "send '%s': a message of %I bytes is larger than 4 GiB", ch->b->name,
-                        (lua_Integer)len);
-  rc = chan_put(ch, luaL_buffaddr(&buf), len, &d, die_midway);
+    return luashm_error(L, "send '%s': a message of %I bytes is larger than 4 GiB",
+                        ch->head.b->name, (lua_Integer)len);
+  rc = chan_put(ch, luaL_buffaddr(&buf), len, timeout, die_midway);
   if (rc == CH_OK) {
     lua_pushboolean(L, 1);
     return 1;
@@ -423,9 +397,9 @@ static int channel_die_in_send(lua_State *L) {
 }
 
 /* Receives one message and pushes its value (returns 1), or returns 0 having pushed nothing
-   with *rc CH_TIMEOUT or CH_CLOSED. Messages too big for the C stack buffer are taken into a
+   with *rc CH_TIMEOUT or CH_SHUTDOWN. Messages too big for the C stack buffer are taken into a
    userdata on the stack, sized by a first look at the message. */
-static int channel_take_value(lua_State *L, channel *ch, deadline *d, int *rc) {
+static int channel_take_value(lua_State *L, channel *ch, const luashm_deadline *d, int *rc) {
   unsigned char small[SMALL_MESSAGE];
   unsigned char *buf = small;
   size_t cap = sizeof small, len = 0;
@@ -438,51 +412,54 @@ static int channel_take_value(lua_State *L, channel *ch, deadline *d, int *rc) {
     cap = len;
     ch = checkchannel(L, 1);
   }
-  if (*rc == CH_TIMEOUT || *rc == CH_CLOSED) return 0;
+  if (*rc == CH_TIMEOUT || *rc == CH_SHUTDOWN) return 0;
   if (*rc != CH_OK) channel_fail(L, ch, "recv", *rc);
   if (luashm_decode(L, buf, len, "recv") != 1)
-    luashm_error(L, "recv '%s': malformed message (not one value)", ch->b->name);
+    luashm_error(L, "recv '%s': malformed message (not one value)", ch->head.b->name);
   if (lua_gettop(L) > top + 1) lua_replace(L, top + 1); /* over the buffer userdata */
   return 1;
 }
 
 static int channel_recv(lua_State *L) {
   channel *ch = checkchannel(L, 1);
-  deadline d = {opt_timeout(L, 2, ch, "recv"), 0, {0, 0}};
+  luashm_deadline d;
   int rc;
+  luashm_deadline_in(&d, luashm_opttimeout(L, 2, "recv", ch->head.b->name));
   lua_settop(L, 1);
   if (channel_take_value(L, ch, &d, &rc)) return 1;
   lua_pushnil(L);
-  if (rc == CH_CLOSED)
-    lua_pushliteral(L, "closed");
+  if (rc == CH_SHUTDOWN)
+    lua_pushliteral(L, "shutdown");
   else
     lua_pushliteral(L, "timeout");
   return 2;
 }
 
-static int channel_close(lua_State *L) {
+/* ch:shutdown(): end of stream for every process. Idempotent. */
+static int channel_shutdown(lua_State *L) {
   channel *ch = checkchannel(L, 1);
   chan_shared *s = ch->s;
-  if (chan_lock(ch) != 0) return channel_fail(L, ch, "close", CH_LOCKFAIL);
-  s->closed = 1;
+  int rc = chan_lock(ch);
+  if (rc != CH_OK) return channel_fail(L, ch, "shutdown", rc);
+  s->shutdown = 1;
   __atomic_add_fetch(&s->not_empty, 1, __ATOMIC_SEQ_CST);
   __atomic_add_fetch(&s->not_full, 1, __ATOMIC_SEQ_CST);
   chan_unlock(s);
-  futex_wake(&s->not_empty, INT_MAX);
-  futex_wake(&s->not_full, INT_MAX);
+  luashm_futex_wake(&s->not_empty, INT_MAX);
+  luashm_futex_wake(&s->not_full, INT_MAX);
   return 0;
 }
 
 /* The iterator of ch:iter(): the next value, skipping nil messages (a nil would end the loop),
-   and nil once the channel is closed and drained. */
+   and nil once the channel is shut down and drained. */
 static int channel_iter_next(lua_State *L) {
+  luashm_deadline forever = {1, {0, 0}};
   int rc;
   lua_settop(L, 0);
   lua_pushvalue(L, lua_upvalueindex(1));
   for (;;) {
-    deadline d = {-1, 0, {0, 0}};
     channel *ch = checkchannel(L, 1);
-    if (!channel_take_value(L, ch, &d, &rc)) return 0;
+    if (!channel_take_value(L, ch, &forever, &rc)) return 0;
     if (!lua_isnil(L, -1)) return 1;
     lua_pop(L, 1);
   }
@@ -495,23 +472,9 @@ static int channel_iter(lua_State *L) {
   return 1;
 }
 
-static int channel_unlink(lua_State *L) {
-  channel *ch = (channel *)luaL_checkudata(L, 1, LUASHM_CHANNEL);
-  lua_getiuservalue(L, 1, 1);
-  lua_getfield(L, -1, "unlink");
-  lua_insert(L, -2);
-  lua_call(L, 1, 0);
-  (void)ch;
-  return 0;
-}
-
-/* __gc and __close: release this process's mapping (never the channel itself: see close). */
-static int channel_release(lua_State *L) {
-  channel *ch = (channel *)luaL_checkudata(L, 1, LUASHM_CHANNEL);
-  if (ch->b != NULL && ch->b->data != NULL) {
-    luashm_shm_unmap(ch->b->data, ch->b->size);
-    ch->b->data = NULL;
-  }
+/* Releases this process's mapping (never the channel itself: see shutdown). Idempotent. */
+static int channel_close(lua_State *L) {
+  luashm_block_close(tochannel(L, 1)->head.b);
   return 0;
 }
 
@@ -522,17 +485,17 @@ static int channel_len(lua_State *L) {
 }
 
 static int channel_tostring(lua_State *L) {
-  channel *ch = (channel *)luaL_checkudata(L, 1, LUASHM_CHANNEL);
-  if (ch->b == NULL || ch->b->data == NULL) {
-    lua_pushfstring(L, "luashm.Channel '%s' (closed)", ch->b ? ch->b->name : "?");
+  channel *ch = tochannel(L, 1);
+  if (ch->head.b->data == NULL) {
+    lua_pushfstring(L, "luashm.Channel '%s' (closed)", ch->head.b->name);
   } else {
     chan_shared *s = ch->s;
     uint64_t used =
         __atomic_load_n(&s->tail, __ATOMIC_RELAXED) - __atomic_load_n(&s->head, __ATOMIC_RELAXED);
-    lua_pushfstring(L, "luashm.Channel '%s' (%I messages, %I of %I bytes used%s)", ch->b->name,
-                    (lua_Integer)__atomic_load_n(&s->count, __ATOMIC_RELAXED), (lua_Integer)used,
-                    (lua_Integer)ch->cap,
-                    __atomic_load_n(&s->closed, __ATOMIC_RELAXED) ? ", closed to sends" : "");
+    lua_pushfstring(L, "luashm.Channel '%s' (%I messages, %I of %I bytes used%s)",
+                    ch->head.b->name, (lua_Integer)__atomic_load_n(&s->count, __ATOMIC_RELAXED),
+                    (lua_Integer)used, (lua_Integer)ch->cap,
+                    __atomic_load_n(&s->shutdown, __ATOMIC_RELAXED) ? ", shut down" : "");
   }
   return 1;
 }
@@ -545,16 +508,10 @@ static int channel_index(lua_State *L) {
   if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
   k = lua_tostring(L, 2);
   if (k == NULL || lua_type(L, 2) != LUA_TSTRING) return 1;
-  ch = (channel *)luaL_checkudata(L, 1, LUASHM_CHANNEL);
-  if (strcmp(k, "name") == 0) {
-    lua_pushstring(L, ch->b->name);
-  } else if (strcmp(k, "block") == 0) {
-    lua_getiuservalue(L, 1, 1);
-  } else if (strcmp(k, "capacity") == 0) {
+  ch = tochannel(L, 1);
+  if (luashm_object_field(L, 1, k)) return 1;
+  if (strcmp(k, "capacity") == 0) {
     lua_pushinteger(L, (lua_Integer)ch->cap);
-  } else if (strcmp(k, "closed") == 0) {
-    ch = checkchannel(L, 1);
-    lua_pushboolean(L, __atomic_load_n(&ch->s->closed, __ATOMIC_ACQUIRE) != 0);
   } else if (strcmp(k, "recovered") == 0) {
     ch = checkchannel(L, 1);
     lua_pushinteger(L, (lua_Integer)__atomic_load_n(&ch->s->recovered, __ATOMIC_RELAXED));
@@ -565,52 +522,31 @@ static int channel_index(lua_State *L) {
 }
 
 static int channel_newindex(lua_State *L) {
-  channel *ch = (channel *)luaL_checkudata(L, 1, LUASHM_CHANNEL);
-  return luashm_error(L, "channel '%s': fields are read-only", ch->b->name);
-}
-
-/* __luashm_ref: a Channel travels as its block's name. */
-static int channel_ref(lua_State *L) {
-  channel *ch = (channel *)luaL_checkudata(L, 1, LUASHM_CHANNEL);
-  lua_pushstring(L, ch->b->name);
-  lua_pushliteral(L, "channel");
-  return 2;
-}
-
-static int channel_reopen(lua_State *L) {
-  luashm_block_attach(L, luashm_checkname(L, 1, "attach"));
-  return luashm_channel_wrap(L);
+  channel *ch = tochannel(L, 1);
+  return luashm_error(L, "channel '%s': fields are read-only", ch->head.b->name);
 }
 
 static const luaL_Reg channel_meth[] = {{"send", channel_send},
                                         {"recv", channel_recv},
-                                        {"close", channel_close},
+                                        {"shutdown", channel_shutdown},
                                         {"iter", channel_iter},
-                                        {"unlink", channel_unlink},
+                                        {"close", channel_close},
+                                        {"unlink", luashm_object_unlink},
                                         {"_die_in_send", channel_die_in_send},
                                         {NULL, NULL}};
 
-static const luaL_Reg channel_metameth[] = {{"__gc", channel_release},
-                                            {"__close", channel_release},
+static const luaL_Reg channel_metameth[] = {{"__close", channel_close},
                                             {"__tostring", channel_tostring},
                                             {"__len", channel_len},
                                             {"__newindex", channel_newindex},
-                                            {LUASHM_REF_FIELD, channel_ref},
                                             {NULL, NULL}};
 
-void luashm_open_channel(lua_State *L) {
-  luaL_newmetatable(L, LUASHM_CHANNEL);
-  luaL_setfuncs(L, channel_metameth, 0);
-  lua_pushliteral(L, LUASHM_CHANNEL);
-  lua_setfield(L, -2, "__name");
-  lua_pushboolean(L, 0);
-  lua_setfield(L, -2, "__metatable");
-  luaL_newlib(L, channel_meth);
-  lua_pushcclosure(L, channel_index, 1);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
+static void channel_open(lua_State *L) {
+  luashm_newkind(L, &luashm_kind_channel, channel_meth, channel_metameth, channel_index);
   lua_pushcfunction(L, channel_new);
   lua_setfield(L, -2, "channel");
-  lua_pushcfunction(L, channel_reopen);
-  luashm_set_reopener(L, "channel");
 }
+
+const luashm_kind luashm_kind_channel = {"channel",    LUASHM_CHANNEL, "channel",
+                                         channel_probe, channel_wrap,  NULL,
+                                         channel_describe, channel_open};

@@ -23,7 +23,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "core.h"
+#include "kinds.h"
 
 #define LUASHM_LIST "luashm.List"
 #define LIST_MAGIC "\x93LUASHL" /* 7 bytes + NUL: the exact-length area of lists made here */
@@ -40,7 +40,7 @@ static const char fmt_bool[FMT_LEN] = {'x', 'x', 'x', 'x', 'x', 'x', 'x', '?'};
 static const char fmt_nil[FMT_LEN] = {'x', 'x', 'x', 'x', 'x', 'x', '?', 'x'};
 
 typedef struct list {
-  luashm_block *b; /* the Block, also the user value that keeps it alive; NULL until built */
+  luashm_object head; /* head.kind is set once the list is built */
   lua_Integer n;
   size_t fmt, codes; /* offsets of the formats and of the codes in the block */
   size_t extra;      /* offset of the exact-length records, 0 when the list has none */
@@ -165,7 +165,7 @@ int luashm_list_check(const unsigned char *p, size_t size, char *err) {
 
 /* shm.open's test: a consistent layout, and not an all-zero block (which reads as a CPython
    list of no items; only our own empty lists, with their trailing area, are recognised). */
-int luashm_list_probe(const unsigned char *p, size_t size) {
+static int list_probe(const unsigned char *p, size_t size) {
   char err[LUASHM_ERRLEN];
   layout lay;
   if (layout_head(p, size, &lay, err) != 0 || (lay.n == 0 && lay.extra == 0)) return 0;
@@ -223,35 +223,23 @@ static uint32_t str_hash(int code, const unsigned char *s, size_t len) {
 ** ------------------------------------------------------------------------------------- */
 
 static list *tolist(lua_State *L, int i) {
-  return (list *)luaL_checkudata(L, i, LUASHM_LIST);
-}
-
-/* tolist for __index and __newindex, which hold the metatable as upvalue mt: one comparison
-   instead of luaL_checkudata's registry lookup on every l[i]. */
-static list *tolist_fast(lua_State *L, int mt) {
-  int same = lua_getmetatable(L, 1);
-  if (same) {
-    same = lua_rawequal(L, -1, mt);
-    lua_pop(L, 1);
-  }
-  if (LUASHM_UNLIKELY(!same)) luaL_typeerror(L, 1, LUASHM_LIST);
-  return (list *)lua_touserdata(L, 1);
+  return (list *)luashm_tokind(L, i, &luashm_kind_list);
 }
 
 static list *checklist(lua_State *L, int i) {
   list *l = tolist(L, i);
-  if (l->b == NULL) luashm_error(L, "list is not open");
-  luashm_checkopen(L, l->b, "list");
+  if (LUASHM_UNLIKELY(l->head.b->data == NULL))
+    luashm_error(L, "list '%s' is closed", l->head.b->name);
   return l;
 }
 
 static int bad_slot(lua_State *L, const list *l, lua_Integer i) {
-  return luashm_error(L, "list '%s': item %I has a bad format or type code", l->b->name, i);
+  return luashm_error(L, "list '%s': item %I has a bad format or type code", l->head.b->name, i);
 }
 
 /* Pushes item i (0-based, in range, block open). */
 static void slot_push(lua_State *L, const list *l, size_t i) {
-  const unsigned char *d = l->b->data, *p = d + l->slot[i];
+  const unsigned char *d = l->head.b->data, *p = d + l->slot[i];
   int code = (signed char)d[l->codes + i];
   size_t count = 0, len;
   uint64_t v;
@@ -289,7 +277,7 @@ static void slot_push(lua_State *L, const list *l, size_t i) {
 /* Sets the format and code of item i (untouched when already right, so that rewriting a
    number of the same type is one 8-byte store and nothing else). */
 static void slot_settype(const list *l, size_t i, const char *fmt, int code) {
-  unsigned char *d = l->b->data;
+  unsigned char *d = l->head.b->data;
   if (memcmp(d + l->fmt + FMT_LEN * i, fmt, FMT_LEN) != 0)
     memcpy(d + l->fmt + FMT_LEN * i, fmt, FMT_LEN);
   if (d[l->codes + i] != (unsigned char)code) d[l->codes + i] = (unsigned char)code;
@@ -297,12 +285,12 @@ static void slot_settype(const list *l, size_t i, const char *fmt, int code) {
 
 static void slot_clear_record(const list *l, size_t i) {
   static const unsigned char zero[8];
-  unsigned char *r = l->b->data + l->extra + 8 * i;
+  unsigned char *r = l->head.b->data + l->extra + 8 * i;
   if (l->extra != 0 && memcmp(r, zero, 8) != 0) memset(r, 0, 8);
 }
 
 static void slot_store(const list *l, size_t i, uint64_t v, const char *fmt, int code) {
-  __atomic_store_n((uint64_t *)(l->b->data + l->slot[i]), v, __ATOMIC_RELAXED);
+  __atomic_store_n((uint64_t *)(l->head.b->data + l->slot[i]), v, __ATOMIC_RELAXED);
   slot_settype(l, i, fmt, code);
   slot_clear_record(l, i);
 }
@@ -314,7 +302,7 @@ static size_t str_room(size_t room) {
 
 /* Writes string s into item i (0-based); the caller has checked that it fits. */
 static void slot_store_str(const list *l, size_t i, const char *s, size_t len) {
-  unsigned char *d = l->b->data, *p = d + l->slot[i];
+  unsigned char *d = l->head.b->data, *p = d + l->slot[i];
   size_t count = str_room(l->slot[i + 1] - l->slot[i]);
   int code = utf8_valid((const unsigned char *)s, len) ? CODE_STR : CODE_BYTES;
   size_t have = 0;
@@ -368,19 +356,19 @@ static void slot_set(lua_State *L, const list *l, lua_Integer i, int vidx, int t
       room = str_room(l->slot[k + 1] - l->slot[k]);
       if (len > room)
         luashm_error(L, "list '%s': a string of %I bytes does not fit item %I (%I bytes)",
-                     l->b->name, (lua_Integer)len, i, (lua_Integer)room);
+                     l->head.b->name, (lua_Integer)len, i, (lua_Integer)room);
       if (len > 0 && s[len - 1] == 0 && l->extra == 0)
         luashm_error(L,
                      "list '%s': item %I: a string ending in NUL bytes cannot be kept exactly in "
                      "a list made by CPython (it has no room to record the length)",
-                     l->b->name, i);
+                     l->head.b->name, i);
       slot_store_str(l, k, s, len);
       return;
     default:
       luashm_error(L,
                    "list '%s': value for item %I is a %s (expected integer, float, boolean, "
                    "string or nil)",
-                   l->b->name, i, luaL_typename(L, vidx));
+                   l->head.b->name, i, luaL_typename(L, vidx));
   }
 }
 
@@ -390,30 +378,35 @@ static void slot_set(lua_State *L, const list *l, lua_Integer i, int vidx, int t
 
 /* Replaces the Block at the top of the stack with a List over it; op names the caller in the
    error when the layout is malformed. */
-static void list_wrap_block(lua_State *L, const char *op) {
+/* A List over the Block at the top of the stack (which it replaces); head.kind is set last,
+   so that a List whose building failed is no List to any method. */
+static list *list_push(lua_State *L, lua_Integer n) {
+  list *l = (list *)lua_newuserdatauv(L, sizeof(list) + ((size_t)n + 1) * sizeof(size_t), 1);
+  l->head.kind = NULL;
+  l->head.b = luashm_toblock(L, -2);
+  l->n = n;
+  luaL_setmetatable(L, LUASHM_LIST);
+  lua_pushvalue(L, -2);
+  lua_setiuservalue(L, -2, 1);
+  return l;
+}
+
+static int list_wrap(lua_State *L, int view) {
   char err[LUASHM_ERRLEN];
   luashm_block *b = luashm_checkblock(L, -1);
   layout lay;
   list *l;
+  (void)view;
   if (layout_head(b->data, b->size, &lay, err) != 0)
-    luashm_error(L, "%s '%s': not a list: %s", op, b->name, err);
-  l = (list *)lua_newuserdatauv(L, sizeof(list) + ((size_t)lay.n + 1) * sizeof(size_t), 1);
-  l->b = NULL;
-  luaL_setmetatable(L, LUASHM_LIST);
+    luashm_error(L, "open '%s': not a list: %s", b->name, err);
+  l = list_push(L, (lua_Integer)lay.n);
   if (layout_items(b->data, &lay, l->slot, err) != 0)
-    luashm_error(L, "%s '%s': not a list: %s", op, b->name, err);
-  l->n = (lua_Integer)lay.n;
+    luashm_error(L, "open '%s': not a list: %s", b->name, err);
   l->fmt = lay.fmt;
   l->codes = lay.codes;
   l->extra = lay.extra;
-  lua_pushvalue(L, -2);
-  lua_setiuservalue(L, -2, 1);
-  l->b = b;
+  l->head.kind = &luashm_kind_list;
   lua_replace(L, -2);
-}
-
-int luashm_list_wrap(lua_State *L) {
-  list_wrap_block(L, "open");
   return 1;
 }
 
@@ -448,14 +441,20 @@ static lua_Integer opt_count(lua_State *L) {
   return n;
 }
 
-static size_t opt_capacity(lua_State *L) {
+static const char *const list_options[] = {LUASHM_BLOCK_OPTIONS, "slot_bytes", NULL};
+
+/* opts.slot_bytes: the bytes reserved for each string slot (contract v1 called it capacity). */
+static size_t opt_slot_bytes(lua_State *L) {
   lua_Integer cap = 0;
   int isint;
-  if (lua_isnoneornil(L, 2)) return 0;
-  if (lua_getfield(L, 2, "capacity") != LUA_TNIL) {
+  if (lua_istable(L, 2) && lua_getfield(L, 2, "capacity") != LUA_TNIL)
+    luashm_error(L, "list: unknown option 'capacity' (contract v2 calls it slot_bytes)");
+  lua_settop(L, 2);
+  if (!luashm_checkoptions(L, 2, "list", list_options)) return 0;
+  if (lua_getfield(L, 2, "slot_bytes") != LUA_TNIL) {
     cap = lua_tointegerx(L, -1, &isint);
     if (!isint || cap < 0 || cap > MAX_STR_SLOT || lua_type(L, -1) != LUA_TNUMBER)
-      luashm_error(L, "list: opts.capacity must be an integer from 0 to %d", MAX_STR_SLOT);
+      luashm_error(L, "list: opts.slot_bytes must be an integer from 0 to %d", MAX_STR_SLOT);
   }
   lua_pop(L, 1);
   return align8((size_t)cap);
@@ -520,17 +519,11 @@ static void list_fill(lua_State *L, lua_Integer n, size_t cap, size_t datasize) 
   unsigned char *p = b->data;
   size_t data = 8 * ((size_t)n + 2), off = 0;
   lua_Integer i;
-  list *l = (list *)lua_newuserdatauv(L, sizeof(list) + ((size_t)n + 1) * sizeof(size_t), 1);
-  l->b = NULL;
-  luaL_setmetatable(L, LUASHM_LIST);
-  lua_pushvalue(L, -2);
-  lua_setiuservalue(L, -2, 1);
-  l->n = n;
+  list *l = list_push(L, n);
   l->fmt = data + datasize;
   l->codes = l->fmt + 8 * (size_t)n;
   l->extra = align8(l->codes + (size_t)n) + 8;
   l->slot[0] = data;
-  l->b = b;
   memcpy(p, &n, 8);
   memcpy(p + l->extra - 8, LIST_MAGIC, 8);
   for (i = 1; i <= n; i++) {
@@ -547,6 +540,7 @@ static void list_fill(lua_State *L, lua_Integer n, size_t cap, size_t datasize) 
   if (off != datasize)
     luashm_error(L, "list '%s': the values changed while the list was made", b->name);
   memcpy(p + 8 * (n + 1), &off, 8);
+  l->head.kind = &luashm_kind_list;
   lua_replace(L, -2);
 }
 
@@ -557,7 +551,7 @@ static int list_new(lua_State *L) {
   if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
   lua_settop(L, 2);
   n = opt_count(L);
-  cap = opt_capacity(L);
+  cap = opt_slot_bytes(L);
   if ((lua_Unsigned)n > (lua_Unsigned)(PTRDIFF_MAX / 64))
     return luashm_error(L, "list: %I items is too many", n);
   strextra = data_size(L, n, cap);
@@ -619,8 +613,7 @@ static int list_totable(lua_State *L) {
 
 /* Closes the Block, so every view of it (this one too) refuses further use. */
 static int list_close(lua_State *L) {
-  tolist(L, 1);
-  if (lua_getiuservalue(L, 1, 1) == LUA_TUSERDATA) luaL_callmeta(L, -1, "__close");
+  luashm_block_close(tolist(L, 1)->head.b);
   return 0;
 }
 
@@ -662,8 +655,8 @@ static int list_tostring(lua_State *L) {
   list *l = tolist(L, 1);
   lua_Integer i;
   int pieces = 1;
-  if (l->b == NULL || l->b->data == NULL) {
-    lua_pushfstring(L, "luashm.List '%s' (closed)", l->b ? l->b->name : "?");
+  if (l->head.b->data == NULL) {
+    lua_pushfstring(L, "luashm.List '%s' (closed)", l->head.b->name);
     return 1;
   }
   luaL_checkstack(L, 64, NULL);
@@ -684,7 +677,7 @@ static int list_tostring(lua_State *L) {
     lua_pushstring(L, i + 1 < l->n ? ", " : "");
     pieces += 2;
   }
-  lua_pushfstring(L, "}, name='%s')", l->b->name);
+  lua_pushfstring(L, "}, name='%s')", l->head.b->name);
   lua_concat(L, pieces + 1);
   return 1;
 }
@@ -694,7 +687,7 @@ static int list_format(lua_State *L, const list *l) {
   lua_Integer i;
   luaL_buffinit(L, &B);
   for (i = 0; i < l->n; i++) {
-    const char *f = (const char *)l->b->data + l->fmt + FMT_LEN * i;
+    const char *f = (const char *)l->head.b->data + l->fmt + FMT_LEN * i;
     size_t len = FMT_LEN;
     while (len > 0 && f[len - 1] == 0) len--;
     luaL_addlstring(&B, f, len);
@@ -703,15 +696,13 @@ static int list_format(lua_State *L, const list *l) {
   return 1;
 }
 
-/* Integer keys first (the hot path), then methods (upvalue 1), then properties. Upvalue 2 is
-   the metatable. */
+/* Integer keys first (the hot path), then methods (upvalue 1), then properties. */
 static int list_index(lua_State *L) {
-  list *l = tolist_fast(L, lua_upvalueindex(2));
+  list *l = tolist(L, 1);
   if (LUASHM_LIKELY(lua_type(L, 2) == LUA_TNUMBER)) {
     int isint;
     lua_Integer i = lua_tointegerx(L, 2, &isint);
-    if (l->b == NULL) return luashm_error(L, "list is not open");
-    luashm_checkopen(L, l->b, "list");
+    checklist(L, 1);
     if (isint && i >= 1 && i <= l->n)
       slot_push(L, l, (size_t)i - 1);
     else
@@ -722,39 +713,26 @@ static int list_index(lua_State *L) {
     const char *k = lua_tostring(L, 2);
     lua_pushvalue(L, 2);
     if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
-    if (strcmp(k, "closed") == 0) {
-      lua_pushboolean(L, l->b == NULL || l->b->data == NULL);
-      return 1;
-    }
-    l = checklist(L, 1);
-    if (strcmp(k, "name") == 0) {
-      lua_pushstring(L, l->b->name);
-    } else if (strcmp(k, "block") == 0) {
-      lua_getiuservalue(L, 1, 1);
-    } else if (strcmp(k, "format") == 0) {
-      list_format(L, l);
-    }
+    if (luashm_object_field(L, 1, k)) return 1;
+    if (strcmp(k, "format") == 0) list_format(L, checklist(L, 1));
     return 1;
   }
   lua_pushnil(L);
   return 1;
 }
 
-/* Upvalue 1 is the metatable. */
 static int list_newindex(lua_State *L) {
-  list *l = tolist_fast(L, lua_upvalueindex(1));
+  list *l = checklist(L, 1);
   int isint = 0;
-  if (l->b == NULL) return luashm_error(L, "list is not open");
-  luashm_checkopen(L, l->b, "list");
   lua_Integer i = lua_type(L, 2) == LUA_TNUMBER ? lua_tointegerx(L, 2, &isint) : 0;
   if (LUASHM_UNLIKELY(!isint)) {
     if (lua_type(L, 2) == LUA_TNUMBER)
-      return luashm_error(L, "list '%s': index %s is not an integer", l->b->name,
+      return luashm_error(L, "list '%s': index %s is not an integer", l->head.b->name,
                           lua_tostring(L, 2));
-    return luashm_error(L, "list '%s': fields are read-only", l->b->name);
+    return luashm_error(L, "list '%s': fields are read-only", l->head.b->name);
   }
   if (i < 1 || i > l->n)
-    return luashm_error(L, "list '%s': index %I is out of range (1..%I)", l->b->name, i, l->n);
+    return luashm_error(L, "list '%s': index %I is out of range (1..%I)", l->head.b->name, i, l->n);
   slot_set(L, l, i, 3, lua_type(L, 3));
   return 0;
 }
@@ -777,49 +755,34 @@ static int list_pairs(lua_State *L) {
   return 3;
 }
 
-/* __luashm_ref: a List travels as its block's name and reopens from the layout alone. */
-static int list_ref(lua_State *L) {
-  list *l = checklist(L, 1);
-  lua_pushstring(L, l->b->name);
-  lua_pushliteral(L, "list");
-  return 2;
-}
-
-static int list_reopen(lua_State *L) {
-  luashm_block_attach(L, luashm_checkname(L, 1, "attach"));
-  list_wrap_block(L, "attach");
-  return 1;
-}
-
 static const luaL_Reg list_meth[] = {{"count", list_count},
                                      {"index", list_find},
                                      {"totable", list_totable},
                                      {"close", list_close},
+                                     {"unlink", luashm_object_unlink},
                                      {NULL, NULL}};
 
 /* No __gc: the Block (the user value) unmaps itself when collected; closing it from the
    List's __gc would close a Block the program may still hold through l.block. */
-static const luaL_Reg list_metameth[] = {{"__len", list_len},           {"__close", list_close},
-                                         {"__tostring", list_tostring}, {"__pairs", list_pairs},
-                                         {LUASHM_REF_FIELD, list_ref},  {NULL, NULL}};
+static const luaL_Reg list_metameth[] = {{"__len", list_len},
+                                         {"__close", list_close},
+                                         {"__tostring", list_tostring},
+                                         {"__pairs", list_pairs},
+                                         {"__newindex", list_newindex},
+                                         {NULL, NULL}};
 
-void luashm_open_list(lua_State *L) {
-  luaL_newmetatable(L, LUASHM_LIST);
-  luaL_setfuncs(L, list_metameth, 0);
-  lua_pushliteral(L, LUASHM_LIST);
-  lua_setfield(L, -2, "__name");
-  lua_pushboolean(L, 0);
-  lua_setfield(L, -2, "__metatable");
-  luaL_newlib(L, list_meth);
-  lua_pushvalue(L, -2);
-  lua_pushcclosure(L, list_index, 2); /* methods, metatable */
-  lua_setfield(L, -2, "__index");
-  lua_pushvalue(L, -1);
-  lua_pushcclosure(L, list_newindex, 1); /* metatable */
-  lua_setfield(L, -2, "__newindex");
-  lua_pop(L, 1);
+static void list_describe(const unsigned char *p, size_t size, char *out, size_t n) {
+  int64_t count;
+  (void)size;
+  memcpy(&count, p, sizeof count);
+  snprintf(out, n, "list of %lld", (long long)count);
+}
+
+static void list_open(lua_State *L) {
+  luashm_newkind(L, &luashm_kind_list, list_meth, list_metameth, list_index);
   lua_pushcfunction(L, list_new);
   lua_setfield(L, -2, "list");
-  lua_pushcfunction(L, list_reopen);
-  luashm_set_reopener(L, "list");
 }
+
+const luashm_kind luashm_kind_list = {"list",     LUASHM_LIST, "list",        list_probe,
+                                      list_wrap, NULL,         list_describe, list_open};

@@ -10,12 +10,12 @@
 ** `used` moves past it, so a holder that dies mid-append leaves the record consistent.
 */
 #include <errno.h>
-#include <pthread.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "core.h"
+#include "kinds.h"
+#include "sync.h"
 #include "tracker.h"
 
 #define LUASHM_MANAGER "luashm.Manager"
@@ -34,17 +34,17 @@ typedef struct rec_head {
 _Static_assert(sizeof(rec_head) <= REC_ENTRIES - LUASHM_HEADER_SIZE, "record head too big");
 
 typedef struct manager {
-  luashm_block *rec; /* the record's Block, kept alive as user value 1 */
-  long owner;        /* pid of the process that unlinks at shutdown */
+  luashm_object head; /* head.b: the record's Block */
+  long owner;         /* pid of the process that unlinks at shutdown */
   int shut;          /* shut down as seen from this process */
 } manager;
 
 static rec_head *head_of(manager *m) {
-  return (rec_head *)(m->rec->data + LUASHM_HEADER_SIZE);
+  return (rec_head *)(m->head.b->data + LUASHM_HEADER_SIZE);
 }
 
 static unsigned char *area_of(manager *m) {
-  return m->rec->data + REC_ENTRIES;
+  return m->head.b->data + REC_ENTRIES;
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -65,16 +65,19 @@ static void rec_repair(manager *m) {
   h->used = off;
 }
 
-static void rec_lock(manager *m) {
+/* Locks the record, repairing it after a holder that died; raises when the record's mutex is
+   forged or the wait is interrupted. */
+static void rec_lock(lua_State *L, manager *m) {
   rec_head *h = head_of(m);
-  if (pthread_mutex_lock(&h->mu) == EOWNERDEAD) {
-    rec_repair(m);
-    pthread_mutex_consistent(&h->mu);
-  }
+  int rc = luashm_mutex_lock(&h->mu, NULL);
+  if (rc == LUASHM_OWNER_DIED) rc = (rec_repair(m), 0);
+  if (rc == EINTR) luashm_interrupted(L);
+  if (rc != 0)
+    luashm_error(L, "manager '%s': its record no longer holds a valid mutex", m->head.b->name);
 }
 
 static void rec_unlock(manager *m) {
-  pthread_mutex_unlock(&head_of(m)->mu);
+  luashm_mutex_unlock(&head_of(m)->mu);
 }
 
 /* Whether the entry's name still names the file that was recorded. */
@@ -106,12 +109,12 @@ static void rec_compact(manager *m) {
 }
 
 /* Appends name; returns 0, or "shut" / "full" (under no lock on return). */
-static const char *rec_add(manager *m, const char *name, const struct stat *st) {
+static const char *rec_add(lua_State *L, manager *m, const char *name, const struct stat *st) {
   rec_head *h = head_of(m);
   unsigned char *a = area_of(m);
   size_t len = strlen(name);
   uint64_t dev = (uint64_t)st->st_dev, ino = (uint64_t)st->st_ino;
-  rec_lock(m);
+  rec_lock(L, m);
   if (h->state != 0) {
     rec_unlock(m);
     return "shut";
@@ -139,7 +142,7 @@ static void rec_names(lua_State *L, manager *m, int unlink) {
   uint64_t off = 0;
   int n = 0;
   lua_newtable(L);
-  rec_lock(m);
+  rec_lock(L, m);
   if (unlink) h->state = 1;
   for (; off < h->used; off += ENTRY_HEAD + a[off + 1]) {
     char name[LUASHM_NAME_MAX + 1], err[LUASHM_ERRLEN];
@@ -161,17 +164,17 @@ static void rec_names(lua_State *L, manager *m, int unlink) {
 ** ------------------------------------------------------------------------------------- */
 
 static manager *tomanager(lua_State *L, int i) {
-  return (manager *)luaL_checkudata(L, i, LUASHM_MANAGER);
+  return (manager *)luashm_tokind(L, i, &luashm_kind_manager);
 }
 
 static int is_shut(manager *m) {
-  return m->shut || m->rec->data == NULL || head_of(m)->state != 0;
+  return m->shut || m->head.b->data == NULL || head_of(m)->state != 0;
 }
 
 /* The gate of every creating method. */
 static manager *checkmanager(lua_State *L, int i) {
   manager *m = tomanager(L, i);
-  if (is_shut(m)) luashm_error(L, "manager '%s' is shut down", m->rec->name);
+  if (is_shut(m)) luashm_error(L, "manager '%s' is shut down", m->head.b->name);
   return m;
 }
 
@@ -179,9 +182,10 @@ static manager *checkmanager(lua_State *L, int i) {
 static manager *manager_push(lua_State *L, long owner) {
   luashm_block *rec = luashm_toblock(L, -1);
   manager *m = (manager *)lua_newuserdatauv(L, sizeof(manager), 2);
-  m->rec = rec;
+  m->head.kind = &luashm_kind_manager;
+  m->head.b = rec;
   m->owner = owner;
-  m->shut = 1;
+  m->shut = 0;
   lua_rotate(L, -2, 1);
   lua_setiuservalue(L, -2, 1);
   lua_newtable(L); /* the objects created through it in this process, weakly */
@@ -194,51 +198,33 @@ static manager *manager_push(lua_State *L, long owner) {
   return m;
 }
 
+static const char *const manager_options[] = {"capacity", NULL};
+
 static int manager_new(lua_State *L) {
   lua_Integer cap = DEFAULT_CAPACITY;
-  pthread_mutexattr_t attr;
   rec_head *h;
-  manager *m;
   luashm_block *rec;
   size_t area;
-  if (!lua_isnoneornil(L, 1)) {
-    luaL_checktype(L, 1, LUA_TTABLE);
-    if (lua_getfield(L, 1, "capacity") != LUA_TNIL) {
-      int isint;
-      cap = lua_tointegerx(L, -1, &isint);
-      if (!isint || cap < 1 || cap > (1 << 24))
-        luashm_error(L, "manager: opts.capacity must be an integer from 1 to %d", 1 << 24);
-    }
-    lua_pop(L, 1);
+  if (luashm_checkoptions(L, 1, "manager", manager_options) &&
+      lua_getfield(L, 1, "capacity") != LUA_TNIL) {
+    int isint;
+    cap = lua_tointegerx(L, -1, &isint);
+    if (!isint || cap < 1 || cap > (1 << 24))
+      luashm_error(L, "manager: opts.capacity must be an integer from 1 to %d", 1 << 24);
   }
   area = (size_t)cap * (ENTRY_HEAD + LUASHM_GEN_NAME_LEN);
   lua_settop(L, 0);
   rec = luashm_block_new(L, REC_ENTRIES + area, 0);
-  luashm_header_init(rec->data, "manager", REC_VERSION);
   h = (rec_head *)(rec->data + LUASHM_HEADER_SIZE);
-  pthread_mutexattr_init(&attr);
-  pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
-  pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
-  pthread_mutex_init(&h->mu, &attr);
-  pthread_mutexattr_destroy(&attr);
+  if (luashm_mutex_init(&h->mu) != 0) {
+    char ignored[LUASHM_ERRLEN];
+    luashm_block_unlink(rec, ignored);
+    return luashm_error(L, "manager '%s': cannot make its mutex", rec->name);
+  }
   h->area = (uint32_t)area;
-  m = manager_push(L, (long)getpid());
-  m->shut = 0;
+  luashm_header_init(rec->data, "manager", REC_VERSION);
+  manager_push(L, (long)getpid());
   return 1;
-}
-
-/* The block name of the object at idx, through its type's __luashm_ref. */
-static const char *object_name(lua_State *L, int idx, const char *fn) {
-  const char *name;
-  if (!lua_getmetatable(L, idx) || lua_getfield(L, -1, LUASHM_REF_FIELD) != LUA_TFUNCTION)
-    luashm_error(L, "manager: shm.%s returned a %s, not a luashm object", fn,
-                 luaL_typename(L, idx));
-  lua_pushvalue(L, idx);
-  lua_call(L, 1, 1);
-  name = lua_tostring(L, -1);
-  if (name == NULL) luashm_error(L, "manager: shm.%s returned an object without a name", fn);
-  lua_replace(L, -2); /* keep the name string on the stack in place of the metatable */
-  return name;
 }
 
 /* Closes the object at idx through its own __close, ignoring errors (used from __gc). */
@@ -252,32 +238,37 @@ static void object_close(lua_State *L, int idx) {
   lua_settop(L, top);
 }
 
-/* m:create, m:array, ...: calls shm.<fn> (looked up now: upvalue 1 is fn, 2 the module), then
-   records the new object's block. */
+/* m:create, m:array, ...: calls shm.<maker> (looked up now: upvalue 1 is the kind, 2 the
+   module), then records the new object's block. */
 static int manager_make(lua_State *L) {
   manager *m = checkmanager(L, 1);
-  const char *fn = lua_tostring(L, lua_upvalueindex(1)), *name, *why;
+  const luashm_kind *k = (const luashm_kind *)lua_touserdata(L, lua_upvalueindex(1));
+  const char *name, *why;
   char path[16 + LUASHM_NAME_MAX], err[LUASHM_ERRLEN];
   struct stat st;
+  luashm_object *o;
   int nargs = lua_gettop(L) - 1, obj;
-  if (lua_getfield(L, lua_upvalueindex(2), fn) != LUA_TFUNCTION)
-    return luashm_error(L, "manager '%s': shm.%s is not available", m->rec->name, fn);
+  if (lua_getfield(L, lua_upvalueindex(2), k->maker) != LUA_TFUNCTION)
+    return luashm_error(L, "manager '%s': shm.%s is not available", m->head.b->name, k->maker);
   lua_rotate(L, 2, 1);
   lua_call(L, nargs, 1);
   obj = lua_gettop(L);
-  name = object_name(L, obj, fn);
+  o = luashm_toobject(L, obj);
+  if (o == NULL || o->b == NULL)
+    return luashm_error(L, "manager: shm.%s returned no object in a block", k->maker);
+  name = o->b->name;
   snprintf(path, sizeof path, "/dev/shm/%s", name);
   if (stat(path, &st) != 0) memset(&st, 0, sizeof st);
-  /* shm.<fn> ran Lua code (an opts metamethod...) that may have shut the manager down. */
-  why = is_shut(m) ? "shut" : rec_add(m, name, &st);
+  /* shm.<maker> ran Lua code (an opts metamethod...) that may have shut the manager down. */
+  why = is_shut(m) ? "shut" : rec_add(L, m, name, &st);
   if (why != NULL) {
     luashm_tracker_unlink(name, err);
     object_close(L, obj);
-    if (why[0] == 's') return luashm_error(L, "manager '%s' is shut down", m->rec->name);
+    if (why[0] == 's') return luashm_error(L, "manager '%s' is shut down", m->head.b->name);
     return luashm_error(L,
                         "manager '%s': record is full (%d bytes of names); "
                         "shm.manager{capacity = n} makes room for n blocks",
-                        m->rec->name, (int)head_of(m)->area);
+                        m->head.b->name, (int)head_of(m)->area);
   }
   lua_getiuservalue(L, 1, 2);
   lua_pushvalue(L, obj);
@@ -302,7 +293,7 @@ static void shutdown(lua_State *L, manager *m) {
   char err[LUASHM_ERRLEN];
   if (m->shut) return;
   m->shut = 1;
-  if (m->owner != (long)getpid() || m->rec->data == NULL) return;
+  if (m->owner != (long)getpid() || m->head.b->data == NULL) return;
   rec_names(L, m, 1);
   lua_pop(L, 1);
   lua_getiuservalue(L, 1, 2);
@@ -312,16 +303,15 @@ static void shutdown(lua_State *L, manager *m) {
     object_close(L, lua_gettop(L));
   }
   lua_pop(L, 1);
-  luashm_tracker_unlink(m->rec->name, err);
-  luashm_shm_unmap(m->rec->data, m->rec->size);
-  m->rec->data = NULL;
+  luashm_tracker_unlink(m->head.b->name, err);
+  luashm_block_close(m->head.b);
 }
 
 static int manager_shutdown(lua_State *L) {
   manager *m = tomanager(L, 1);
   if (!m->shut && m->owner != (long)getpid())
-    return luashm_error(L, "manager '%s': shutdown in pid %d, which does not own it (owner %d)",
-                        m->rec->name, (int)getpid(), (int)m->owner);
+    return luashm_error(L, "shutdown '%s': pid %d does not own this manager (owner %d)",
+                        m->head.b->name, (int)getpid(), (int)m->owner);
   shutdown(L, m);
   return 0;
 }
@@ -335,40 +325,36 @@ static int manager_gc(lua_State *L) {
 static int manager_tostring(lua_State *L) {
   manager *m = tomanager(L, 1);
   if (is_shut(m))
-    lua_pushfstring(L, "luashm.Manager '%s' (shut down)", m->rec->name);
+    lua_pushfstring(L, "luashm.Manager '%s' (shut down)", m->head.b->name);
   else {
     luashm_header hd;
-    memcpy(&hd, m->rec->data, sizeof hd);
+    int n;
+    memcpy(&hd, m->head.b->data, sizeof hd);
     rec_names(L, m, 0);
-    int n = (int)lua_rawlen(L, -1);
-    lua_pushfstring(L, "luashm.Manager '%s' (%d block%s, owner pid %d)", m->rec->name, n,
+    n = (int)lua_rawlen(L, -1);
+    lua_pushfstring(L, "luashm.Manager '%s' (%d block%s, owner pid %d)", m->head.b->name, n,
                     n == 1 ? "" : "s", (int)hd.creator);
   }
   return 1;
 }
 
-/* shm.tracker(): the pid of this process tree's watchdog, or nil before the first tracked
-   create (diagnostics and tests). */
-static int manager_tracker(lua_State *L) {
-  long pid = luashm_tracker_pid();
-  if (pid == 0)
-    lua_pushnil(L);
-  else
-    lua_pushinteger(L, (lua_Integer)pid);
+/* Methods first (upvalue 1), then the contract's fields. */
+static int manager_index(lua_State *L) {
+  const char *k;
+  lua_pushvalue(L, 2);
+  if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
+  k = lua_tostring(L, 2);
+  if (k == NULL || lua_type(L, 2) != LUA_TSTRING) return 1;
+  tomanager(L, 1);
+  if (!luashm_object_field(L, 1, k)) lua_pushnil(L);
   return 1;
 }
 
-static int manager_ref(lua_State *L) {
-  lua_pushstring(L, tomanager(L, 1)->rec->name);
-  lua_pushliteral(L, "manager");
-  return 2;
-}
-
 /* ---------------------------------------------------------------------------------------
-** Kind registration (shm.open and the block tool) and reopening by name
+** The kind
 ** ------------------------------------------------------------------------------------- */
 
-int luashm_manager_probe(const unsigned char *p, size_t size) {
+static int manager_probe(const unsigned char *p, size_t size) {
   rec_head h;
   if (!luashm_header_is(p, size, "manager", REC_VERSION) || size < REC_ENTRIES) return 0;
   memcpy(&h, p + LUASHM_HEADER_SIZE, sizeof h);
@@ -376,52 +362,40 @@ int luashm_manager_probe(const unsigned char *p, size_t size) {
 }
 
 /* A Manager opened by name elsewhere is never its owner: it records, and never unlinks. */
-int luashm_manager_wrap(lua_State *L) {
-  manager *m = manager_push(L, -1);
-  m->shut = 0;
+static int manager_wrap(lua_State *L, int view) {
+  luashm_block *b = luashm_toblock(L, -1);
+  (void)view;
+  if (!manager_probe(b->data, b->size) ||
+      !luashm_mutex_valid(&((rec_head *)(b->data + LUASHM_HEADER_SIZE))->mu))
+    return luashm_error(L, "open '%s': not a valid manager record", b->name);
+  manager_push(L, -1);
   return 1;
 }
-
-static int manager_reopen(lua_State *L) {
-  luashm_block *b = luashm_block_attach(L, luashm_checkname(L, 1, "attach"));
-  if (!luashm_manager_probe(b->data, b->size))
-    return luashm_error(L, "attach '%s': not a manager record", b->name);
-  return luashm_manager_wrap(L);
-}
-
-static const char *const makers[] = {"create", "array", "list", "lock", "barrier", "channel", NULL};
 
 static const luaL_Reg manager_meth[] = {
     {"names", manager_names}, {"shutdown", manager_shutdown}, {NULL, NULL}};
 
-static const luaL_Reg manager_metameth[] = {{"__gc", manager_gc},
-                                            {"__close", manager_gc},
-                                            {"__tostring", manager_tostring},
-                                            {LUASHM_REF_FIELD, manager_ref},
-                                            {NULL, NULL}};
+static const luaL_Reg manager_metameth[] = {
+    {"__gc", manager_gc}, {"__close", manager_gc}, {"__tostring", manager_tostring}, {NULL, NULL}};
 
-void luashm_open_manager(lua_State *L) {
-  int i;
-  luashm_tracker_init();
-  luaL_newmetatable(L, LUASHM_MANAGER);
-  luaL_setfuncs(L, manager_metameth, 0);
-  lua_pushliteral(L, LUASHM_MANAGER);
-  lua_setfield(L, -2, "__name");
-  lua_pushboolean(L, 0);
-  lua_setfield(L, -2, "__metatable");
-  luaL_newlib(L, manager_meth);
-  for (i = 0; makers[i] != NULL; i++) {
-    lua_pushstring(L, makers[i]);
-    lua_pushvalue(L, -4); /* the module table */
+/* The methods table gets m:<maker> for every kind that has a maker. */
+static void manager_open(lua_State *L) {
+  const luashm_kind *const *k;
+  luashm_newkind(L, &luashm_kind_manager, manager_meth, manager_metameth, manager_index);
+  luaL_getmetatable(L, LUASHM_MANAGER);
+  lua_getfield(L, -1, "__index");
+  lua_getupvalue(L, -1, 1);
+  for (k = luashm_kinds; *k != NULL; k++) {
+    if ((*k)->maker == NULL) continue;
+    lua_pushlightuserdata(L, (void *)*k);
+    lua_pushvalue(L, -5); /* the module table */
     lua_pushcclosure(L, manager_make, 2);
-    lua_setfield(L, -2, makers[i]);
+    lua_setfield(L, -2, (*k)->maker);
   }
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
+  lua_pop(L, 3);
   lua_pushcfunction(L, manager_new);
   lua_setfield(L, -2, "manager");
-  lua_pushcfunction(L, manager_tracker);
-  lua_setfield(L, -2, "tracker");
-  lua_pushcfunction(L, manager_reopen);
-  luashm_set_reopener(L, "manager");
 }
+
+const luashm_kind luashm_kind_manager = {"manager",     LUASHM_MANAGER, NULL, manager_probe,
+                                         manager_wrap, NULL,           NULL, manager_open};

@@ -3,9 +3,11 @@
 ** of the library (scripts/lib/ files, compiled in), each called with the module table.
 */
 #include "core.h"
+#include "kinds.h"
 #include "parts.h"
 #include "lualib.h"
 #include "npy.h"
+#include "tracker.h"
 
 #include <time.h>
 
@@ -34,6 +36,17 @@ static void open_lua_parts(lua_State *L) {
   lua_pop(L, 1);
 }
 
+/* shm.tracker(): the pid of this process tree's watchdog, or nil before the first tracked
+   create (diagnostics and tests). */
+static int module_tracker(lua_State *L) {
+  long pid = luashm_tracker_pid();
+  if (pid == 0)
+    lua_pushnil(L);
+  else
+    lua_pushinteger(L, (lua_Integer)pid);
+  return 1;
+}
+
 static const luashm_capi capi = {luashm_error, luashm_toarray, luashm_dtype_names};
 
 LUASHM_EXPORT int luaopen_luashm(lua_State *L) {
@@ -44,18 +57,12 @@ LUASHM_EXPORT int luaopen_luashm(lua_State *L) {
   lua_setfield(L, -2, "version");
   lua_pushcfunction(L, module_now);
   lua_setfield(L, -2, "now");
-  luashm_open_block(L);
+  lua_pushcfunction(L, module_tracker);
+  lua_setfield(L, -2, "tracker");
+  luashm_tracker_init();
   luashm_open_kinds(L);
-  /* Each type's open function goes here, one line each. */
-  luashm_open_array(L);
-  luashm_open_list(L);
-  luashm_open_manager(L);
-  luashm_open_lock(L);
-  luashm_open_barrier(L);
   luashm_open_codec(L);
-  luashm_open_channel(L);
   luashm_open_worker(L);
-  luashm_open_progress(L);
   open_lua_parts(L);
   return 1;
 }

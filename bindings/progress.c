@@ -9,7 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core.h"
+#include "kinds.h"
 
 #define LUASHM_PROGRESS "luashm.Progress"
 #define PROGRESS_ACTIVE "luashm.progress.active" /* registry: the bar this process draws */
@@ -29,8 +29,8 @@ typedef struct progress_data {
 #define PROGRESS_SIZE (LUASHM_HEADER_SIZE + sizeof(progress_data))
 
 typedef struct progress {
-  luashm_block *b; /* the Block, kept alive as the user value */
-  pid_t owner;     /* the creating process: only it draws, only it unlinks; 0 when attached */
+  luashm_object head;
+  pid_t owner; /* the creating process: only it draws; 0 when attached */
   int tty;         /* stderr was a terminal at creation */
   int drawn;       /* a line is on the screen without its final newline */
   int finished;
@@ -44,17 +44,16 @@ static double now_s(void) {
 }
 
 static progress_data *data_of(progress *p) {
-  return (progress_data *)(p->b->data + LUASHM_HEADER_SIZE);
+  return (progress_data *)(p->head.b->data + LUASHM_HEADER_SIZE);
 }
 
 static progress *toprogress(lua_State *L, int i) {
-  return (progress *)luaL_checkudata(L, i, LUASHM_PROGRESS);
+  return (progress *)luashm_tokind(L, i, &luashm_kind_progress);
 }
 
 static progress *checkprogress(lua_State *L, int i) {
   progress *p = toprogress(L, i);
-  if (p->b == NULL || p->b->data == NULL)
-    luashm_error(L, "progress '%s' is closed", p->b ? p->b->name : "?");
+  if (p->head.b->data == NULL) luashm_error(L, "progress '%s' is closed", p->head.b->name);
   return p;
 }
 
@@ -99,7 +98,7 @@ static void draw(progress *p, int final) {
 /* Redraws p when it is this process's bar and due; draws the final line once when done. */
 static void maybe_draw(progress *p, int force) {
   progress_data *d;
-  if (p->owner != getpid() || !p->tty || p->finished || p->b->data == NULL) return;
+  if (p->owner != getpid() || !p->tty || p->finished || p->head.b->data == NULL) return;
   d = data_of(p);
   if (__atomic_load_n(&d->count, __ATOMIC_RELAXED) >= d->total) {
     draw(p, 1);
@@ -113,9 +112,9 @@ int luashm_progress_tick(lua_State *L) {
   int active = 0;
   if (lua_getfield(L, LUA_REGISTRYINDEX, PROGRESS_ACTIVE) == LUA_TUSERDATA) {
     progress *p = (progress *)luaL_testudata(L, -1, LUASHM_PROGRESS);
-    if (p != NULL && p->b != NULL) {
+    if (p != NULL) {
       maybe_draw(p, 0);
-      active = p->owner == getpid() && p->tty && !p->finished && p->b->data != NULL;
+      active = p->owner == getpid() && p->tty && !p->finished && p->head.b->data != NULL;
     }
   }
   lua_pop(L, 1);
@@ -123,11 +122,12 @@ int luashm_progress_tick(lua_State *L) {
 }
 
 /* Wraps the Block on top of the stack (replaced by the Progress). */
-static progress *wrap(lua_State *L, pid_t owner) {
+static progress *progress_push(lua_State *L, pid_t owner) {
   progress *p = (progress *)lua_newuserdatauv(L, sizeof(progress), 1);
   memset(p, 0, sizeof *p);
+  p->head.kind = &luashm_kind_progress;
+  p->head.b = luashm_toblock(L, -2);
   luaL_setmetatable(L, LUASHM_PROGRESS);
-  p->b = luashm_toblock(L, -2);
   lua_insert(L, -2);
   lua_setiuservalue(L, -2, 1);
   p->owner = owner;
@@ -152,7 +152,7 @@ static int progress_new(lua_State *L) {
   d->start = now_s();
   memcpy(d->label, label, len);
   luashm_header_init(b->data, "progress", PROGRESS_VERSION);
-  p = wrap(L, getpid());
+  p = progress_push(L, getpid());
   lua_pushvalue(L, -1);
   lua_setfield(L, LUA_REGISTRYINDEX, PROGRESS_ACTIVE);
   maybe_draw(p, 1);
@@ -168,49 +168,45 @@ static int progress_add(lua_State *L) {
   return 1;
 }
 
-/* Ends the line of a bar that never finished, unlinks the name in the creating process (a
-   progress counter is a display, not data: nobody needs it once its creator is done), then
-   releases the mapping. Idempotent; forked and attached copies only unmap. */
+/* Ends the line of a bar that never finished (in the creating process). */
+static void progress_finish(progress *p) {
+  if (p->owner == getpid() && p->head.b->data != NULL && p->tty && !p->finished) {
+    maybe_draw(p, 1);
+    if (p->drawn) fputc('\n', stderr);
+  }
+  p->finished = 1;
+}
+
+/* The handle's collection ends the bar's line (the Block, which the user may still hold, stays
+   mapped); close ends it and releases the mapping. Neither unlinks. Both idempotent. */
+static int progress_gc(lua_State *L) {
+  progress_finish(toprogress(L, 1));
+  return 0;
+}
+
 static int progress_close(lua_State *L) {
   progress *p = toprogress(L, 1);
-  char err[LUASHM_ERRLEN];
-  if (p->b == NULL || p->b->data == NULL) return 0;
-  if (p->owner == getpid()) {
-    if (p->tty && !p->finished) {
-      maybe_draw(p, 1);
-      if (p->drawn) fputc('\n', stderr);
-    }
-    p->finished = 1;
-    luashm_block_unlink(p->b, err); /* someone may have unlinked it already: fine */
-  }
-  luashm_shm_unmap(p->b->data, p->b->size);
-  p->b->data = NULL;
+  progress_finish(p);
+  luashm_block_close(p->head.b);
   return 0;
 }
 
 static int progress_tostring(lua_State *L) {
   progress *p = toprogress(L, 1);
-  if (p->b == NULL || p->b->data == NULL)
-    lua_pushfstring(L, "luashm.Progress '%s' (closed)", p->b ? p->b->name : "?");
+  if (p->head.b->data == NULL)
+    lua_pushfstring(L, "luashm.Progress '%s' (closed)", p->head.b->name);
   else
-    lua_pushfstring(L, "luashm.Progress '%s' (%I/%I)", p->b->name,
+    lua_pushfstring(L, "luashm.Progress '%s' (%I/%I)", p->head.b->name,
                     (lua_Integer)__atomic_load_n(&data_of(p)->count, __ATOMIC_SEQ_CST),
                     (lua_Integer)data_of(p)->total);
   return 1;
 }
 
 static int progress_index(lua_State *L) {
-  progress *p = toprogress(L, 1);
   const char *k = lua_tostring(L, 2);
+  toprogress(L, 1);
   if (k != NULL && lua_type(L, 2) == LUA_TSTRING) {
-    if (strcmp(k, "closed") == 0) {
-      lua_pushboolean(L, p->b == NULL || p->b->data == NULL);
-      return 1;
-    }
-    if (strcmp(k, "name") == 0) {
-      lua_pushstring(L, p->b->name);
-      return 1;
-    }
+    if (luashm_object_field(L, 1, k)) return 1;
     if (strcmp(k, "count") == 0 || strcmp(k, "total") == 0 || strcmp(k, "label") == 0) {
       progress_data *d = data_of(checkprogress(L, 1));
       if (k[0] == 'c')
@@ -227,53 +223,39 @@ static int progress_index(lua_State *L) {
   return 1;
 }
 
-static int progress_ref(lua_State *L) {
-  progress *p = toprogress(L, 1);
-  lua_pushstring(L, p->b->name);
-  lua_pushliteral(L, "progress");
-  return 2;
-}
-
-int luashm_progress_probe(const unsigned char *p, size_t size) {
+static int progress_probe(const unsigned char *p, size_t size) {
   return size >= PROGRESS_SIZE && luashm_header_is(p, size, "progress", PROGRESS_VERSION);
 }
 
-/* shm.open's wrapper: the Block on top becomes a Progress that neither draws nor unlinks. */
-int luashm_progress_wrap(lua_State *L) {
+/* shm.open's wrapper: the Block on top becomes a Progress that does not draw. */
+static int progress_wrap(lua_State *L, int view) {
   luashm_block *b = luashm_toblock(L, -1);
-  if (!luashm_progress_probe(b->data, b->size))
-    return luashm_error(L, "progress '%s': not a progress counter", b->name);
-  wrap(L, 0);
+  (void)view;
+  if (!progress_probe(b->data, b->size))
+    return luashm_error(L, "open '%s': not a progress counter", b->name);
+  progress_push(L, 0);
   return 1;
 }
 
-static int progress_reopen(lua_State *L) {
-  luashm_block_attach(L, luashm_checkname(L, 1, "attach"));
-  return luashm_progress_wrap(L);
+static void progress_describe(const unsigned char *p, size_t size, char *out, size_t n) {
+  progress_data d;
+  (void)size;
+  memcpy(&d, p + LUASHM_HEADER_SIZE, sizeof d);
+  snprintf(out, n, "progress %lld/%lld", (long long)d.count, (long long)d.total);
 }
 
 static const luaL_Reg progress_meth[] = {
-    {"add", progress_add}, {"close", progress_close}, {NULL, NULL}};
+    {"add", progress_add}, {"close", progress_close}, {"unlink", luashm_object_unlink}, {NULL, NULL}};
 
-static const luaL_Reg progress_metameth[] = {{"__gc", progress_close},
-                                             {"__close", progress_close},
-                                             {"__tostring", progress_tostring},
-                                             {LUASHM_REF_FIELD, progress_ref},
-                                             {NULL, NULL}};
+static const luaL_Reg progress_metameth[] = {
+    {"__gc", progress_gc}, {"__close", progress_close}, {"__tostring", progress_tostring}, {NULL, NULL}};
 
-void luashm_open_progress(lua_State *L) {
-  luaL_newmetatable(L, LUASHM_PROGRESS);
-  luaL_setfuncs(L, progress_metameth, 0);
-  lua_pushliteral(L, LUASHM_PROGRESS);
-  lua_setfield(L, -2, "__name");
-  lua_pushboolean(L, 0);
-  lua_setfield(L, -2, "__metatable");
-  luaL_newlib(L, progress_meth);
-  lua_pushcclosure(L, progress_index, 1);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
+static void progress_open(lua_State *L) {
+  luashm_newkind(L, &luashm_kind_progress, progress_meth, progress_metameth, progress_index);
   lua_pushcfunction(L, progress_new);
   lua_setfield(L, -2, "progress");
-  lua_pushcfunction(L, progress_reopen);
-  luashm_set_reopener(L, "progress");
 }
+
+const luashm_kind luashm_kind_progress = {"progress",     LUASHM_PROGRESS,   "progress",
+                                          progress_probe, progress_wrap,     NULL,
+                                          progress_describe, progress_open};

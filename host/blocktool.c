@@ -21,7 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "core.h"
+#include "kinds.h"
 #include "npy.h"
 #include "tracker.h"
 
@@ -75,34 +75,15 @@ static void on_sigbus(int sig) {
   siglongjmp(bus_jump, 1);
 }
 
-static void describe_array(entry *e, const unsigned char *p, size_t size) {
-  char err[LUASHM_ERRLEN];
-  luashm_npy h;
-  int i, n;
-  if (luashm_npy_parse(p, size, size, &h, err) != 0) {
-    snprintf(e->kind, sizeof e->kind, "array (malformed header)");
-    return;
-  }
-  n = snprintf(e->kind, sizeof e->kind, "array %s (", luashm_dtype_names[h.dtype]);
-  for (i = 0; i < h.ndim && n < (int)sizeof e->kind - 24; i++)
-    n += snprintf(e->kind + n, sizeof e->kind - (size_t)n, "%s%zu", i ? ", " : "", h.shape[i]);
-  snprintf(e->kind + n, sizeof e->kind - (size_t)n, "%s)", h.ndim == 1 ? "," : "");
-}
-
-/* Fills the kind and, for luashm's own kinds, the creator from the header. */
+/* Fills the kind (the registry's description) and, for luashm's own kinds, the creator from
+   the header. */
 static void describe(entry *e, const unsigned char *p, size_t size) {
-  const char *kind = luashm_kind_of(p, size);
+  const luashm_kind *k = luashm_kind_of(p, size);
   luashm_header h;
-  if (strcmp(kind, "array") == 0)
-    describe_array(e, p, size);
-  else if (strcmp(kind, "list") == 0) {
-    int64_t n;
-    memcpy(&n, p, sizeof n);
-    snprintf(e->kind, sizeof e->kind, "list of %" PRId64, n);
-  } else if (strcmp(kind, "block") == 0)
-    snprintf(e->kind, sizeof e->kind, "raw");
+  if (k->describe != NULL)
+    k->describe(p, size, e->kind, sizeof e->kind);
   else
-    snprintf(e->kind, sizeof e->kind, "%s", kind);
+    snprintf(e->kind, sizeof e->kind, "%s", k->name);
   if (size >= LUASHM_HEADER_SIZE && memcmp(p, LUASHM_MAGIC, 8) == 0) {
     memcpy(&h, p, sizeof h);
     if (h.creator > 0 && h.creator < (int64_t)1 << 31) e->creator = (long)h.creator;

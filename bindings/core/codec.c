@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "codec.h"
-#include "core.h"
+#include "kinds.h"
 
 #define CODEC_VERSION 1
 #define CODEC_INIT 512 /* bytes encoded on the C stack before a growable box is needed */
@@ -202,33 +202,26 @@ static void enc_table(enc *e, int idx) {
   e->depth--;
 }
 
-/* A luashm object (its metatable has LUASHM_REF_FIELD) travels as the (name, kind, view) that
-   field returns; any other userdata is an error naming its type. The metatable is read raw:
-   luashm's metatables hide themselves with __metatable = false. */
+/* A luashm object travels as (name, kind, view): its Block's name, its kind's name, and what
+   the kind's view() adds (a view's shape...) or nil; any other userdata is an error naming its
+   type. The metatable is read raw: luashm's metatables hide themselves with __metatable. */
 static void enc_userdata(enc *e, int idx) {
   lua_State *L = e->L;
   const char *tname = NULL;
-  size_t len;
-  const char *s;
+  luashm_object *o;
   luaL_checkstack(L, 8, "value codec");
   if (lua_type(L, idx) == LUA_TLIGHTUSERDATA) enc_fail(e, "is a light userdata and cannot be sent");
-  if (lua_getmetatable(L, idx)) {
-    lua_pushliteral(L, LUASHM_REF_FIELD);
-    if (lua_rawget(L, -2) == LUA_TFUNCTION) {
-      lua_pushvalue(L, idx);
-      lua_call(L, 1, 3);
-      if (lua_type(L, -3) != LUA_TSTRING || lua_type(L, -2) != LUA_TSTRING)
-        enc_fail(e, "is a luashm object whose " LUASHM_REF_FIELD " gave no name and kind");
-      enc_byte(e, T_REF);
-      s = lua_tolstring(L, -3, &len);
-      enc_bytes(e, s, len);
-      s = lua_tolstring(L, -2, &len);
-      enc_bytes(e, s, len);
-      enc_value(e, lua_gettop(L));
-      lua_pop(L, 4);
-      return;
-    }
+  o = luashm_toobject(L, idx);
+  if (o != NULL && o->b != NULL) {
+    enc_byte(e, T_REF);
+    enc_bytes(e, o->b->name, strlen(o->b->name));
+    enc_bytes(e, o->kind->name, strlen(o->kind->name));
+    if (o->kind->view == NULL || !o->kind->view(L, idx)) lua_pushnil(L);
+    enc_value(e, lua_gettop(L));
     lua_pop(L, 1);
+    return;
+  }
+  if (lua_getmetatable(L, idx)) {
     lua_pushliteral(L, "__name");
     if (lua_rawget(L, -2) == LUA_TSTRING) tname = lua_tostring(L, -1);
   }
@@ -381,25 +374,26 @@ static void dec_table(dec *d) {
   d->depth--;
 }
 
+/* A luashm object by name: reopened through its kind (luashm_reopen), whose errors (no such
+   block, not that kind) propagate. */
 static void dec_ref(dec *d) {
   lua_State *L = d->L;
   size_t nlen, klen;
   const char *name = dec_bytes(d, &nlen);
   const char *kind = dec_bytes(d, &klen);
-  if (lua_getfield(L, LUA_REGISTRYINDEX, LUASHM_REOPENERS) != LUA_TTABLE)
-    lua_pushnil(L);
-  else {
-    lua_pushlstring(L, kind, klen);
-    lua_rawget(L, -2);
-  }
-  if (lua_type(L, -1) != LUA_TFUNCTION) {
+  const luashm_kind *k = luashm_kind_named(kind, klen);
+  char cname[LUASHM_NAME_MAX + 1];
+  char err[LUASHM_ERRLEN];
+  if (k == NULL) {
     lua_pushlstring(L, kind, klen);
     dec_fail(d, lua_pushfstring(L, "unknown kind of object '%s'", lua_tostring(L, -1)));
   }
-  lua_remove(L, -2);
-  lua_pushlstring(L, name, nlen);
+  if (luashm_name_check(d->op, name, nlen, err) != 0) dec_fail(d, err);
+  memcpy(cname, name, nlen);
+  cname[nlen] = '\0';
   dec_value(d); /* the view */
-  lua_call(L, 2, 1);
+  luashm_reopen(L, k, cname, lua_isnil(L, -1) ? 0 : lua_gettop(L));
+  lua_remove(L, -2);
 }
 
 static void dec_value(dec *d) {

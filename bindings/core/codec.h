@@ -1,7 +1,7 @@
 /*
 ** The value codec: the one encoding of Lua values that channels, worker arguments and worker
-** results share. Plain data is copied; luashm objects travel by name (LUASHM_REF_FIELD) and are
-** reopened on the other side through the LUASHM_REOPENERS registry table.
+** results share. Plain data is copied; luashm objects travel by name and are reopened on the
+** other side through the registry of kinds (kinds.h).
 */
 #ifndef LUASHM_CODEC_H
 #define LUASHM_CODEC_H
@@ -22,13 +22,13 @@
    call, as every luaL_add* requires; the values lie below that slot (first is taken as an
    absolute index). Encoding pushes its temporaries above the slot and pops them all before the
    single luaL_addlstring at the end, so the caller finds the stack as it left it. The values'
-   __luashm_ref functions are called; nothing else runs Lua code. */
+   kinds' view functions are called; nothing else runs Lua code. */
 void luashm_encode(lua_State *L, int first, int n, luaL_Buffer *b, const char *op);
 
 /* Decodes what luashm_encode wrote from p[0..len), pushes the values, returns how many. The
    bytes are untrusted: malformed input raises "luashm: <op>: malformed message at byte N: ...",
    and nothing is read outside p[0..len). Objects sent by name are reopened by calling
-   LUASHM_REOPENERS[kind](name, view), whose errors (e.g. no such block) propagate. p must stay
+   luashm_reopen (kinds.h), whose errors (e.g. no such block) propagate. p must stay
    valid while Lua allocates (a Lua string on the stack, or C memory: not a buffer the GC can
    free). */
 int luashm_decode(lua_State *L, const unsigned char *p, size_t len, const char *op);

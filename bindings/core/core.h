@@ -1,6 +1,7 @@
 /*
-** What every luashm type shares: the error helper, the Block that every view stands on, the
-** registry of block kinds that shm.open consults, and each type's open function.
+** What every luashm type shares: the error helper, option checking, the head of every object
+** (the object contract), the Block that every object stands on, what C code outside array.c may
+** know of an Array, and the module's open functions.
 */
 #ifndef LUASHM_CORE_H
 #define LUASHM_CORE_H
@@ -23,21 +24,54 @@
 #define LUASHM_UNLIKELY(x) (x)
 #endif
 
-/* Raises "luashm: <formatted message>" (lua_pushfstring formats), never returns. */
+/* Raises "luashm: <formatted message>" (lua_pushfstring formats), never returns. The error
+   form everywhere: "luashm: <op> '<name>': <cause>", where op is the function or method the
+   user called (attach, acquire, reshape, send...), or the object's kind when the cause is the
+   object's state ("luashm: channel 'x' is shut down", "luashm: lock 'x' is closed"). */
 int luashm_error(lua_State *L, const char *fmt, ...);
 
+/* Checks the option table at idx: absent or nil is fine (returns 0); a table must have only
+   string keys from valid (NULL-terminated), else raises "luashm: <op>: unknown option 'nmae'
+   (valid: name, track, ...)"; a value of another type is a type error. Returns 1 for a table. */
+int luashm_checkoptions(lua_State *L, int idx, const char *op, const char *const valid[]);
+
+/* Reads an optional boolean field of the table at idx (idx 0, absent or nil: def). */
+int luashm_optboolfield(lua_State *L, int idx, const char *field, int def);
+
+/* Checks a name argument at idx with luashm_name_check, raising with op in the message. */
+const char *luashm_checkname(lua_State *L, int idx, const char *op);
+
 /* ---------------------------------------------------------------------------------------
-** Blocks
+** The head of every object of a kind (kinds.h)
+** ------------------------------------------------------------------------------------- */
+
+struct luashm_kind;
+struct luashm_block;
+
+/* Every object userdata of a kind starts with this: its kind, which is also its fast type tag
+   (only the kind's own file puts that address there: see luashm_tokind), and its Block, held
+   as the object's user value 1 (a Block's head points at itself; a private array has none). */
+typedef struct luashm_object {
+  const struct luashm_kind *kind;
+  struct luashm_block *b;
+} luashm_object;
+
+/* ---------------------------------------------------------------------------------------
+** Blocks (block.c)
 ** ------------------------------------------------------------------------------------- */
 
 #define LUASHM_BLOCK "luashm.Block"
 
-/* A mapping of a named block. data is NULL once closed: every view holds the Block (as its
-   user value) and checks data before each access, so close invalidates them all. */
+/* A mapping of a named block. data is NULL once closed: every object over it holds the Block
+   and checks data before each access, so closing the Block invalidates them all. */
 typedef struct luashm_block {
+  luashm_object head; /* head.b is this Block */
   unsigned char *data;
   size_t size;
-  int tracked; /* recorded with the tracker by this process */
+  int tracked;     /* recorded with the tracker by this process */
+  void *held_lock; /* the robust mutex of this mapping that this process holds through a Lock,
+                      or NULL: closing the mapping releases it first (glibc's list of held
+                      robust mutexes must never point into unmapped memory) */
   char name[LUASHM_NAME_MAX + 1];
 } luashm_block;
 
@@ -52,105 +86,23 @@ luashm_block *luashm_toblock(lua_State *L, int i);
   ((void)(LUASHM_UNLIKELY((b)->data == NULL) ? luashm_closed((L), (b), (what)) : 0))
 int luashm_closed(lua_State *L, const luashm_block *b, const char *what);
 
-/* Creates a block (generated name when name is NULL) and pushes it. opts at index optidx
-   (0 for none) may carry name, track, mode. */
-luashm_block *luashm_block_new(lua_State *L, size_t size, int optidx);
+/* The options every constructor that makes a block takes (and lists among its valid ones). */
+#define LUASHM_BLOCK_OPTIONS "name", "track", "mode"
 
-/* Removes b's name and un-records it from the tracker, in the order that cannot leak (see
-   luashm_tracker_unlink); b's mapping keeps working. 0, or -1 with err. */
-int luashm_block_unlink(luashm_block *b, char *err);
+/* Creates a block (a generated name unless opts.name) and pushes it. The option table at
+   optidx (0 for none) is read for LUASHM_BLOCK_OPTIONS only: its caller checks its keys. */
+luashm_block *luashm_block_new(lua_State *L, size_t size, int optidx);
 
 /* Attaches an existing block by name and pushes it. */
 luashm_block *luashm_block_attach(lua_State *L, const char *name);
 
-/* Reads an optional boolean field of the table at idx (absent or nil: def). */
-int luashm_optboolfield(lua_State *L, int idx, const char *field, int def);
+/* Releases b's mapping (and the lock held in it); idempotent. What close means for every
+   object over a Block. */
+void luashm_block_close(luashm_block *b);
 
-/* Checks a name argument at idx with luashm_name_check, raising with op in the message. */
-const char *luashm_checkname(lua_State *L, int idx, const char *op);
-
-/* ---------------------------------------------------------------------------------------
-** Kinds of block, for shm.open
-** ------------------------------------------------------------------------------------- */
-
-/* A kind recognises its bytes (probe: 1 yes, 0 no) and wraps the Block at the top of the stack
-   into its object (wrap: replaces it with the object, or raises on a malformed layout). */
-typedef struct luashm_kind {
-  const char *name;
-  int (*probe)(const unsigned char *p, size_t size);
-  int (*wrap)(lua_State *L);
-} luashm_kind;
-
-/* Blocks that hold one of luashm's own objects (lock, barrier, channel, progress counter,
-   manager record...) start with this 64-byte header, so that shm.open and the block tool can
-   tell them apart; the object's own data starts at LUASHM_HEADER_SIZE. */
-#define LUASHM_MAGIC "\x93LUASHM" /* 7 bytes + NUL */
-#define LUASHM_HEADER_SIZE 64
-typedef struct luashm_header {
-  char magic[8];    /* LUASHM_MAGIC */
-  char kind[16];    /* "lock", "barrier", "channel"...: NUL-padded */
-  uint32_t version; /* layout version of that kind, starting at 1 */
-  uint32_t reserved;
-  int64_t creator; /* pid of the creating process, for the block tool */
-} luashm_header;
-
-/* Writes the header for kind at p (the block's first bytes). */
-void luashm_header_init(unsigned char *p, const char *kind, uint32_t version);
-
-/* 1 when the block (p, size) is at least LUASHM_HEADER_SIZE bytes and starts with the header of
-   kind at this version; 0 otherwise. Untrusted bytes: it only compares. */
-int luashm_header_is(const unsigned char *p, size_t size, const char *kind, uint32_t version);
-
-/* Every kind luashm knows, most specific first, terminated by a NULL name (open.c). */
-extern const luashm_kind luashm_kinds[];
-
-/* The lock kind (lock.c): probe and wrap, for luashm_kinds. */
-int luashm_lock_probe(const unsigned char *p, size_t size);
-int luashm_lock_wrap(lua_State *L);
-
-/* The barrier kind (barrier.c): probe and wrap, for luashm_kinds. */
-int luashm_barrier_probe(const unsigned char *p, size_t size);
-int luashm_barrier_wrap(lua_State *L);
-
-/* The manager record kind (manager.c): probe and wrap, for luashm_kinds. */
-int luashm_manager_probe(const unsigned char *p, size_t size);
-int luashm_manager_wrap(lua_State *L);
-
-/* The progress counter kind (progress.c): probe and wrap, for luashm_kinds. */
-int luashm_progress_probe(const unsigned char *p, size_t size);
-int luashm_progress_wrap(lua_State *L);
-
-/* The channel kind (channel.c): probe and wrap, for luashm_kinds. */
-int luashm_channel_probe(const unsigned char *p, size_t size);
-int luashm_channel_wrap(lua_State *L);
-
-/* The ShareableList kind (list.c): probe and wrap, for luashm_kinds (last: it has no magic). */
-int luashm_list_probe(const unsigned char *p, size_t size);
-int luashm_list_wrap(lua_State *L);
-
-/* Validates a ShareableList layout in (p, size) as untrusted bytes: 0 when every count,
-   offset, format and code is consistent with the size, else -1 with the cause in err
-   (LUASHM_ERRLEN bytes). The fuzz target's entry point. */
-int luashm_list_check(const unsigned char *p, size_t size, char *err);
-
-/* The kind name of a block's bytes ("array", "list", ..., or "block"). */
-const char *luashm_kind_of(const unsigned char *p, size_t size);
-
-/* ---------------------------------------------------------------------------------------
-** Sending objects by name (channels, worker arguments and results, managers)
-** ------------------------------------------------------------------------------------- */
-
-/* Every shareable type's metatable has this field: a C function that takes the object and
-   returns its block name, its kind (a key of the reopeners table) and, for views that the
-   block alone does not describe, a plain table (numbers, strings, tables) describing the view. */
-#define LUASHM_REF_FIELD "__luashm_ref"
-
-/* Registry table kind -> function(name, view) that reopens, in another process, an object
-   described by LUASHM_REF_FIELD. Each type adds its entry in its luashm_open_<type>. */
-#define LUASHM_REOPENERS "luashm.reopeners"
-
-/* Adds the function at the top of the stack as the reopener of kind (pops it). */
-void luashm_set_reopener(lua_State *L, const char *kind);
+/* Removes b's name and un-records it from the tracker, in the order that cannot leak (see
+   luashm_tracker_unlink); b's mapping keeps working. 0, or -1 with err. */
+int luashm_block_unlink(luashm_block *b, char *err);
 
 /* ---------------------------------------------------------------------------------------
 ** Arrays (array.c; the dtypes and the NPY format are in npy.h)
@@ -172,11 +124,6 @@ typedef struct luashm_arrayinfo {
 /* 1 and *info filled when the value at index i is an Array (raising "block is closed" when it
    is closed); 0 when it is no Array. */
 int luashm_toarray(lua_State *L, int i, luashm_arrayinfo *info);
-
-/* shm.open's "array" kind: an NPY header (probe), wrapped into an Array that owns the Block at
-   the top of the stack (wrap; a malformed header is an error naming the block). */
-int luashm_array_probe(const unsigned char *p, size_t size);
-int luashm_array_wrap(lua_State *L);
 
 /* The balanced split of 1..len into n parts that shm.partition returns (and MPI's gather and
    scatter use): rank's part (1-based) is lo..hi, the first len % n parts one longer; an empty
@@ -201,25 +148,18 @@ typedef struct luashm_capi {
 } luashm_capi;
 
 /* ---------------------------------------------------------------------------------------
-** Module pieces: each adds its functions to the module table at the top of the stack.
+** Module pieces that are not kinds (the kinds open through the registry: kinds.h). Each
+** adds its functions to the module table at the top of the stack.
 ** ------------------------------------------------------------------------------------- */
 
-void luashm_open_block(lua_State *L);
-void luashm_open_array(lua_State *L);
-void luashm_open_codec(lua_State *L);    /* shm.encode, shm.decode (codec.c) */
-void luashm_open_channel(lua_State *L);  /* shm.channel (channel.c) */
-void luashm_open_lock(lua_State *L);     /* shm.lock (lock.c) */
-void luashm_open_barrier(lua_State *L);  /* shm.barrier (barrier.c) */
-void luashm_open_manager(lua_State *L);  /* shm.manager (manager.c) */
-void luashm_open_list(lua_State *L);     /* shm.list (list.c) */
-void luashm_open_worker(lua_State *L);   /* shm.spawn, shm.cpus, shm.partition (worker.c) */
-void luashm_open_progress(lua_State *L); /* shm.progress (progress.c) */
+void luashm_open_codec(lua_State *L);  /* shm.encode, shm.decode (codec.c) */
+void luashm_open_worker(lua_State *L); /* shm.spawn, shm.cpus, shm.partition (worker.c) */
 
 /* Redraws this process's progress bar if one is running and due (progress.c); returns 1 when
    a bar is running, so that a wait should come back to it every ~100 ms. */
 int luashm_progress_tick(lua_State *L);
+
 int luaopen_luashm(lua_State *L);
 void luashm_openlibs(lua_State *L);
-void luashm_open_kinds(lua_State *L);
 
 #endif

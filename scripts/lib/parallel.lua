@@ -81,7 +81,10 @@ function shm.parallel(n, fn, ...)
   local progress = opts.progress == true and shm.progress(n, opts.label or "parallel") or nil
   local ws = {}
   local ok, results, failed = pcall(run, ws, n, fn, progress, ...)
-  if progress then progress:close() end
+  if progress then
+    progress:unlink()
+    progress:close()
+  end
   if not ok then
     -- An error or an interrupt (Ctrl-C) while waiting: no worker of this call survives it.
     for _, w in ipairs(ws) do w:_stop(0) end

@@ -107,7 +107,10 @@ function Pool:map(fn, items, opts)
   if count == 0 then return results end
   local progress = opts and opts.progress == true and shm.progress(count, opts.label or "map")
   local ok, err = pcall(run, self, fn, items, count, progress, results)
-  if progress then progress:close() end
+  if progress then
+    progress:unlink()
+    progress:close()
+  end
   if not ok then
     -- A failed item or an interrupt: the workers may be mid-job, so none is reused.
     stop_workers(self)

@@ -1,0 +1,102 @@
+/*
+** The sync core: what every object that other processes wait on shares. Robust process-shared
+** mutexes (made one way, checked before every use, recovered after a holder died), futex waits
+** against a deadline, and the one checker of timeout arguments. Lock, Barrier, Channel, Manager
+** and Dict are built on it; nothing else calls pthread_mutex_* on shared memory.
+*/
+#ifndef LUASHM_SYNC_H
+#define LUASHM_SYNC_H
+
+#include <pthread.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "lua.h"
+
+/* ---------------------------------------------------------------------------------------
+** Deadlines
+** ------------------------------------------------------------------------------------- */
+
+/* A point on CLOCK_MONOTONIC, or none (wait forever). */
+typedef struct luashm_deadline {
+  int forever;
+  struct timespec at;
+} luashm_deadline;
+
+/* The longest timeout taken as a time: anything longer (and math.huge) waits forever. */
+#define LUASHM_TIMEOUT_MAX 1e9
+
+/* Sets d to timeout seconds from now; a negative timeout (or > LUASHM_TIMEOUT_MAX) is forever. */
+void luashm_deadline_in(luashm_deadline *d, double timeout);
+
+/* 1 once the deadline has passed (never for forever). */
+int luashm_deadline_passed(const luashm_deadline *d);
+
+/* Nanoseconds left before the deadline (0 when passed, INT64_MAX for forever). */
+int64_t luashm_deadline_left(const luashm_deadline *d);
+
+/* A timeout argument at idx: absent or nil gives -1 (forever); else a number of seconds >= 0.
+   NaN, negative numbers and non-numbers raise "luashm: <op> '<name>': timeout must be a number
+   of seconds >= 0, not <v>" (no quoted name when name is NULL). The one checker of every
+   timeout luashm takes. */
+double luashm_opttimeout(lua_State *L, int idx, const char *op, const char *name);
+
+/* ---------------------------------------------------------------------------------------
+** Interrupts
+** ------------------------------------------------------------------------------------- */
+
+/* Asks every wait of this process to stop: the waits below then return EINTR within a slice
+   (about 50 ms). Async-signal-safe: a SIGINT handler calls it. */
+void luashm_interrupt(void);
+
+/* 1 while an interrupt is pending. */
+int luashm_interrupt_pending(void);
+
+/* Forgets a pending interrupt (once it has been reported). */
+void luashm_interrupt_clear(void);
+
+/* Reports a pending interrupt: clears it and raises "luashm: interrupted". */
+int luashm_interrupted(lua_State *L);
+
+/* ---------------------------------------------------------------------------------------
+** Futexes (process-shared: the words live in blocks)
+** ------------------------------------------------------------------------------------- */
+
+/* Sleeps while *word == val, until woken or the deadline. Returns 0 (woken, or the word had
+   already moved, or a stray signal: callers re-check their condition), ETIMEDOUT, or EINTR
+   (an interrupt is pending). */
+int luashm_futex_wait(uint32_t *word, uint32_t val, const luashm_deadline *d);
+
+/* Wakes up to n sleepers of word. */
+void luashm_futex_wake(uint32_t *word, int n);
+
+/* ---------------------------------------------------------------------------------------
+** Robust mutexes
+** ------------------------------------------------------------------------------------- */
+
+/* Returned by luashm_mutex_lock when the previous holder died holding the mutex: the caller
+   now holds it, it is marked consistent, and what it protects may be half-updated. */
+#define LUASHM_OWNER_DIED (-2)
+
+/* Initialises m (in shared memory) process-shared, robust and error-checking. 0 or -1. */
+int luashm_mutex_init(pthread_mutex_t *m);
+
+/* 1 when the bytes at m look like a mutex made by luashm_mutex_init; 0 when they cannot be
+   handed to pthread_mutex_* (forged or torn bytes would make glibc abort). */
+int luashm_mutex_valid(const pthread_mutex_t *m);
+
+/* Locks m until the deadline d (NULL: forever), spinning briefly before it sleeps. Returns 0,
+   LUASHM_OWNER_DIED, ETIMEDOUT, EINTR (an interrupt is pending), EDEADLK (this thread holds
+   it), or EINVAL (not a valid mutex: see luashm_mutex_valid). */
+int luashm_mutex_lock(pthread_mutex_t *m, const luashm_deadline *d);
+
+/* One attempt: 0, LUASHM_OWNER_DIED, EBUSY, EDEADLK or EINVAL. */
+int luashm_mutex_trylock(pthread_mutex_t *m);
+
+/* Unlocks: 0, EPERM (not held by this thread) or EINVAL. */
+int luashm_mutex_unlock(pthread_mutex_t *m);
+
+/* 1 when some thread holds m (a racy look, for __tostring and the block tool). */
+int luashm_mutex_held(const pthread_mutex_t *m);
+
+#endif
