@@ -124,12 +124,12 @@ static void enlist(lua_State *L, barrier *bar) {
     return;
   }
   state_unlock(s);
-  luashm_error(L, "wait '%s': more than %d processes wait on this barrier", bar->head.b->name,
+  luashm_error(L, "wait '%s': more than %d processes wait on it", bar->head.b->name,
                (int)bar->n);
 }
 
 static int broken_error(lua_State *L, barrier *bar) {
-  return luashm_error(L, "wait '%s': a party of the barrier died (pid %d)", bar->head.b->name,
+  return luashm_error(L, "wait '%s': a party died (pid %d)", bar->head.b->name,
                       (int)__atomic_load_n(&bar->s->broken, __ATOMIC_ACQUIRE));
 }
 

@@ -165,6 +165,13 @@ function H.keeps_lists(class)
 end
 
 -- This process's pid (a forked worker's own, unlike a value captured before the fork).
+-- The value codec's message for an object of `kind` in the block `name`: what shm.decode (and a
+-- channel's recv) reopens, so that a test can reopen a block as any kind, validation included.
+-- Names and kinds shorter than 128 bytes (one-byte lengths).
+function H.ref_message(kind, name)
+  return string.char(1, 1, 7, #name) .. name .. string.char(#kind) .. kind .. string.char(0)
+end
+
 function H.mypid()
   local f = assert(io.open("/proc/self/stat"))
   local pid = f:read("n")

@@ -90,8 +90,9 @@ function TestChannel:test_recv_timeout()
   lu.assertNil(v)
   lu.assertEquals(why, "timeout")
   lu.assertTrue(shm.now() - t0 >= 0.045)
-  H.assert_error({ "luashm: recv '" .. ch.name .. "': timeout -1", "not a number of seconds" }, ch.recv, ch, -1)
-  H.assert_error({ "nan is not a number of seconds" }, ch.recv, ch, 0 / 0)
+  H.assert_error({ "luashm: recv '" .. ch.name .. "': timeout must be a number of seconds >= 0, not -1" },
+    ch.recv, ch, -1)
+  H.assert_error({ "timeout must be a number of seconds >= 0, not NaN" }, ch.recv, ch, 0 / 0)
   H.assert_raises(ch.recv, ch, "soon")
 end
 
@@ -120,50 +121,74 @@ function TestChannel:test_blocking_send_with_a_slow_receiver()
     return got
   end)
   for i = 1, 500 do ch:send(i) end
-  ch:close()
+  ch:shutdown()
   local ok, got = w:join()
   lu.assertIsTrue(ok)
   lu.assertEquals(#got, 500)
   for i = 1, 500 do lu.assertEquals(got[i], i) end
 end
 
-function TestChannel:test_close_drains_then_reports_closed()
+function TestChannel:test_shutdown_drains_then_reports_shutdown()
   local ch = self:chan()
   ch:send(1)
   ch:send(2)
-  ch:close()
-  ch:close() -- idempotent
-  lu.assertTrue(ch.closed)
-  lu.assertStrContains(tostring(ch), "closed to sends")
-  H.assert_error({ "luashm: send '" .. ch.name .. "': channel is closed" }, ch.send, ch, 3)
+  ch:shutdown()
+  ch:shutdown() -- idempotent
+  lu.assertFalse(ch.closed) -- shut down is not closed: this handle still receives
+  lu.assertStrContains(tostring(ch), "shut down")
+  H.assert_error({ "luashm: channel '" .. ch.name .. "' is shut down" }, ch.send, ch, 3)
   lu.assertEquals(ch:recv(), 1)
   lu.assertEquals(ch:recv(), 2)
-  lu.assertEquals({ ch:recv() }, { nil, "closed" })
-  lu.assertEquals({ ch:recv(0) }, { nil, "closed" })
+  lu.assertEquals({ ch:recv() }, { nil, "shutdown" })
+  lu.assertEquals({ ch:recv(0) }, { nil, "shutdown" })
 end
 
-function TestChannel:test_close_wakes_blocked_receivers()
+-- v2: close releases this handle only; the channel, its messages and other handles go on.
+function TestChannel:test_close_releases_the_handle_only()
   local ch = self:chan()
+  local other = shm.open(ch.name)
+  ch:send("still there")
+  other:close()
+  other:close() -- idempotent
+  lu.assertTrue(other.closed)
+  lu.assertFalse(ch.closed)
+  H.assert_error({ "luashm: channel '" .. ch.name .. "' is closed" }, other.recv, other, 0)
+  lu.assertEquals(ch:recv(0), "still there")
+  ch:send(1)
+  lu.assertEquals(ch:recv(0), 1)
+end
+
+function TestChannel:test_shutdown_wakes_blocked_receivers_and_senders()
+  local ch = self:chan({ capacity = 64 })
   local ws = {}
   for i = 1, 2 do ws[i] = shm.spawn(function() return ch:recv() end) end
   sleep(0.1)
-  ch:close()
+  ch:shutdown()
   for i = 1, 2 do
     local ok, v, why = ws[i]:join(10)
     lu.assertIsTrue(ok)
     lu.assertNil(v)
-    lu.assertEquals(why, "closed")
+    lu.assertEquals(why, "shutdown")
   end
+  local full = self:chan({ capacity = 64 })
+  full:send(string.rep("x", 40))
+  local sender = shm.spawn(function() return pcall(full.send, full, string.rep("y", 40)) end)
+  sleep(0.1)
+  full:shutdown()
+  local ok, sent, err = sender:join(10)
+  lu.assertIsTrue(ok)
+  lu.assertIsFalse(sent)
+  lu.assertStrContains(err, "luashm: channel '" .. full.name .. "' is shut down")
 end
 
--- effil 116: iterate a channel with a for loop, ending when it is closed and drained.
-function TestChannel:test_effil_116_iter_ends_when_closed_and_drained()
+-- effil 116: iterate a channel with a for loop, ending when it is shut down and drained.
+function TestChannel:test_effil_116_iter_ends_when_shut_down_and_drained()
   local ch = self:chan()
   local w = shm.spawn(function()
     for i = 1, 100 do ch:send(i) end
     ch:send(nil) -- skipped by iter: a nil cannot be a loop value
     ch:send("last")
-    ch:close()
+    ch:shutdown()
   end)
   local got = {}
   for v in ch:iter() do got[#got + 1] = v end
@@ -295,7 +320,7 @@ function TestChannel:test_four_senders_two_receivers_exactly_once()
     end)
   end
   for _, w in ipairs(send) do lu.assertIsTrue((w:join())) end
-  ch:close()
+  ch:shutdown()
   local count, sum, sq = 0, 0, 0
   for _, w in ipairs(recv) do
     local ok, c, su, q, inorder = w:join()
@@ -398,9 +423,11 @@ function TestChannel:test_release_never_unlinks_and_refuses_use()
   lu.assertEquals(ch:recv(0), "kept")
   ch.block:close()
   lu.assertStrContains(tostring(ch), "(closed)")
-  for _, m in ipairs({ "send", "recv", "close", "iter" }) do
-    H.assert_error({ "luashm: channel '" .. name .. "' is closed (its mapping was released)" }, ch[m], ch, 1)
+  lu.assertTrue(ch.closed)
+  for _, m in ipairs({ "send", "recv", "shutdown", "iter" }) do
+    H.assert_error({ "luashm: channel '" .. name .. "' is closed" }, ch[m], ch, 1)
   end
+  ch:close() -- idempotent, even after its Block was closed
   H.assert_error({ "is closed" }, function() return #ch end)
   ch:unlink()
   lu.assertFalse(shm.exists(name))

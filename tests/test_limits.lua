@@ -263,7 +263,7 @@ function TestUnderAnother:test_views_of_a_closed_block_fail_cleanly()
   local same = shm.open(l.name)
   l.block:unlink()
   l.block:close()
-  H.assert_error({ "block is closed" }, function() return l[1] end)
+  H.assert_error({ "luashm: list '" .. l.name .. "' is closed" }, function() return l[1] end)
   lu.assertEquals(same[2], "x") -- another handle on the same block keeps working
   same.block:close()
 end
@@ -278,7 +278,7 @@ function TestUnderAnother:test_open_of_a_block_shrunk_below_its_header_is_a_clea
     channel = shm.channel({ capacity = 4096 }),
   }
   for kind, o in pairs(made) do
-    local name = debug.getmetatable(o).__luashm_ref(o)
+    local name = o.name
     local size = shm.attach(name).size
     local new = kind == "list" and 60 or 200
     H.python([[

@@ -1,4 +1,4 @@
--- ShareableList (API.md "ShareableList" and its edge cases): values and holes, capacity,
+-- ShareableList (API.md "ShareableList" and its edge cases): values and holes, slot_bytes,
 -- type changes, strings (UTF-8 or bytes, trailing NULs), errors that keep the old value,
 -- untrusted layouts, close, transport by name, and the peer bugs of PEER-BUGS.md.
 local lu = require "luaunit"
@@ -124,19 +124,22 @@ function TestList:test_slot_changes_type_within_its_storage()
   lu.assertEquals(l.format, "q16s")
 end
 
-function TestList:test_capacity_is_a_minimum_rounded_to_8()
-  local l = self:list({ "a", 1, "b", ("c"):rep(30) }, { capacity = 10 })
+function TestList:test_slot_bytes_is_a_minimum_rounded_to_8()
+  local l = self:list({ "a", 1, "b", ("c"):rep(30) }, { slot_bytes = 10 })
   -- strings get max(8 * (len // 8 + 1), 16); numbers keep 8 bytes
   lu.assertEquals(l.format, "16sq16s32s")
   l[1] = ("x"):rep(16)
   lu.assertEquals(l[1], ("x"):rep(16))
   H.assert_error({ "17 bytes does not fit item 1 (16 bytes)" }, function() l[1] = ("x"):rep(17) end)
-  local z = self:list({ "" }, { capacity = 0 })
+  local z = self:list({ "" }, { slot_bytes = 0 })
   lu.assertEquals(z.format, "8s")
-  H.assert_error({ "luashm: list: opts.capacity must be an integer from 0 to 9999992" }, shm.list, { "a" }, { capacity = -1 })
-  H.assert_error({ "opts.capacity" }, shm.list, { "a" }, { capacity = 1.5 })
-  H.assert_error({ "opts.capacity" }, shm.list, { "a" }, { capacity = 10000000 })
-  H.assert_error({ "opts.capacity" }, shm.list, { "a" }, { capacity = "8" })
+  H.assert_error({ "luashm: list: opts.slot_bytes must be an integer from 0 to 9999992" }, shm.list, { "a" }, { slot_bytes = -1 })
+  H.assert_error({ "opts.slot_bytes" }, shm.list, { "a" }, { slot_bytes = 1.5 })
+  H.assert_error({ "opts.slot_bytes" }, shm.list, { "a" }, { slot_bytes = 10000000 })
+  H.assert_error({ "opts.slot_bytes" }, shm.list, { "a" }, { slot_bytes = "8" })
+  -- contract v1's name for it is an unknown option now, and says so
+  H.assert_error({ "luashm: list: unknown option 'capacity' (contract v2 calls it slot_bytes)" }, shm.list, { "a" }, { capacity = 8 })
+  H.assert_error({ "luashm: list: unknown option 'slot_byte' (valid: name, track, mode, slot_bytes)" }, shm.list, { "a" }, { slot_byte = 8 })
 end
 
 function TestList:test_name_and_track_options()
@@ -208,12 +211,12 @@ function TestList:test_close_invalidates_views()
   lu.assertFalse(l.closed)
   b:close()
   lu.assertTrue(l.closed)
-  H.assert_error({ "luashm: list '" .. name .. "': block is closed" }, function() return l[1] end)
-  H.assert_error({ "block is closed" }, function() l[1] = 2 end)
-  H.assert_error({ "block is closed" }, function() return #l end)
-  H.assert_error({ "block is closed" }, l.count, l, 1)
-  H.assert_error({ "block is closed" }, l.totable, l)
-  H.assert_error({ "block is closed" }, function() return l.format end)
+  H.assert_error({ "luashm: list '" .. name .. "' is closed" }, function() return l[1] end)
+  H.assert_error({ "is closed" }, function() l[1] = 2 end)
+  H.assert_error({ "is closed" }, function() return #l end)
+  H.assert_error({ "is closed" }, l.count, l, 1)
+  H.assert_error({ "is closed" }, l.totable, l)
+  H.assert_error({ "is closed" }, function() return l.format end)
   lu.assertEquals(tostring(l), "luashm.List '" .. name .. "' (closed)")
   lu.assertTrue(shm.exists(name), "close must not unlink")
   do
@@ -265,12 +268,8 @@ end
 -- The by-name protocol: what channels and workers use to move a List.
 function TestList:test_ref_and_reopener()
   local l = self:list({ 1, "a\0" })
-  local name, kind, view = debug.getmetatable(l).__luashm_ref(l)
-  lu.assertEquals(name, l.name)
-  lu.assertEquals(kind, "list")
-  lu.assertNil(view)
-  local reopen = debug.getregistry()["luashm.reopeners"].list
-  local r <close> = reopen(name)
+  lu.assertEquals(shm.encode(l), H.ref_message("list", l.name))
+  local r <close> = shm.decode(H.ref_message("list", l.name))
   lu.assertEquals(r[2], "a\0")
   r[1] = 99
   lu.assertEquals(l[1], 99)
@@ -349,12 +348,12 @@ function TestList:test_layout_corruptions_are_errors_or_blocks()
     local o <close> = open_bytes(self, case[2])
     lu.assertStrContains(tostring(o), "luashm.Block", case[1])
   end
-  -- the reopener (no probe first) reports the cause
-  local reopen = debug.getregistry()["luashm.reopeners"].list
+  -- reopening by name as a list (no probe first) reports the cause
+  local function reopen(name) return shm.decode(H.ref_message("list", name)) end
   local b <close> = shm.create(#good)
   self.names[#self.names + 1] = b.name
   b:write(0, cases[1][2])
-  H.assert_error({ "luashm: attach '" .. b.name .. "': not a list: item count 1000 does not fit in 128 bytes" }, reopen, b.name)
+  H.assert_error({ "luashm: open '" .. b.name .. "': not a list: item count 1000 does not fit in 128 bytes" }, reopen, b.name)
   b:write(0, cases[8][2])
   H.assert_error({ "not a list: item 1: bad format or type code" }, reopen, b.name)
   b:write(0, cases[4][2])

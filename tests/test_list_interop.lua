@@ -105,7 +105,7 @@ sl.shm.close()
 end
 
 function TestListInterop:test_writes_both_ways_with_type_changes()
-  local l = self:list({ 1, "two", 3.5, true, "x" }, { capacity = 16 })
+  local l = self:list({ 1, "two", 3.5, true, "x" }, { slot_bytes = 16 })
   py([[
 sl = attach_list(sys.argv[1])
 sl[0] = "one"       # int -> str in an 8-byte slot

@@ -119,7 +119,7 @@ function TestManager:test_open_by_name_gives_a_manager_that_never_unlinks()
   lu.assertEquals(other:names(), { b.name })
   local c = other:create(5) -- recorded in the same record
   lu.assertEquals(#m:names(), 2)
-  H.assert_error({ "does not own it" }, other.shutdown, other)
+  H.assert_error({ "does not own this manager" }, other.shutdown, other)
   other = nil
   collectgarbage()
   lu.assertTrue(H.in_shm(b.name) and H.in_shm(c.name))

@@ -33,10 +33,8 @@ local function child(mode)
   local known = setmetatable({}, { __mode = "k" }) -- object -> its block name, seen open
   local function name_of(v)
     if known[v] then return known[v] end
-    local mt = debug.getmetatable(v)
-    local ref = mt and rawget(mt, "__luashm_ref")
-    if not ref then return nil end
-    local ok, name = pcall(ref, v)
+    if not is_ours(v) then return nil end
+    local ok, name = pcall(function() return v.name end)
     if ok and type(name) == "string" then
       known[v] = name
       return name
@@ -221,12 +219,12 @@ local function child(mode)
     Guard = { closed = function(o) debug.getmetatable(o).__close(o) end },
     Barrier = { closed = function(o) o:close() end, unlinked = function(o) o:unlink() end },
     Channel = { closed = function(o) o:close() end, released = function(o) o.block:close() end,
-      drained = function(o) o:close(); o:recv() end, unlinked = function(o) o:unlink() end },
+      drained = function(o) o:shutdown(); o:recv() end, unlinked = function(o) o:unlink() end },
     Manager = { shut = function(o) o:shutdown() end },
     Worker = { joined = function(o) o:join() end, closed = function(o) o:close() end },
     Pool = { closed = function(o) o:close() end,
       started = function(o) o:map(quick, 1) end },
-    Progress = { closed = function(o) o:close() end },
+    Progress = { closed = function(o) o:close() end, unlinked = function(o) o:unlink() end },
   }
 
   -- ---------------------------------------------------------------------------------------
@@ -310,17 +308,19 @@ local function child(mode)
     exists = { args = function() local b = fresh_name(); return { b.name }, b end },
     open = { args = function() local a = shm.array("u8", 3); return { a.name }, a end },
     array = { args = function() return { "f64", { 2, 3 }, { values = { 1, 2, 3, 4, 5, 6 } } } end,
-      opts = { 3, { "name", "track", "values", "block", "offset" } } },
+      opts = { 3, { "name", "track", "mode", "values", "block", "offset" } } },
     ["array(view)"] = { fn = "array",
       args = function() local b = shm.create(64); return { "u16", 4, { block = b, offset = 8 } }, b end,
       opts = { 3, { "block", "offset" } } },
-    load = { args = function() return { "in.npy", {} } end, opts = { 2, { "name", "track" } } },
+    load = { args = function() return { "in.npy", {} } end,
+      opts = { 2, { "name", "track", "mode" } } },
     list = { args = function() return { { 1, "a", true }, {} } end,
-      opts = { 2, { "name", "track", "capacity" } } },
-    lock = { args = function() return { {} } end, opts = { 1, { "name", "track" } } },
-    barrier = { args = function() return { 2, {} } end, opts = { 2, { "name", "track" } } },
+      opts = { 2, { "name", "track", "mode", "slot_bytes" } } },
+    lock = { args = function() return { {} } end, opts = { 1, { "name", "track", "mode" } } },
+    barrier = { args = function() return { 2, {} } end,
+      opts = { 2, { "name", "track", "mode" } } },
     channel = { args = function() return { { capacity = 256 } } end,
-      opts = { 1, { "capacity", "name", "track" } } },
+      opts = { 1, { "capacity", "name", "track", "mode" } } },
     manager = { args = function() return { { capacity = 4 } } end, opts = { 1, { "capacity" } } },
     encode = { args = function() return { 1, "x", { 2 } } end },
     decode = { args = function() return { shm.encode(1, "x") } end },
@@ -368,46 +368,46 @@ local function child(mode)
     atomic_load = function() return { 1 } end,
     atomic_store = function() return { 1, 5 } end,
     save = function() return { "out.npy" } end,
-    close = {},
+    close = {}, unlink = {},
     __index = function() return { 2 } end,
     __newindex = function(a) return { 2, a.ndim == 1 and 5 or a[2] } end,
-    __len = {}, __close = {}, __tostring = {}, __luashm_ref = {},
+    __len = {}, __close = {}, __tostring = {},
   }
 
   local meth = {
     Block = { read = { 0, 8 }, write = { 0, "ab" }, pack = { 0, "i4", 7 }, unpack = { 0, "i4" },
       close = {}, unlink = {}, __index = { "size" }, __newindex = { "size", 1 }, __len = {},
-      __close = {}, __gc = {}, __tostring = {}, __luashm_ref = {} },
+      __close = {}, __gc = {}, __tostring = {} },
     Array1 = arr, Array2 = arr, ArrayRaw = arr, ArraySlice = arr, ArraySub = arr,
-    List = { count = { 1 }, index = { "str" }, totable = {}, close = {}, __index = { 2 },
-      __newindex = { 2, "new" }, __len = {}, __close = {}, __tostring = {}, __pairs = {},
-      __luashm_ref = {} },
-    Lock = { acquire = { 1 }, release = {}, guard = {}, name = {}, close = {}, unlink = {},
-      __close = {}, __gc = {}, __tostring = {}, __luashm_ref = {} },
+    List = { count = { 1 }, index = { "str" }, totable = {}, close = {}, unlink = {},
+      __index = { 2 }, __newindex = { 2, "new" }, __len = {}, __close = {}, __tostring = {},
+      __pairs = {} },
+    Lock = { acquire = { 1 }, release = {}, guard = {}, close = {}, unlink = {},
+      __index = { "name" }, __close = {}, __tostring = {} },
     Guard = { __close = {}, __tostring = {} },
-    Barrier = { wait = { 1 }, parties = {}, name = {}, close = {}, unlink = {}, __close = {},
-      __gc = {}, __tostring = {}, __luashm_ref = {} },
-    Channel = { send = { "v", 1 }, recv = { 1 }, close = {}, iter = {}, unlink = {},
-      _die_in_send = { "v" },
+    Barrier = { wait = { 1 }, parties = {}, close = {}, unlink = {}, __index = { "name" },
+      __close = {}, __gc = {}, __tostring = {} },
+    Channel = { send = { "v", 1 }, recv = { 1 }, shutdown = {}, close = {}, iter = {},
+      unlink = {}, _die_in_send = { "v" },
       __index = { "capacity" }, __newindex = { "capacity", 1 }, __len = {}, __close = {},
-      __gc = {}, __tostring = {}, __luashm_ref = {} },
+      __tostring = {} },
     Manager = { create = { 64 }, array = { "u8", 4 }, list = { { 1 } }, lock = {},
-      barrier = { 1 }, channel = {}, names = {}, shutdown = {}, __close = {}, __gc = {},
-      __tostring = {}, __luashm_ref = {} },
+      barrier = { 1 }, channel = {}, progress = { 10 }, names = {}, shutdown = {},
+      __index = { "name" }, __close = {}, __gc = {}, __tostring = {} },
     Worker = { join = { 5 }, kill = { "TERM" }, running = {}, close = {}, _send = { 1 },
       _take = {}, _stop = { 0.5 }, _finish = {}, __index = { "pid" }, __close = {}, __gc = {},
       __tostring = {} },
     Pool = { map = { quick, { 1, 2 }, {} }, close = {}, __close = {},
       __gc = {}, __tostring = {} },
-    Progress = { add = { 1 }, close = {}, __index = { "count" }, __close = {}, __gc = {},
-      __tostring = {}, __luashm_ref = {} },
+    Progress = { add = { 1 }, close = {}, unlink = {}, __index = { "count" }, __close = {},
+      __gc = {}, __tostring = {} },
   }
   local reuse = { Worker = true, Pool = true }
   -- Option tables of methods: the argument's position (receiver excluded) and its fields.
   local meth_opts = {
     ["Pool:map"] = { 3, { "progress", "label" } },
     ["Manager:create"] = { 2, { "name", "track", "mode" } },
-    ["Manager:list"] = { 2, { "name", "capacity" } },
+    ["Manager:list"] = { 2, { "name", "slot_bytes" } },
     ["Manager:channel"] = { 1, { "capacity", "name" } },
   }
   -- Values a function legitimately takes and would then run for ever: not misuse.

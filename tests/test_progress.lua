@@ -18,9 +18,11 @@ function TestProgress:test_counter_fields_and_close()
   p:close()
   p:close()
   lu.assertTrue(p.closed)
-  lu.assertFalse(H.in_shm(name)) -- the creator's close removes the name: it is a display
+  lu.assertTrue(H.in_shm(name)) -- v2: close never unlinks, for a progress counter too
   lu.assertStrContains(tostring(p), "(closed)")
   H.assert_error({ "luashm: progress '" .. name .. "' is closed" }, p.add, p)
+  p:unlink()
+  lu.assertFalse(H.in_shm(name))
 end
 
 function TestProgress:test_argument_errors()
@@ -51,6 +53,7 @@ function TestProgress:test_travels_by_name_and_opens_by_name()
   lu.assertEquals(p.count, 3)
   q:close()
   lu.assertTrue(H.in_shm(p.name)) -- an attached copy never unlinks
+  p:unlink()
 end
 
 local function script_file(code)
@@ -63,6 +66,7 @@ end
 
 local job = [[
   local p <close> = shm.progress(4, "crunch")
+  p:unlink() -- forked workers inherit the mapping: the name is not needed
   shm.parallel(2, function(rank)
     for _ = 1, 2 do p:add(1) end
   end)
@@ -97,6 +101,7 @@ end
 function TestProgress:test_unfinished_bar_gets_its_newline_at_close()
   local file = script_file([[
     local p = shm.progress(10, "partial")
+    p:unlink()
     p:add(3)
     p:close()
     io.stderr:write("next line\n")

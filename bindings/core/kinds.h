@@ -90,8 +90,8 @@ int luashm_object_field(lua_State *L, int idx, const char *key);
    kind that lives in a block lists it among its methods. */
 int luashm_object_unlink(lua_State *L);
 
-/* Attaches the block called name and wraps it as kind k (view: a stack index or 0), raising
-   "luashm: open '<name>': not a <kind>" when its bytes are not k's. Pushes the object. */
+/* Attaches the block called name and wraps it as kind k (view: a stack index or 0); the wrap
+   raises "luashm: open '<name>': <cause>" when the bytes are not k's. Pushes the object. */
 void luashm_reopen(lua_State *L, const luashm_kind *k, const char *name, int view);
 
 /* ---------------------------------------------------------------------------------------

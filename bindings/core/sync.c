@@ -57,7 +57,7 @@ double luashm_opttimeout(lua_State *L, int idx, const char *op, const char *name
   if (lua_isnoneornil(L, idx)) return -1;
   t = lua_tonumberx(L, idx, &isnum);
   if (!isnum || !(t >= 0)) {
-    const char *v = luaL_tolstring(L, idx, NULL);
+    const char *v = isnum && t != t ? "NaN" : luaL_tolstring(L, idx, NULL);
     if (name != NULL)
       luashm_error(L, "%s '%s': timeout must be a number of seconds >= 0, not %s", op, name, v);
     luashm_error(L, "%s: timeout must be a number of seconds >= 0, not %s", op, v);

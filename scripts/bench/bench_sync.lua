@@ -53,11 +53,11 @@ local function pair(code, ...)
   local results
   local src = "local rank, n, barname = ...\n" .. code
   if shm.parallel then
-    results = shm.parallel(2, assert(load(src)), bar:name(), ...)
+    results = shm.parallel(2, assert(load(src)), bar.name, ...)
   else
     local ps, args = {}, { ... }
     for r = 1, 2 do
-      local a = { string.format("%q", bar:name()) }
+      local a = { string.format("%q", bar.name) }
       for _, v in ipairs(args) do a[#a + 1] = string.format("%q", v) end
       local chunk = string.format("print((load(%q))(%d, 2, %s))", src, r, table.concat(a, ", "))
       local file = os.tmpname()
@@ -133,7 +133,7 @@ local tail = "\nreturn shm.now() - t0"
 local best_locked = math.huge
 for _ = 1, 3 do
   local lk2 <close>, c = shm.lock(), counter()
-  local ns = pair(head .. incr .. tail, lk2:name(), c.name, N)
+  local ns = pair(head .. incr .. tail, lk2.name, c.name, N)
   local total = shm.array and c[1] or c:unpack(0, "<i8")
   assert(total == 2 * N, "lost updates: " .. tostring(total))
   if ns < best_locked then best_locked = ns end

@@ -75,7 +75,7 @@ end
 
 local function by_counter(img, m)
   local next_row = m:array("i64", 1) -- rows taken so far
-  local bar <close> = shm.progress(H, "rows")
+  local bar = m:progress(H, "rows") -- the manager unlinks it with the rest
   local totals = shm.parallel(nil, function()
     local total = 0
     while true do

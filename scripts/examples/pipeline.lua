@@ -41,7 +41,7 @@ for t = 1, T do
 end
 stage { script = "reduce.lua", cooked, free }
 
--- Wait for the stages in whatever order they end. A channel is closed once every stage that
+-- Wait for the stages in whatever order they end. A channel is shut down once every stage that
 -- sends into it has ended, so the stages reading it (for batch in ch:iter()) end when it is
 -- drained. The first stage that fails stops the job at once: the error is raised, the host
 -- kills the other workers as it exits, and the manager unlinks the blocks.
@@ -57,7 +57,7 @@ while running > 0 do
         local ch = st.sends_into
         if ch then
           senders[ch] = senders[ch] - 1
-          if senders[ch] == 0 then ch:close() end
+          if senders[ch] == 0 then ch:shutdown() end
         end
       end
     end

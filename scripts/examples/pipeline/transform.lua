@@ -4,7 +4,7 @@
 -- Returns the number of batches it handled.
 local raw, cooked = ...
 local batches = 0
-for batch in raw:iter() do -- ends when raw is closed and drained
+for batch in raw:iter() do -- ends when raw is shut down and drained
   local a = batch.records
   for r = 1, batch.count do
     a:set(r, 4, a:get(r, 1) + a:get(r, 2) + a:get(r, 3))
