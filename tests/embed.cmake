@@ -8,4 +8,4 @@ endforeach()
 add_test(NAME embed_api COMMAND embed_api)
 add_test(NAME embed_example
          COMMAND embed_example ${CMAKE_SOURCE_DIR}/tests/embed_example.lua 100000 2)
-set_tests_properties(embed_api embed_example PROPERTIES TIMEOUT 120)
+set_tests_properties(embed_api embed_example PROPERTIES TIMEOUT 120 LABELS quick)
