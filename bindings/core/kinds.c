@@ -69,7 +69,7 @@ int luashm_object_field(lua_State *L, int idx, const char *key) {
     else
       lua_getiuservalue(L, idx, 1);
   } else if (strcmp(key, "closed") == 0) {
-    lua_pushboolean(L, o->b == NULL || o->b->data == NULL);
+    lua_pushboolean(L, o->b != NULL && o->b->data == NULL); /* private memory: its own state */
   } else {
     return 0;
   }
