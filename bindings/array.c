@@ -23,9 +23,9 @@
 
 typedef struct array {
   luashm_object head; /* head.b: the Block, kept alive as user value 1 */
-  size_t offset;     /* bytes from the start of the block to the first element */
-  size_t count;      /* elements */
-  size_t rowlen;     /* elements under one index of the first dimension */
+  size_t offset;      /* bytes from the start of the block to the first element */
+  size_t count;       /* elements */
+  size_t rowlen;      /* elements under one index of the first dimension */
   unsigned char dtype, itemsize, ndim, flags;
   size_t shape[]; /* ndim entries */
 } array;
@@ -504,8 +504,8 @@ static void copy_nested(lua_State *L, const array *a, int idx, int d, unsigned c
                         size_t *flat) {
   size_t n = a->shape[d], k;
   if (lua_type(L, idx) != LUA_TTABLE)
-    luashm_error(L, "array '%s': copy: expected a table at depth %d, got a %s", a->head.b->name, d + 1,
-                 luaL_typename(L, idx));
+    luashm_error(L, "array '%s': copy: expected a table at depth %d, got a %s", a->head.b->name,
+                 d + 1, luaL_typename(L, idx));
   if (lua_rawlen(L, idx) != n)
     luashm_error(L, "array '%s': copy: a table at depth %d has %I items, the shape needs %I",
                  a->head.b->name, d + 1, (lua_Integer)lua_rawlen(L, idx), (lua_Integer)n);
@@ -794,7 +794,8 @@ static int array_copy(lua_State *L);
 /* Integral float keys; N-d rows take a number (fill), a table or an Array (copy). */
 static int newindex_slow(lua_State *L, array *a) {
   lua_Integer i;
-  if (!int_key(L, 2, &i)) return luashm_error(L, "array '%s': fields are read-only", a->head.b->name);
+  if (!int_key(L, 2, &i))
+    return luashm_error(L, "array '%s': fields are read-only", a->head.b->name);
   if (is_closed(a)) return closed_error(L, a);
   if (i < 1 || (lua_Unsigned)i > a->shape[0])
     return luashm_error(L, "array '%s': index %I is out of range (1..%I)", a->head.b->name, i,
@@ -1053,8 +1054,8 @@ static int array_copy(lua_State *L) {
     size_t bad;
     int e;
     if (src->count != a->count)
-      return luashm_error(L, "array '%s': copy: source has %I elements, the array %I", a->head.b->name,
-                          (lua_Integer)src->count, (lua_Integer)a->count);
+      return luashm_error(L, "array '%s': copy: source has %I elements, the array %I",
+                          a->head.b->name, (lua_Integer)src->count, (lua_Integer)a->count);
     if (src->dtype == a->dtype) {
       memmove(base(a), base(src), a->count * a->itemsize);
       lua_settop(L, 1);
@@ -1167,7 +1168,8 @@ static int minmax(lua_State *L, int max) {
   array *a = checkarray(L, 1);
   uint64_t m;
   if (a->count == 0)
-    return luashm_error(L, "array '%s': %s of an empty array", a->head.b->name, max ? "max" : "min");
+    return luashm_error(L, "array '%s': %s of an empty array", a->head.b->name,
+                        max ? "max" : "min");
   if (ops[a->dtype].minmax(base(a), a->count, max, &m))
     lua_pushnumber(L, (lua_Number)NAN);
   else

@@ -124,8 +124,7 @@ static void enlist(lua_State *L, barrier *bar) {
     return;
   }
   state_unlock(s);
-  luashm_error(L, "wait '%s': more than %d processes wait on it", bar->head.b->name,
-               (int)bar->n);
+  luashm_error(L, "wait '%s': more than %d processes wait on it", bar->head.b->name, (int)bar->n);
 }
 
 static int broken_error(lua_State *L, barrier *bar) {
@@ -272,8 +271,7 @@ static int lock_failed(lua_State *L, barrier *bar, int rc) {
     return 1;
   }
   if (rc == EINTR) return luashm_interrupted(L);
-  return luashm_error(L, "wait '%s': the block no longer holds a valid barrier",
-                      bar->head.b->name);
+  return luashm_error(L, "wait '%s': the block no longer holds a valid barrier", bar->head.b->name);
 }
 
 static int barrier_wait(lua_State *L) {
@@ -360,33 +358,23 @@ static int barrier_tostring(lua_State *L) {
   return 1;
 }
 
-/* Methods first (upvalue 1), then the contract's fields. */
-static int barrier_index(lua_State *L) {
-  const char *k;
-  lua_pushvalue(L, 2);
-  if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
-  k = lua_tostring(L, 2);
-  if (k == NULL || lua_type(L, 2) != LUA_TSTRING) return 1;
-  tobarrier(L, 1);
-  if (!luashm_object_field(L, 1, k)) lua_pushnil(L);
-  return 1;
-}
-
 static const luaL_Reg barrier_meth[] = {{"wait", barrier_wait},
                                         {"parties", barrier_parties},
                                         {"close", barrier_close},
                                         {"unlink", luashm_object_unlink},
                                         {NULL, NULL}};
 
-static const luaL_Reg barrier_metameth[] = {
-    {"__gc", barrier_gc}, {"__close", barrier_close}, {"__tostring", barrier_tostring}, {NULL, NULL}};
+static const luaL_Reg barrier_metameth[] = {{"__gc", barrier_gc},
+                                            {"__close", barrier_close},
+                                            {"__tostring", barrier_tostring},
+                                            {NULL, NULL}};
 
 static void barrier_open(lua_State *L) {
-  luashm_newkind(L, &luashm_kind_barrier, barrier_meth, barrier_metameth, barrier_index);
+  luashm_newkind(L, &luashm_kind_barrier, barrier_meth, barrier_metameth, luashm_object_index);
   lua_pushcfunction(L, barrier_new);
   lua_setfield(L, -2, "barrier");
 }
 
-const luashm_kind luashm_kind_barrier = {"barrier",    LUASHM_BARRIER, "barrier",
-                                         barrier_probe, barrier_wrap,  NULL,
+const luashm_kind luashm_kind_barrier = {"barrier",        LUASHM_BARRIER, "barrier",
+                                         barrier_probe,    barrier_wrap,   NULL,
                                          barrier_describe, barrier_open};

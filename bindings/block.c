@@ -280,12 +280,9 @@ static const luaL_Reg block_meth[] = {{"read", block_read},
                                       {"unlink", luashm_object_unlink},
                                       {NULL, NULL}};
 
-static const luaL_Reg block_metameth[] = {{"__gc", block_close},
-                                          {"__close", block_close},
-                                          {"__tostring", block_tostring},
-                                          {"__len", block_len},
-                                          {"__newindex", block_newindex},
-                                          {NULL, NULL}};
+static const luaL_Reg block_metameth[] = {{"__gc", block_close},          {"__close", block_close},
+                                          {"__tostring", block_tostring}, {"__len", block_len},
+                                          {"__newindex", block_newindex}, {NULL, NULL}};
 
 static const luaL_Reg block_funcs[] = {
     {"create", block_create}, {"attach", block_attach}, {"exists", block_exists}, {NULL, NULL}};
@@ -335,5 +332,5 @@ static void block_open(lua_State *L) {
   luaL_setfuncs(L, block_funcs, 0);
 }
 
-const luashm_kind luashm_kind_block = {"block", LUASHM_BLOCK,  "create",       block_probe,
-                                       block_wrap, NULL,          block_describe, block_open};
+const luashm_kind luashm_kind_block = {"block",    LUASHM_BLOCK, "create",       block_probe,
+                                       block_wrap, NULL,         block_describe, block_open};

@@ -295,8 +295,7 @@ static int channel_wrap(lua_State *L, int view) {
     return luashm_error(L, "open '%s': malformed channel (capacity %I in a block of %I bytes)",
                         b->name, (lua_Integer)cap, (lua_Integer)b->size);
   if (!luashm_mutex_valid(&s->mu))
-    return luashm_error(L, "open '%s': malformed channel (its lock is not a valid mutex)",
-                        b->name);
+    return luashm_error(L, "open '%s': malformed channel (its lock is not a valid mutex)", b->name);
   ch = (channel *)lua_newuserdatauv(L, sizeof(channel), 1);
   ch->head.kind = &luashm_kind_channel;
   ch->head.b = b;
@@ -335,8 +334,9 @@ static int channel_new(lua_State *L) {
     int isint;
     cap = lua_tointegerx(L, -1, &isint);
     if (!isint || cap < 64 || cap > ((lua_Integer)1 << 40))
-      return luashm_error(L, "channel: opts.capacity must be an integer from 64 to 2^40 (bytes "
-                             "of buffer)");
+      return luashm_error(L,
+                          "channel: opts.capacity must be an integer from 64 to 2^40 (bytes "
+                          "of buffer)");
   }
   lua_settop(L, 1);
   cap = (cap + 7) & ~(lua_Integer)7;
@@ -492,9 +492,9 @@ static int channel_tostring(lua_State *L) {
     chan_shared *s = ch->s;
     uint64_t used =
         __atomic_load_n(&s->tail, __ATOMIC_RELAXED) - __atomic_load_n(&s->head, __ATOMIC_RELAXED);
-    lua_pushfstring(L, "luashm.Channel '%s' (%I messages, %I of %I bytes used%s)",
-                    ch->head.b->name, (lua_Integer)__atomic_load_n(&s->count, __ATOMIC_RELAXED),
-                    (lua_Integer)used, (lua_Integer)ch->cap,
+    lua_pushfstring(L, "luashm.Channel '%s' (%I messages, %I of %I bytes used%s)", ch->head.b->name,
+                    (lua_Integer)__atomic_load_n(&s->count, __ATOMIC_RELAXED), (lua_Integer)used,
+                    (lua_Integer)ch->cap,
                     __atomic_load_n(&s->shutdown, __ATOMIC_RELAXED) ? ", shut down" : "");
   }
   return 1;
@@ -547,6 +547,6 @@ static void channel_open(lua_State *L) {
   lua_setfield(L, -2, "channel");
 }
 
-const luashm_kind luashm_kind_channel = {"channel",    LUASHM_CHANNEL, "channel",
-                                         channel_probe, channel_wrap,  NULL,
+const luashm_kind luashm_kind_channel = {"channel",        LUASHM_CHANNEL, "channel",
+                                         channel_probe,    channel_wrap,   NULL,
                                          channel_describe, channel_open};

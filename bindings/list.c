@@ -764,12 +764,9 @@ static const luaL_Reg list_meth[] = {{"count", list_count},
 
 /* No __gc: the Block (the user value) unmaps itself when collected; closing it from the
    List's __gc would close a Block the program may still hold through l.block. */
-static const luaL_Reg list_metameth[] = {{"__len", list_len},
-                                         {"__close", list_close},
-                                         {"__tostring", list_tostring},
-                                         {"__pairs", list_pairs},
-                                         {"__newindex", list_newindex},
-                                         {NULL, NULL}};
+static const luaL_Reg list_metameth[] = {{"__len", list_len},           {"__close", list_close},
+                                         {"__tostring", list_tostring}, {"__pairs", list_pairs},
+                                         {"__newindex", list_newindex}, {NULL, NULL}};
 
 static void list_describe(const unsigned char *p, size_t size, char *out, size_t n) {
   int64_t count;
@@ -784,5 +781,5 @@ static void list_open(lua_State *L) {
   lua_setfield(L, -2, "list");
 }
 
-const luashm_kind luashm_kind_list = {"list",     LUASHM_LIST, "list",        list_probe,
-                                      list_wrap, NULL,         list_describe, list_open};
+const luashm_kind luashm_kind_list = {"list",    LUASHM_LIST, "list",        list_probe,
+                                      list_wrap, NULL,        list_describe, list_open};

@@ -98,8 +98,7 @@ static int lock_outcome(lua_State *L, lock *lk, int rc) {
   if (rc == EBUSY || rc == ETIMEDOUT) return 0;
   if (rc == EINTR) return luashm_interrupted(L);
   if (rc == EDEADLK)
-    return luashm_error(L, "acquire '%s': lock is already held by this process",
-                        lk->head.b->name);
+    return luashm_error(L, "acquire '%s': lock is already held by this process", lk->head.b->name);
   if (rc == EINVAL)
     return luashm_error(L, "acquire '%s': the block no longer holds a valid mutex",
                         lk->head.b->name);
@@ -200,24 +199,9 @@ static int lock_tostring(lua_State *L) {
   return 1;
 }
 
-/* Methods first (upvalue 1), then the contract's fields. */
-static int lock_index(lua_State *L) {
-  const char *k;
-  lua_pushvalue(L, 2);
-  if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
-  k = lua_tostring(L, 2);
-  if (k == NULL || lua_type(L, 2) != LUA_TSTRING) return 1;
-  luashm_tokind(L, 1, &luashm_kind_lock);
-  if (!luashm_object_field(L, 1, k)) lua_pushnil(L);
-  return 1;
-}
-
-static const luaL_Reg lock_meth[] = {{"acquire", lock_acquire},
-                                     {"release", lock_release},
-                                     {"guard", lock_guard},
-                                     {"close", lock_close},
-                                     {"unlink", luashm_object_unlink},
-                                     {NULL, NULL}};
+static const luaL_Reg lock_meth[] = {
+    {"acquire", lock_acquire}, {"release", lock_release},        {"guard", lock_guard},
+    {"close", lock_close},     {"unlink", luashm_object_unlink}, {NULL, NULL}};
 
 static const luaL_Reg lock_metameth[] = {
     {"__close", lock_close}, {"__tostring", lock_tostring}, {NULL, NULL}};
@@ -226,7 +210,7 @@ static const luaL_Reg guard_metameth[] = {
     {"__close", guard_close}, {"__tostring", guard_tostring}, {NULL, NULL}};
 
 static void lock_open(lua_State *L) {
-  luashm_newkind(L, &luashm_kind_lock, lock_meth, lock_metameth, lock_index);
+  luashm_newkind(L, &luashm_kind_lock, lock_meth, lock_metameth, luashm_object_index);
   luaL_newmetatable(L, LUASHM_GUARD);
   luaL_setfuncs(L, guard_metameth, 0);
   lua_pushboolean(L, 0);

@@ -36,7 +36,7 @@ _Static_assert(sizeof(rec_head) <= REC_ENTRIES - LUASHM_HEADER_SIZE, "record hea
 typedef struct manager {
   luashm_object head; /* head.b: the record's Block */
   long owner;         /* pid of the process that unlinks at shutdown */
-  int shut;          /* shut down as seen from this process */
+  int shut;           /* shut down as seen from this process */
 } manager;
 
 static rec_head *head_of(manager *m) {
@@ -338,18 +338,6 @@ static int manager_tostring(lua_State *L) {
   return 1;
 }
 
-/* Methods first (upvalue 1), then the contract's fields. */
-static int manager_index(lua_State *L) {
-  const char *k;
-  lua_pushvalue(L, 2);
-  if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
-  k = lua_tostring(L, 2);
-  if (k == NULL || lua_type(L, 2) != LUA_TSTRING) return 1;
-  tomanager(L, 1);
-  if (!luashm_object_field(L, 1, k)) lua_pushnil(L);
-  return 1;
-}
-
 /* ---------------------------------------------------------------------------------------
 ** The kind
 ** ------------------------------------------------------------------------------------- */
@@ -381,7 +369,7 @@ static const luaL_Reg manager_metameth[] = {
 /* The methods table gets m:<maker> for every kind that has a maker. */
 static void manager_open(lua_State *L) {
   const luashm_kind *const *k;
-  luashm_newkind(L, &luashm_kind_manager, manager_meth, manager_metameth, manager_index);
+  luashm_newkind(L, &luashm_kind_manager, manager_meth, manager_metameth, luashm_object_index);
   luaL_getmetatable(L, LUASHM_MANAGER);
   lua_getfield(L, -1, "__index");
   lua_getupvalue(L, -1, 1);
@@ -397,5 +385,5 @@ static void manager_open(lua_State *L) {
   lua_setfield(L, -2, "manager");
 }
 
-const luashm_kind luashm_kind_manager = {"manager",     LUASHM_MANAGER, NULL, manager_probe,
+const luashm_kind luashm_kind_manager = {"manager",    LUASHM_MANAGER, NULL, manager_probe,
                                          manager_wrap, NULL,           NULL, manager_open};

@@ -31,8 +31,8 @@ typedef struct progress_data {
 typedef struct progress {
   luashm_object head;
   pid_t owner; /* the creating process: only it draws; 0 when attached */
-  int tty;         /* stderr was a terminal at creation */
-  int drawn;       /* a line is on the screen without its final newline */
+  int tty;     /* stderr was a terminal at creation */
+  int drawn;   /* a line is on the screen without its final newline */
   int finished;
   double last; /* when it last drew */
 } progress;
@@ -244,11 +244,15 @@ static void progress_describe(const unsigned char *p, size_t size, char *out, si
   snprintf(out, n, "progress %lld/%lld", (long long)d.count, (long long)d.total);
 }
 
-static const luaL_Reg progress_meth[] = {
-    {"add", progress_add}, {"close", progress_close}, {"unlink", luashm_object_unlink}, {NULL, NULL}};
+static const luaL_Reg progress_meth[] = {{"add", progress_add},
+                                         {"close", progress_close},
+                                         {"unlink", luashm_object_unlink},
+                                         {NULL, NULL}};
 
-static const luaL_Reg progress_metameth[] = {
-    {"__gc", progress_gc}, {"__close", progress_close}, {"__tostring", progress_tostring}, {NULL, NULL}};
+static const luaL_Reg progress_metameth[] = {{"__gc", progress_gc},
+                                             {"__close", progress_close},
+                                             {"__tostring", progress_tostring},
+                                             {NULL, NULL}};
 
 static void progress_open(lua_State *L) {
   luashm_newkind(L, &luashm_kind_progress, progress_meth, progress_metameth, progress_index);
@@ -256,6 +260,6 @@ static void progress_open(lua_State *L) {
   lua_setfield(L, -2, "progress");
 }
 
-const luashm_kind luashm_kind_progress = {"progress",     LUASHM_PROGRESS,   "progress",
-                                          progress_probe, progress_wrap,     NULL,
+const luashm_kind luashm_kind_progress = {"progress",        LUASHM_PROGRESS, "progress",
+                                          progress_probe,    progress_wrap,   NULL,
                                           progress_describe, progress_open};

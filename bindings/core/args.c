@@ -41,8 +41,7 @@ int luashm_checkoptions(lua_State *L, int idx, const char *op, const char *const
       if (strcmp(k, valid[i]) == 0) break;
     if (k == NULL || valid[i] == NULL) {
       const char *key = luaL_tolstring(L, -2, NULL);
-      if (valid[0] == NULL)
-        luashm_error(L, "%s: unknown option '%s' (it takes none)", op, key);
+      if (valid[0] == NULL) luashm_error(L, "%s: unknown option '%s' (it takes none)", op, key);
       luashm_error(L, "%s: unknown option '%s' (valid: %s)", op, key, push_valid(L, valid));
     }
     lua_pop(L, 1);

@@ -76,6 +76,17 @@ int luashm_object_field(lua_State *L, int idx, const char *key) {
   return 1;
 }
 
+int luashm_object_index(lua_State *L) {
+  const char *k;
+  lua_pushvalue(L, 2);
+  if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
+  k = lua_tostring(L, 2);
+  if (k == NULL || lua_type(L, 2) != LUA_TSTRING) return 1;
+  if (luashm_toobject(L, 1) == NULL) return luaL_typeerror(L, 1, "luashm object");
+  if (!luashm_object_field(L, 1, k)) lua_pushnil(L);
+  return 1;
+}
+
 int luashm_object_unlink(lua_State *L) {
   luashm_object *o = luashm_toobject(L, 1);
   char err[LUASHM_ERRLEN];

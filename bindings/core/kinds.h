@@ -86,6 +86,10 @@ void luashm_newkind(lua_State *L, const luashm_kind *k, const luaL_Reg *meth,
    of the object at idx, pushes the value and returns 1; 0 for any other key. */
 int luashm_object_field(lua_State *L, int idx, const char *key);
 
+/* The __index of a kind whose only fields are the contract's (for luashm_newkind): methods
+   first, from upvalue 1, then luashm_object_field. */
+int luashm_object_index(lua_State *L);
+
 /* x:unlink(): removes the name of the object's Block (the same as x.block:unlink()); every
    kind that lives in a block lists it among its methods. */
 int luashm_object_unlink(lua_State *L);
