@@ -19,21 +19,39 @@ static int module_now(lua_State *L) {
   return 1;
 }
 
+/* package.preload's loader of a lazy part (upvalue 1: the part): runs it as require would. */
+static int load_lazy_part(lua_State *L) {
+  const luashm_lua_part *p = (const luashm_lua_part *)lua_touserdata(L, lua_upvalueindex(1));
+  if (luaL_loadbufferx(L, p->source, p->len, p->module, "t") != LUA_OK) return lua_error(L);
+  lua_pushstring(L, p->module);
+  lua_call(L, 1, 1);
+  return 1;
+}
+
 /* Each part runs with the module table as its argument; a part that returns a value becomes
-   requireable as "luashm.<file name>" (e.g. the REPL's pretty printer). */
+   requireable as "luashm.<file name>" (e.g. the REPL's pretty printer). A lazy part (the
+   reference) only becomes requireable, through package.preload. */
 static void open_lua_parts(lua_State *L) {
   const luashm_lua_part *p;
+  int module = lua_gettop(L);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   for (p = luashm_lua_parts; p->module != NULL; p++) {
+    if (p->lazy) {
+      lua_pushlightuserdata(L, (void *)p);
+      lua_pushcclosure(L, load_lazy_part, 1);
+      lua_setfield(L, -3, p->module);
+      continue;
+    }
     if (luaL_loadbufferx(L, p->source, p->len, p->module, "t") != LUA_OK) lua_error(L);
-    lua_pushvalue(L, -3);
+    lua_pushvalue(L, module);
     lua_call(L, 1, 1);
     if (!lua_isnil(L, -1))
       lua_setfield(L, -2, p->module);
     else
       lua_pop(L, 1);
   }
-  lua_pop(L, 1);
+  lua_pop(L, 2);
 }
 
 /* shm.tracker(): the pid of this process tree's watchdog, or nil before the first tracked

@@ -8,6 +8,7 @@ typedef struct luashm_lua_part {
   const char *module; /* "luashm.<file name>" */
   const char *source;
   size_t len;
+  int lazy; /* 1: loaded at its first require, not run at luaopen_luashm */
 } luashm_lua_part;
 
 /* Terminated by an entry whose module is NULL. */
