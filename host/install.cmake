@@ -35,3 +35,11 @@ endif()
 
 # The man page of the host.
 install(FILES ${CMAKE_SOURCE_DIR}/host/luashm.1 DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)
+
+# `cmake --build build --target reference` rewrites the files generated from the reference
+# (scripts/lib/reference.lua): scripts/REFERENCE.md and host/luashm.3, with the host just built.
+add_custom_target(reference
+  COMMAND luashm ${CMAKE_SOURCE_DIR}/scripts/gen_reference.lua
+  DEPENDS luashm
+  COMMENT "Rendering scripts/REFERENCE.md and host/luashm.3 from scripts/lib/reference.lua"
+  VERBATIM)

@@ -164,7 +164,6 @@ function H.keeps_lists(class)
   end
 end
 
--- This process's pid (a forked worker's own, unlike a value captured before the fork).
 -- The value codec's message for an object of `kind` in the block `name`: what shm.decode (and a
 -- channel's recv) reopens, so that a test can reopen a block as any kind, validation included.
 -- Names and kinds shorter than 128 bytes (one-byte lengths).
@@ -172,11 +171,55 @@ function H.ref_message(kind, name)
   return string.char(1, 1, 7, #name) .. name .. string.char(#kind) .. kind .. string.char(0)
 end
 
+-- This process's pid (a forked worker's own, unlike a value captured before the fork).
 function H.mypid()
   local f = assert(io.open("/proc/self/stat"))
   local pid = f:read("n")
   f:close()
   return pid
+end
+
+-- One fresh object of every kind a user can hold, by kind name (the metatable's __name without
+-- "luashm."), and a function that disposes of them all (handles closed, blocks unlinked,
+-- workers ended). A new kind needs a line here: tests/test_help.lua names every kind of the
+-- library that has none.
+H.makers = {
+  Block = function() return shm.create(64) end,
+  Array = function() return shm.array("f64", { 2, 3 }) end,
+  List = function() return shm.list({ 1, "a" }) end,
+  Lock = function() return shm.lock() end,
+  LockGuard = function()
+    local lk = shm.lock()
+    return lk:guard(), lk
+  end,
+  Barrier = function() return shm.barrier(1) end,
+  Channel = function() return shm.channel() end,
+  Progress = function() return shm.progress(3, "x") end,
+  Manager = function() return shm.manager() end,
+  Worker = function() return shm._worker.spawn(1, function() end) end, -- ranked: w.rank is set
+  Pool = function() return shm.pool(1) end,
+}
+
+function H.objects()
+  local objs, extra = {}, {}
+  for kind, make in pairs(H.makers) do objs[kind], extra[kind] = make() end
+  local function dispose()
+    for kind, o in pairs(objs) do
+      if extra[kind] then
+        debug.getmetatable(o).__close(o)
+        extra[kind]:unlink()
+        extra[kind]:close()
+      elseif kind == "Manager" then
+        o:shutdown()
+      elseif kind == "Worker" or kind == "Pool" then
+        o:close()
+      else
+        pcall(o.unlink, o)
+        o:close()
+      end
+    end
+  end
+  return objs, dispose
 end
 
 return H

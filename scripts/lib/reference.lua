@@ -450,7 +450,7 @@ takes). Returns `true`, plus a second value `"owner died"` when the previous hol
 it (the lock is made usable again, but the data it guards may be half-updated), or `false` on
 timeout.]],
   errors = [[`luashm: acquire 'NAME': lock is already held by this process`.]],
-  example = [[local lk = shm.lock(); lk:acquire(); print(lk:acquire(0)) --> false]] },
+  example = [[local lk = shm.lock(); print(lk:acquire(0.5)) --> true]] },
 
 { "Lock:release", "lk:release()", [[
 Releases the lock.]],
@@ -572,7 +572,7 @@ Sends `signal` (a number or a name: `"TERM"` (default), `"KILL"`, `"INT"`, `"HUP
 `"USR1"`, `"USR2"`, `"STOP"`, `"CONT"`, `"ALRM"`, with or without `SIG`). Returns `true`, or
 `false` when the worker had already ended (its pid is then never signalled).]],
   errors = [[`luashm: kill: unknown signal 'X'`.]],
-  example = [[local w = shm.spawn(function() while true do end end); w:kill("KILL"); print(w:join()) --> false]] },
+  example = [[local w = shm.spawn(function() while true do end end); w:kill("KILL"); print((w:join())) --> false]] },
 
 { "Worker:running", "w:running()", [[
 `true` while the worker's process runs.]],
