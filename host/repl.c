@@ -1,9 +1,12 @@
 /*
 ** The REPL of the luashm host: lua.c's read-eval-print loop ("return <line>" first, incomplete
 ** chunks continue) with readline line editing, a persistent history (~/.luashm_history), tab
-** completion of globals, fields and methods, and results printed by the pretty printer of
-** scripts/lib/pretty.lua ("luashm.pretty"). Without readline, or when stdin is no terminal,
-** lines are read with fgets and there is no history or completion.
+** completion of globals, fields, methods and properties, and results printed by the pretty
+** printer of scripts/lib/pretty.lua ("luashm.pretty"), which also keeps the session: chunks run
+** in its environment, where top-level locals last. At the end of input the session ends: its
+** <close> locals are closed, its workers stopped and its tracked blocks unlinked, in one line.
+** Without readline, or when stdin is no terminal, lines are read with fgets and there is no
+** history or completion.
 */
 #include <errno.h>
 #include <fcntl.h>
@@ -13,11 +16,14 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/select.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "core.h"
 #include "host.h"
 #include "lauxlib.h"
 #include "repl.h"
+#include "tracker.h"
 
 #if LUASHM_USE_READLINE
 #include <readline/history.h>
@@ -50,6 +56,20 @@ static void catch_sigint(void) {
 }
 
 enum { READ_LINE, READ_EOF, READ_CANCELLED };
+
+/* Pushes luashm.pretty's function called name, or returns 0 having pushed nothing. */
+static int push_pretty(lua_State *L, const char *name) {
+  int top = lua_gettop(L);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  if (lua_getfield(L, -1, PRETTY) == LUA_TTABLE && lua_getfield(L, -1, name) == LUA_TFUNCTION) {
+    lua_replace(L, top + 1);
+    lua_settop(L, top + 1);
+    return 1;
+  }
+  lua_settop(L, top);
+  return 0;
+}
+
 
 /* Readline only on a terminal: `luashm -i script < file` reads plain lines. */
 static int use_readline(void) {
@@ -122,9 +142,7 @@ static char **complete(const char *text, int start, int end) {
   (void)end;
   rl_attempted_completion_over = 1;      /* never fall back to file names */
   rl_completion_append_character = '\0'; /* readline resets it before each attempt */
-  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-  if (lua_getfield(L, -1, PRETTY) == LUA_TTABLE &&
-      lua_getfield(L, -1, "complete") == LUA_TFUNCTION) {
+  if (push_pretty(L, "complete")) {
     lua_pushstring(L, text);
     if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_istable(L, -1)) m = to_matches(L);
   }
@@ -285,6 +303,19 @@ static int incomplete(lua_State *L, int status) {
 /* What loadline returns besides a load status. */
 enum { INPUT_ENDED = -1, INPUT_CANCELLED = -2 };
 
+/* The function at the top (loaded from the chunk just below it) becomes the one the session
+   runs: pretty.session_load gives it the session's environment, rewriting top-level locals.
+   Without the printer, or if that fails, the function stays as it is. */
+static void session_load(lua_State *L) {
+  if (!push_pretty(L, "session_load")) return;
+  lua_pushvalue(L, -2);
+  lua_pushvalue(L, -4);
+  if (lua_pcall(L, 2, 1, 0) == LUA_OK && lua_isfunction(L, -1))
+    lua_replace(L, -2);
+  else
+    lua_pop(L, 1);
+}
+
 /* Tries the chunk at the top as an expression ("return <chunk>;"), as lua.c does for a line:
    on success the function is pushed above the chunk. */
 static int addreturn(lua_State *L) {
@@ -315,12 +346,14 @@ static int loadchunk(lua_State *L) {
     int status, r = READ_EOF;
     if (addreturn(L) == LUA_OK) {
       saveline(chunk);
+      session_load(L);
       return LUA_OK;
     }
     status = luaL_loadbuffer(L, chunk, len, "=stdin");
     if ((!incomplete(L, status) && (status == LUA_OK || !incomplete_expression(L, chunk))) ||
         (r = pushline(L, PROMPT2)) == READ_EOF) {
       saveline(chunk);
+      if (status == LUA_OK) session_load(L);
       return status;
     }
     if (r == READ_CANCELLED) {
@@ -424,6 +457,67 @@ static void print_results(lua_State *L, int base) {
   }
 }
 
+/* ---------------------------------------------------------------------------------------
+** The end of the session
+** ------------------------------------------------------------------------------------- */
+
+/* The names this process tree's tracker records, from its index (luashm_tracker_scan). */
+typedef struct tracked {
+  long tracker;
+  luaL_Buffer *names;
+  int count;
+} tracked;
+
+static void unlink_tracked_name(void *ud, const char *name, long creator, long tracker, int alive) {
+  tracked *t = (tracked *)ud;
+  char err[LUASHM_ERRLEN];
+  (void)creator;
+  (void)alive;
+  if (tracker != t->tracker || luashm_tracker_unlink(name, err) != 0) return;
+  if (t->count++ > 0) luaL_addstring(t->names, ", ");
+  luaL_addstring(t->names, name);
+}
+
+/* Unlinks the tracked blocks the session's process tree made and left, which the tracker
+   would otherwise unlink at exit with a line about leaked blocks, and says so in one line.
+   The tracker's index lags its records by up to 20 ms: a name created within that time of
+   the end is left to the tracker itself. */
+static void unlink_tracked(lua_State *L) {
+  struct timespec lag = {0, 40 * 1000 * 1000};
+  luaL_Buffer names;
+  tracked t = {luashm_tracker_pid(), &names, 0};
+  if (t.tracker == 0) return;
+  nanosleep(&lag, NULL);
+  luaL_buffinit(L, &names);
+  luashm_tracker_scan(unlink_tracked_name, &t);
+  luaL_pushresult(&names);
+  if (t.count > 0) {
+    fprintf(stderr, "luashm: end of session: unlinked %d tracked block%s: %s\n", t.count,
+            t.count == 1 ? "" : "s", lua_tostring(L, -1));
+    fflush(stderr);
+  }
+  lua_pop(L, 1);
+}
+
+/* Closes the session's <close> locals (their errors are printed), stops every worker still
+   running, and unlinks the session's tracked blocks. */
+static void session_end(lua_State *L) {
+  lua_settop(L, 0);
+  if (push_pretty(L, "session_end") && lua_pcall(L, 0, 1, 0) == LUA_OK && lua_istable(L, -1)) {
+    int i, n = (int)lua_rawlen(L, -1);
+    for (i = 1; i <= n; i++) {
+      lua_rawgeti(L, -1, i);
+      fprintf(stderr, "luashm: closing a session local: %s\n", lua_tostring(L, -1));
+      lua_pop(L, 1);
+    }
+  }
+  lua_settop(L, 0);
+  lua_newtable(L);
+  stop_workers(L, 1);
+  lua_settop(L, 0);
+  unlink_tracked(L);
+}
+
 void luashm_repl(lua_State *L) {
   int status;
   int tty = use_readline();
@@ -459,9 +553,9 @@ void luashm_repl(lua_State *L) {
     if (stopped) stop_workers(L, base + 1);
     lua_settop(L, base);
   }
-  lua_settop(L, 0);
   fputs("\n", stdout);
   fflush(stdout);
+  session_end(L);
 #if LUASHM_USE_READLINE
   if (tty) history_close();
 #endif

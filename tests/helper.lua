@@ -56,6 +56,14 @@ function H.python(code, ...)
   return out, err
 end
 
+-- Runs a Python snippet with luashm.py importable (scripts/ on PYTHONPATH, or dir) and
+-- arguments in sys.argv[1:]; returns stdout, stderr and whether it exited 0. No prelude: what
+-- luashm.py does alone.
+function H.py(code, ...)
+  return H.run_code("PYTHONPATH=" .. shell_quote(H.pythonpath or H.top .. "/scripts") .. " "
+    .. H.python_bin, code, ...)
+end
+
 -- Runs a shell command, returns stdout and whether it exited 0.
 function H.sh(cmd)
   local p = io.popen(cmd)

@@ -236,19 +236,25 @@ function TestNumpyBridge:test_lua_and_numpy_agree_both_ways()
   local before = psm_names()
   local out = run({ j = 2 }, "numpy_bridge.lua", 5000)
   local rows = {}
-  for label, lua, np in out:gmatch("\n(%a+)%s+(%S+)%s+(%S+)") do rows[label] = { lua, np } end
+  for label, lua, np in out:gmatch("\n([%a-]+)%s+(%S+)%s+(%S+)") do rows[label] = { lua, np } end
   lu.assertEquals(rows.n, { "5000", "5000" })
-  for _, k in ipairs({ "mean", "std", "min", "max" }) do
+  for _, k in ipairs({ "mean", "std", "min", "max", "mid-mean" }) do
     lu.assertAlmostEquals(tonumber(rows[k][1]), tonumber(rows[k][2]), 1e-9)
   end
   lu.assertAlmostEquals(tonumber(rows.mean[1]), 10, 0.2)
   lu.assertAlmostEquals(tonumber(rows.std[1]), 2, 0.2)
   lu.assertEquals(rows.median[1], "-")
   lu.assertNotNil(tonumber(rows.median[2]))
-  -- The list Python made was opened by Lua (its repr printed) and is gone.
-  lu.assertStrMatches(out, '.*\nShareableList%({"numpy [%d.]+", 5000, .*}, name=\'psm_%x+\'%)\n.*')
+  -- Python wrote its figures into the list Lua made, and made no block of its own kind.
+  lu.assertStrMatches(out, '.*\nShareableList%({"numpy [%d.]+", 5000, .*}, name=\'luashm_%x+\'%)\n.*')
   lu.assertEquals(psm_names(), before)
   lu.assertStrContains(out, "Lua and NumPy agree")
+  -- The histogram NumPy made in a luashm.array block, read by Lua: N samples in all.
+  local counts, total = out:match("read by Lua from luashm_%x+:\n  ([%d ]+)  %((%d+) in all%)")
+  local sum = 0
+  for c in counts:gmatch("%d+") do sum = sum + tonumber(c) end
+  lu.assertEquals(total, "5000")
+  lu.assertTrue(sum > 4900 and sum <= 5000, "histogram counts " .. counts)
   -- NumPy's in-place standardisation was seen by Lua.
   local mean = tonumber(out:match("Lua reads mean (%S+),"))
   lu.assertTrue(math.abs(mean) < 1e-9)

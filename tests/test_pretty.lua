@@ -1,5 +1,6 @@
--- The REPL's pretty printer and completer ("luashm.pretty", scripts/lib/pretty.lua), as units:
--- what the REPL shows for each kind of value, and which words a Tab completes to.
+-- The REPL's pretty printer, completer and session ("luashm.pretty", scripts/lib/pretty.lua),
+-- as units: what the REPL shows for each kind of value, which words a Tab completes to, and how
+-- a chunk with top-level locals is rewritten to keep them in the session.
 local lu = require "luaunit"
 local H = require "helper"
 local shm = require "luashm"
@@ -228,6 +229,89 @@ function TestComplete:test_bad_paths_complete_to_nothing()
   lu.assertEquals(P.complete("1.5", e), {})
   lu.assertEquals(P.complete("x:y:z", e), {})
   lu.assertEquals(P.complete("", { zeta = 1 })[#P.complete("", { zeta = 1 })], "zeta")
+end
+
+function TestComplete:test_properties_and_methods_of_every_kind()
+  -- Every kind's documented properties complete after '.', its methods after ':' (a new kind's
+  -- properties come from its entries in the reference).
+  local objs, dispose = H.objects()
+  local help = require "luashm.help"
+  local ok, err = pcall(function()
+    for kind, o in pairs(objs) do
+      local e = setmetatable({ o = o }, { __index = _G })
+      for _, f in ipairs(help.fields(o)) do
+        lu.assertTrue(#P.complete("o." .. f, e) >= 1, kind .. "." .. f)
+        lu.assertEquals(P.complete("o." .. f, e)[1]:sub(1, #f + 2), "o." .. f, kind .. "." .. f)
+      end
+      for _, m in ipairs(P.complete("o:", e)) do
+        lu.assertNotNil(help.entry(kind .. ":" .. m:match("^o:(.-)%($")), kind .. " " .. m)
+      end
+    end
+    lu.assertEquals(P.complete("o.sh", { o = objs.Array }), { "o.shape" })
+    lu.assertEquals(P.complete("o.ca", { o = objs.Channel }), { "o.capacity" })
+    lu.assertEquals(P.complete("o.co", { o = objs.Progress }), { "o.count" })
+    lu.assertEquals(P.complete("o.na", { o = objs.Manager }), { "o.name", "o.names" })
+  end)
+  dispose()
+  lu.assertTrue(ok, err)
+end
+
+------------------------------------------------------------------------------------------
+
+TestSession = {}
+
+function TestSession:test_top_level_locals_are_rewritten_and_nothing_else()
+  lu.assertNil(P.rewrite_locals("print(1)"))
+  lu.assertNil(P.rewrite_locals("do local x = 1 end function f() local y end"))
+  lu.assertEquals(P.rewrite_locals("local x = 5"), '__luashm_local({"x"}, {}, 5);')
+  lu.assertEquals(P.rewrite_locals("local a, b <close> = f(1,\n2), {3} print(a)"),
+    '__luashm_local({"a", "b"}, {[2] = true}, f(1,\n2), {3}); print(a)')
+  lu.assertEquals(P.rewrite_locals("local function f() local y = 1 return y end"),
+    '__luashm_local({"f"}); function f() local y = 1 return y end')
+  lu.assertEquals(P.rewrite_locals("do local z = 1 end local w -- c"),
+    'do local z = 1 end __luashm_local({"w"}, {}); -- c')
+  lu.assertEquals(P.rewrite_locals('local s = [[a\nlocal q]] .. "x" local t = -s'),
+    '__luashm_local({"s"}, {}, [[a\nlocal q]] .. "x"); __luashm_local({"t"}, {}, -s);')
+  lu.assertEquals(P.rewrite_locals("local u = t.x:y 's' {1} [2] return u"),
+    "__luashm_local({\"u\"}, {}, t.x:y 's' {1} [2]); return u")
+  lu.assertEquals(P.rewrite_locals("local n <const>, m =\n1"), '__luashm_local({"n", "m"}, {}, \n1);')
+end
+
+function TestSession:test_rewritten_chunks_keep_their_line_numbers()
+  local src = P.rewrite_locals("local a,\nb = 1,\n2\nerror('here')")
+  local f = assert(load(src, "=stdin", "t", setmetatable({ __luashm_local = function() end },
+    { __index = _G })))
+  local _, err = pcall(f)
+  lu.assertEquals(err, "stdin:4: here")
+end
+
+function TestSession:test_the_session_environment()
+  local env = P.session()
+  lu.assertIs(P.session(), env)
+  local function run(chunk)
+    local fn = assert(load(chunk, "=stdin"))
+    return P.session_load(fn, chunk)()
+  end
+  run("local test_session_x = 40")
+  lu.assertEquals(run("return test_session_x + 2"), 42)
+  lu.assertNil(rawget(_G, "test_session_x"))
+  run("test_session_global = 1")
+  lu.assertEquals(rawget(_G, "test_session_global"), 1)
+  _G.test_session_global = nil
+  run("local test_session_y, test_session_z = (function() return 1, 2, 3 end)()")
+  lu.assertEquals(run("return test_session_z"), 2)
+  -- a <close> local stays open until the session ends
+  local closed = false
+  _G.test_session_closable = function()
+    return setmetatable({}, { __close = function() closed = true end })
+  end
+  run("local test_session_c <close> = test_session_closable()")
+  lu.assertFalse(closed)
+  lu.assertEquals(P.session_end(), {})
+  lu.assertTrue(closed)
+  _G.test_session_closable = nil
+  lu.assertErrorMsgContains("variable 'test_session_bad' got a non-closable value", run,
+    "local test_session_bad <close> = 1")
 end
 
 os.exit(lu.LuaUnit.run())

@@ -263,6 +263,38 @@ function TestRepl:test_completion_of_globals_fields_and_methods()
   r:sync()
 end
 
+function TestRepl:test_completion_of_properties_and_session_locals()
+  local r = self.repl
+  r:start()
+  r:line('arr = shm.array("i32", {2, 3})')
+  r:type("arr.sh")
+  r:keys("Tab")
+  r:wait_text("> arr.shape")
+  r:keys("Enter")
+  r:wait_line("{2, 3}")
+  r:line("local ch = shm.channel()")
+  r:type("ch.cap")
+  r:keys("Tab")
+  r:wait_text("> ch.capacity")
+  r:keys("Enter")
+  r:wait_line("65536")
+  r:type("ch:shu")
+  r:keys("Tab")
+  r:wait_text("> ch:shutdown(")
+  r:keys("C-u")
+  r:line("local prog = shm.progress(5, 'p')")
+  r:type("pro")
+  r:keys("Tab")
+  r:wait_text("> prog")
+  r:type(".to")
+  r:keys("Tab")
+  r:wait_text("> prog.total")
+  r:keys("Enter")
+  r:wait_line("5")
+  r:line("arr.block:unlink(); ch:unlink(); prog:unlink()")
+  r:sync()
+end
+
 function TestRepl:test_multiline_input_continues_until_complete()
   local r = self.repl
   r:start()
@@ -399,26 +431,89 @@ function TestRepl:test_ctrl_c_cancels_the_line_being_typed()
   lu.assertNotStrContains(screen, "syntax error")
 end
 
-function TestRepl:test_ctrl_d_exits_and_cleanup_runs()
+function TestRepl:test_ctrl_d_ends_the_session_in_one_line()
   local r = self.repl
   local mark, names = self.home .. "/gc_ran", self.home .. "/names"
   r:start()
   r:line(("keep = setmetatable({}, {__gc = function() "
     .. "io.open(%q, 'w'):write('gc ran'):close() end})"):format(mark))
-  -- a tracked block (the tracker removes it) and an untracked block of a manager (the
-  -- manager's __gc removes it)
-  r:line("blk = shm.create(64)")
+  -- tracked blocks (the session unlinks them, and says so), an untracked block of a manager
+  -- (the manager's __gc removes it) and an untracked block of its own (it stays)
+  r:line("blk = shm.create(64); local arr = shm.array('u8', 2)")
   r:line("m = shm.manager(); mblk = m:create(64, {track = false})")
-  r:line(("io.open(%q, 'w'):write(blk.name, ' ', mblk.name):close()"):format(names))
+  r:line("kept = shm.create(8, {track = false})")
+  r:line("w = shm.spawn(function() while true do end end)")
+  r:line(("io.open(%q, 'w'):write(blk.name, ' ', arr.name, ' ', m.name, ' ', mblk.name, ' ', "
+    .. "kept.name, ' ', w.pid):close()"):format(names))
   r:sync()
-  local tracked, managed = r:wait_file(names):match("(%S+) (%S+)")
-  lu.assertTrue(H.in_shm(tracked))
-  lu.assertTrue(H.in_shm(managed))
+  local tracked, array, record, managed, kept, pid =
+    r:wait_file(names):match("(%S+) (%S+) (%S+) (%S+) (%S+) (%d+)")
+  for _, n in ipairs({ tracked, array, record, managed, kept }) do lu.assertTrue(H.in_shm(n)) end
   r:keys("C-d")
   lu.assertEquals(r:wait_exit(), 0)
   lu.assertEquals(r:wait_file(mark), "gc ran")
   lu.assertFalse(H.in_shm(managed))
-  r:wait(function() return not H.in_shm(tracked) end, "the tracker to remove " .. tracked)
+  lu.assertFalse(H.in_shm(tracked))
+  lu.assertFalse(H.in_shm(array))
+  lu.assertTrue(H.in_shm(kept))
+  os.remove("/dev/shm/" .. kept)
+  lu.assertFalse(select(2, H.sh("kill -0 " .. pid .. " 2>/dev/null")) == true, "the worker runs on")
+  local screen = r:wait_text("luashm: end of session: unlinked 3 tracked blocks: ")
+  local line = screen:match("luashm: end of session: [^\n]*")
+  for _, n in ipairs({ tracked, array, record }) do lu.assertStrContains(line, n) end
+  lu.assertEquals(select(2, screen:gsub("luashm: ", "")), 1, "one line, no other message")
+  lu.assertNotStrContains(screen, "leaked")
+end
+
+function TestRepl:test_a_top_level_local_lasts_for_the_session()
+  local r = self.repl
+  r:start()
+  r:line("local x = 41")
+  r:line("x + 1")
+  r:wait_line("42")
+  r:line("local count, name = 0, 'n'")
+  r:line("function bump() count = count + 1 return count end")
+  r:line("bump(); bump()")
+  r:line("count, name")
+  r:wait_line('2%s+"n"', true)
+  -- closures and the next lines share the one variable; none of it leaks into _G
+  r:line("count = 10")
+  r:line("bump()")
+  r:wait_line("11")
+  r:line("rawget(_G, 'count'), rawget(_G, 'x'), rawget(_G, 'bump') ~= nil")
+  r:wait_line("nil%s+nil%s+true", true)
+  r:line("local function twice(v) return v * 2 end")
+  r:line("twice(x)")
+  r:wait_line("82")
+  -- <close> locals stay open for the session (and close when it ends)
+  r:line('local a <close> = shm.array("f64", 3)')
+  r:line("a:fill(2)")
+  r:line("a:sum(), a.closed")
+  r:wait_line("6%.0%s+false", true)
+  r:line("a.block:unlink()")
+  -- locals inside blocks stay local; a local shadows a global as it would in a chunk
+  r:line("do local inner = 1 end")
+  r:line("inner == nil")
+  r:wait_line("true")
+  r:line("local print = 'shadowed'")
+  r:line("print, _G.print ~= nil")
+  r:wait_line('"shadowed"%s+true', true)
+end
+
+function TestRepl:test_help_at_the_prompt()
+  local r = self.repl
+  r:start()
+  r:line("help")
+  r:wait_text("help() lists the topics")
+  r:line("help(shm.create)")
+  r:wait_text("shm.create(size [, opts])    [Blocks]")
+  r:line("local a = shm.array('i32', 2)")
+  r:line("help(a.sum)")
+  r:wait_text("a:sum()    [Arrays]")
+  r:line("help()")
+  r:wait_text('help("channels")')
+  r:line("a.block:unlink()")
+  r:sync()
 end
 
 function TestRepl:test_i_enters_the_repl_after_the_script()

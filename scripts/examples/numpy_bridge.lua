@@ -1,16 +1,22 @@
--- Lua and NumPy on the same pages, both ways, by name alone.
+-- Lua and NumPy on the same pages, both ways, by name alone, through luashm.py (Python's side
+-- of luashm, scripts/luashm.py: it attaches blocks without Python's resource tracker, so a
+-- Python process never deletes a Lua block when it exits).
 --
 --   luashm [-j WORKERS] scripts/examples/numpy_bridge.lua [N]
 --
 -- 1. Lua workers fill a shared f64 array with N samples (normal, mean 10, sd 2).
--- 2. Python opens it live by its name with NumPy (numpy.load of /dev/shm/NAME, memory-mapped:
---    no copy, no pickling; luashm arrays are NPY files), computes its figures, and...
--- 3. ...hands them back in a ShareableList that Python creates; Lua opens it by name with
---    shm.open and prints NumPy's figures beside its own.
--- 4. Python standardises the array in place (r+ mapping) and Lua sees the new values at once.
+-- 2. Python opens it live by its name (luashm.open: a numpy.memmap of the block, no copy, no
+--    pickling), and a view of its middle half sent by name with its offset and shape; it writes
+--    its figures into a list Lua made (a ShareableList on Python's side) and makes a histogram
+--    in a new array block (luashm.array), which Lua opens by name with shm.open.
+-- 3. Lua prints NumPy's figures beside its own.
+-- 4. Python standardises the array in place and Lua sees the new values at once.
 local N = math.tointeger(tonumber(arg[1] or "1000000"))
-assert(N and N > 1, "usage: numpy_bridge.lua [N] (an integer above 1)")
+assert(N and N > 3, "usage: numpy_bridge.lua [N] (an integer above 3)")
 local PYTHON = os.getenv("PYTHON") or "/usr/bin/python3"
+-- luashm.py from this tree (scripts/), before an installed one.
+local SCRIPTS = (arg[0]:match("^(.*)/[^/]*$") or ".") .. "/.."
+local PYTHONPATH = SCRIPTS .. (os.getenv("PYTHONPATH") and ":" .. os.getenv("PYTHONPATH") or "")
 
 -- A deterministic normal sample for index i: Box-Muller over two hashed uniforms.
 local function uniform(i)
@@ -26,7 +32,8 @@ end
 
 -- Runs a Python snippet with arguments; returns its stdout lines.
 local function python(code, ...)
-  local p = io.popen(PYTHON .. " - " .. table.concat({ ... }, " ") .. " <<'PY'\n" .. code .. "\nPY")
+  local p = io.popen(("PYTHONPATH='%s' %s - %s <<'PY'\n%s\nPY"):format(PYTHONPATH, PYTHON,
+    table.concat({ ... }, " "), code))
   local out = p:read("a")
   assert(p:close(), "numpy_bridge: python failed (NumPy installed? Debian: python3-numpy)")
   local lines = {}
@@ -34,7 +41,7 @@ local function python(code, ...)
   return lines
 end
 
-local m <close> = shm.manager() -- unlinks the array at scope exit
+local m <close> = shm.manager() -- unlinks the array and the list at scope exit
 local a = m:array("f64", N)
 
 -- 1. Fill, and Lua's own figures (the std in a second parallel pass over the partitions).
@@ -51,31 +58,40 @@ local squares = shm.parallel(nil, function(rank, n)
 end)
 local ss = 0.0
 for _, s in ipairs(squares) do ss = ss + s end
-local lua = { n = N, mean = mean, std = math.sqrt(ss / N), min = a:min(), max = a:max() }
+local mid = a:slice(N // 4 + 1, N - N // 4) -- the middle half: a view, sent by name below
+local lua = { n = N, mean = mean, std = math.sqrt(ss / N), min = a:min(), max = a:max(),
+  mid = mid:mean() }
 
--- 2 and 3. Python 3.11's resource tracker would unlink the list when Python exits (it does so
--- for every block a Python process creates or attaches): unregistering hands it to us.
+-- 2. Python's figures go into a list made here: a string slot wide enough for NumPy's version,
+-- then one number per figure.
+local figures = m:list({ "numpy", 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0 }, { slot_bytes = 32 })
 local lines = python([[
 import sys
 import numpy as np
-from multiprocessing import shared_memory, resource_tracker
-a = np.load("/dev/shm/" + sys.argv[1], mmap_mode="r")  # the Lua array, live, by name
-figures = shared_memory.ShareableList([
-    "numpy " + np.__version__, a.size, float(a.mean()), float(a.std()), float(a.min()),
-    float(a.max()), float(np.median(a)), float(np.percentile(a, 99))])
-resource_tracker.unregister(figures.shm._name, "shared_memory")
-print(figures.shm.name)
-figures.shm.close()
-]], a.name)
-local figures <close> = shm.open(lines[#lines]) -- a List: shm.open knows CPython's layout
-figures.block:unlink() -- ours now; the mapping stays valid until closed
+import luashm
+name, offset, rows, figures = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+a = luashm.open(name)                                   # the Lua array, live, by name
+mid = luashm.open(name, view={"offset": offset, "shape": (rows,)})  # a view of it, by name
+f = luashm.open(figures)                                # the Lua list: a ShareableList
+f[0] = "numpy " + np.__version__
+f[1] = int(a.size)
+for i, v in enumerate([a.mean(), a.std(), a.min(), a.max(), np.median(a),
+                       np.percentile(a, 99), mid.mean()], start=2):
+    f[i] = float(v)
+counts, _ = np.histogram(a, bins=8, range=(2.0, 18.0))
+h = luashm.array("i64", 8)                              # a new block Lua opens by name
+h[:] = counts
+print(h.name)
+]], a.name, mid.offset, #mid, figures.name)
+local hist <close> = shm.open(lines[#lines]) -- an Array: the block is an NPY file
+hist:unlink() -- ours now; the mapping stays valid until closed
 
 print(string.format("%d samples in %s", N, a.name))
 print(tostring(figures))
 print()
 print(string.format("%-10s %22s %22s", "figure", "Lua (luashm)", figures[1]))
 local rows = { { "n", "n", 2 }, { "mean", "mean", 3 }, { "std", "std", 4 }, { "min", "min", 5 },
-  { "max", "max", 6 }, { "median", nil, 7 }, { "99th pct", nil, 8 } }
+  { "max", "max", 6 }, { "median", nil, 7 }, { "99th pct", nil, 8 }, { "mid-mean", "mid", 9 } }
 local agree = true
 for _, row in ipairs(rows) do
   local label, mine, theirs = row[1], lua[row[2]], figures[row[3]]
@@ -84,13 +100,15 @@ for _, row in ipairs(rows) do
   if mine and math.abs(mine - theirs) > 1e-9 * math.max(1, math.abs(theirs)) then agree = false end
 end
 assert(agree, "numpy_bridge: Lua and NumPy disagree")
-print("Lua and NumPy agree on n, mean, std, min and max (to 1e-9)")
+print("Lua and NumPy agree on n, mean, std, min, max and the middle half's mean (to 1e-9)")
+print(string.format("NumPy's histogram of [2, 18) in 8 bins, read by Lua from %s:", hist.name))
+print("  " .. table.concat(hist:totable(), " ") .. string.format("  (%d in all)", hist:sum()))
 
 -- 4. NumPy writes, Lua reads: the z-scores replace the samples in the shared pages.
 python([[
 import sys
-import numpy as np
-a = np.load("/dev/shm/" + sys.argv[1], mmap_mode="r+")
+import luashm
+a = luashm.open(sys.argv[1])
 a -= a.mean()
 a /= a.std()
 a.flush()

@@ -1,9 +1,11 @@
 -- The REPL's Lua side, requireable as "luashm.pretty": a pretty printer for any Lua value
 -- (nested tables with cycles detected, depth and width limited, keys sorted, strings quoted,
--- luashm objects in their __tostring form) and the tab completer of the host's REPL.
-local debug, math, string, table = debug, math, string, table
-local io, ipairs, next, pcall, rawget, rawlen, select, tostring, type =
-  io, ipairs, next, pcall, rawget, rawlen, select, tostring, type
+-- luashm objects in their __tostring form), the tab completer of the host's REPL, and the
+-- session: the environment the REPL runs chunks in, where a top-level `local` lasts.
+local debug, math, package, string, table = debug, math, package, string, table
+local error, io, ipairs, load, next, pcall, rawget, rawlen, rawset, select, setmetatable,
+  tostring, type = error, io, ipairs, load, next, pcall, rawget, rawlen, rawset, select,
+  setmetatable, tostring, type
 
 local globals = _ENV -- the interpreter's globals, whatever the user later does to _G
 
@@ -219,6 +221,12 @@ local function field_names(v, methods_only)
   if not methods_only and type(mt) == "table" and type(rawget(mt, "__fields")) == "table" then
     for _, k in ipairs(rawget(mt, "__fields")) do names[k] = names[k] or "field" end
   end
+  -- A luashm object's properties, computed by its C __index: the reference lists them.
+  local help = package.loaded["luashm.help"]
+  if not methods_only and type(help) == "table" and type(help.fields) == "function" then
+    local ok, fields = pcall(help.fields, v)
+    for _, k in ipairs(ok and fields or {}) do names[k] = names[k] or "field" end
+  end
   return names
 end
 
@@ -229,11 +237,11 @@ local function offers(name, partial)
 end
 
 -- Completions of the word `text` (what readline hands over: identifiers joined by '.' and at
--- most one final ':'), evaluated in env (default _G). Returns a sorted list of whole words:
+-- most one final ':'), evaluated in env (default: the REPL's session, else _G). Returns a sorted list of whole words:
 -- `string.fo` -> {"string.format"}, `a:su` -> {"a:sum("}. Never raises: a path that fails to
 -- evaluate completes to nothing.
 function M.complete(text, env)
-  env = env or globals
+  env = env or M._env or globals
   local head, sep, partial = text:match("^(.-)([.:])([%w_]*)$")
   local matches = {}
   if not head then
@@ -266,6 +274,261 @@ function M.complete(text, env)
   end
   table.sort(matches)
   return matches
+end
+
+------------------------------------------------------------------------------------------
+-- The session: top-level locals that last
+------------------------------------------------------------------------------------------
+
+-- Lua's own REPL forgets `local x = 1` at the end of the line (each line is a chunk). The
+-- REPL runs every chunk with a session table as _ENV instead of the globals: it reads through
+-- to the globals, and a name declared by a top-level `local` lives in it, so the next line
+-- (and every function typed at the prompt) sees it. A chunk with top-level locals is
+-- rewritten before it is loaded: `local a, b <close> = e1, e2` becomes
+-- `__luashm_local({"a", "b"}, {[2] = true}, e1, e2)` (the values are computed before the
+-- names exist, as for a local), `local function f` becomes `__luashm_local({"f"}); function f`.
+
+local keywords_open = { ["function"] = true, ["do"] = true, ["if"] = true, ["repeat"] = true }
+local keywords_close = { ["end"] = true, ["until"] = true }
+local binary = {}
+for op in ([[+ - * / // % ^ .. == ~= < <= > >= and or & | ~ << >>]]):gmatch("%S+") do
+  binary[op] = true
+end
+local long_symbols = { "...", "..", "==", "~=", "<=", ">=", "<<", ">>", "//", "::" }
+
+-- The tokens of a chunk ({type, text, s, e}; types name, keyword, number, string, symbol,
+-- and a final eof), comments and blanks skipped. Only as much of Lua's lexer as finding
+-- statements needs; the chunk has already compiled.
+local function tokens(src)
+  local toks, i = {}, 1
+  local function add(kind, j)
+    toks[#toks + 1] = { type = kind, text = src:sub(i, j), s = i, e = j }
+    i = j + 1
+  end
+  while true do
+    i = src:find("%S", i)
+    if not i then break end
+    local two = src:sub(i, i + 1)
+    local level = src:match("^%[(=*)%[", two == "--" and i + 2 or i)
+    if two == "--" then
+      if level then
+        local _, stop = src:find("]" .. level .. "]", i, true)
+        i = (stop or #src) + 1
+      else
+        i = (src:find("\n", i, true) or #src) + 1
+      end
+    elseif level then
+      local _, stop = src:find("]" .. level .. "]", i, true)
+      add("string", stop or #src)
+    elseif two:match("^[\"']") then
+      local q, j = src:sub(i, i), i + 1
+      while j <= #src and src:sub(j, j) ~= q and src:sub(j, j) ~= "\n" do
+        j = j + (src:sub(j, j) == "\\" and 2 or 1)
+      end
+      add("string", math.min(j, #src))
+    elseif src:match("^%.?%d", i) then
+      local j = select(2, src:find("^[%w%.]*", i))
+      while src:match("^[eEpP][%+%-]", j) do j = select(2, src:find("^[%w%.]*", j + 2)) end
+      add("number", j)
+    elseif src:match("^[%a_]", i) then
+      local j = select(2, src:find("^[%a_][%w_]*", i))
+      add(M.keywords[src:sub(i, j)] and "keyword" or "name", j)
+    else
+      local j = i
+      for _, sym in ipairs(long_symbols) do
+        if src:sub(i, i + #sym - 1) == sym then
+          j = i + #sym - 1
+          break
+        end
+      end
+      add("symbol", j)
+    end
+  end
+  toks[#toks + 1] = { type = "eof", text = "", s = #src + 1, e = #src }
+  return toks
+end
+
+local closing = { ["("] = ")", ["["] = "]", ["{"] = "}" }
+
+-- The index after the bracket that closes the one at toks[j].
+local function skip_brackets(toks, j)
+  local depth = 0
+  repeat
+    local t = toks[j]
+    if t.type == "eof" then return j end
+    if t.type == "symbol" and closing[t.text] then depth = depth + 1 end
+    if t.type == "symbol" and (t.text == ")" or t.text == "]" or t.text == "}") then
+      depth = depth - 1
+    end
+    j = j + 1
+  until depth == 0
+  return j
+end
+
+-- The index after the `end` that closes the function at toks[j].
+local function skip_function(toks, j)
+  local depth = 0
+  repeat
+    local t = toks[j]
+    if t.type == "eof" then return j end
+    if t.type == "keyword" and keywords_open[t.text] then depth = depth + 1 end
+    if t.type == "keyword" and keywords_close[t.text] then depth = depth - 1 end
+    j = j + 1
+  until depth == 0
+  return j
+end
+
+-- The index after the expression list that starts at toks[j]: where a token can no longer
+-- continue an expression (a name after a complete operand starts the next statement).
+local function explist_end(toks, j)
+  local operand = true -- an operand is expected next
+  while true do
+    local t = toks[j]
+    local x, ty = t.text, t.type
+    if ty == "eof" then return j end
+    if operand then
+      if (ty == "symbol" and (x == "-" or x == "#" or x == "~")) or (ty == "keyword" and x == "not") then
+        j = j + 1
+      elseif ty == "name" or ty == "number" or ty == "string" or (ty == "symbol" and x == "...")
+          or (ty == "keyword" and (x == "nil" or x == "true" or x == "false")) then
+        j, operand = j + 1, false
+      elseif ty == "keyword" and x == "function" then
+        j, operand = skip_function(toks, j), false
+      elseif ty == "symbol" and (x == "(" or x == "{") then
+        j, operand = skip_brackets(toks, j), false
+      else
+        return j
+      end
+    elseif ty == "symbol" and (x == "." or x == ":") then
+      j = j + 2
+    elseif (ty == "symbol" and closing[x]) then
+      j = skip_brackets(toks, j)
+    elseif ty == "string" then
+      j = j + 1
+    elseif (binary[x] and (ty == "symbol" or ty == "keyword")) or (ty == "symbol" and x == ",") then
+      j, operand = j + 1, true
+    else
+      return j
+    end
+  end
+end
+
+local function quote_names(names)
+  local q = {}
+  for i, n in ipairs(names) do q[i] = ("%q"):format(n) end
+  return "{" .. table.concat(q, ", ") .. "}"
+end
+
+-- The chunk with its top-level `local` statements turned into session declarations, or nil
+-- when it has none. Line numbers are kept (errors point where the user typed).
+function M.rewrite_locals(src)
+  local toks = tokens(src)
+  local out, from, depth, changed, j = {}, 1, 0, false, 1
+  while toks[j].type ~= "eof" do
+    local t = toks[j]
+    if t.type == "keyword" and t.text == "local" and depth == 0 then
+      local nxt = toks[j + 1]
+      if nxt.type == "keyword" and nxt.text == "function" then
+        out[#out + 1] = src:sub(from, t.s - 1)
+        out[#out + 1] = ("__luashm_local(%s);"):format(quote_names({ toks[j + 2].text }))
+        from, j, changed = t.e + 1, j + 1, true
+      else
+        local names, close, k = {}, {}, j + 1
+        while toks[k].type == "name" do
+          names[#names + 1] = toks[k].text
+          k = k + 1
+          if toks[k].text == "<" and toks[k + 2].text == ">" then
+            if toks[k + 1].text == "close" then close[#close + 1] = ("[%d] = true"):format(#names) end
+            k = k + 3
+          end
+          if toks[k].text ~= "," then break end
+          k = k + 1
+        end
+        local head = ("__luashm_local(%s, {%s}"):format(quote_names(names), table.concat(close, ", "))
+        local stop = k - 1
+        if toks[k].type == "symbol" and toks[k].text == "=" then
+          stop = explist_end(toks, k + 1) - 1
+          local lines = select(2, src:sub(t.s, toks[k + 1].s - 1):gsub("\n", ""))
+          head = head .. ", " .. ("\n"):rep(lines) .. src:sub(toks[k + 1].s, toks[stop].e)
+        else
+          head = head .. ("\n"):rep(select(2, src:sub(t.s, toks[stop].e):gsub("\n", "")))
+        end
+        out[#out + 1] = src:sub(from, t.s - 1)
+        out[#out + 1] = head .. ");"
+        from, j, changed = toks[stop].e + 1, stop + 1, true
+      end
+    else
+      if t.type == "keyword" and keywords_open[t.text] then depth = depth + 1 end
+      if t.type == "keyword" and keywords_close[t.text] then depth = depth - 1 end
+      j = j + 1
+    end
+  end
+  if not changed then return nil end
+  out[#out + 1] = src:sub(from)
+  return table.concat(out)
+end
+
+-- The REPL's `help`: shm.help when called, a line of usage when printed.
+local help_global = setmetatable({}, {
+  __call = function(_, ...) return globals.shm.help(...) end,
+  __tostring = function()
+    return "help() lists the topics; help(x) shows the entry of a function, method, object "
+      .. "or name: help(shm.array), help(a.sum), help(a), help(\"array\")"
+  end,
+})
+
+-- The session's environment (made at the first call): reads go to the globals; names that a
+-- top-level local declared live here; other assignments go to the globals.
+function M.session()
+  if M._env then return M._env end
+  local declared, closers = {}, {}
+  local env = setmetatable({}, {
+    __index = globals,
+    __newindex = function(t, k, v)
+      if declared[k] then rawset(t, k, v) else globals[k] = v end
+    end,
+  })
+  rawset(env, "__luashm_local", function(names, close, ...)
+    for i, n in ipairs(names) do
+      local v = (select(i, ...))
+      if close and close[i] and v ~= nil and v ~= false then
+        local mt = debug.getmetatable(v)
+        if type(mt) ~= "table" or rawget(mt, "__close") == nil then
+          error(("variable '%s' got a non-closable value"):format(n), 2)
+        end
+        closers[#closers + 1] = v
+      end
+      declared[n] = true
+      rawset(env, n, v)
+    end
+  end)
+  if globals.help == nil and type(globals.shm) == "table" then rawset(env, "help", help_global) end
+  M._env, M._closers = env, closers
+  return env
+end
+
+-- The function the REPL runs for a chunk that compiled as fn: the chunk rewritten when it has
+-- top-level locals, and in any case with the session as its _ENV.
+function M.session_load(fn, chunk)
+  local env = M.session()
+  local src = M.rewrite_locals(chunk)
+  local f = src and load(src, "=stdin", "t", env)
+  if f then return f end
+  if debug.getupvalue(fn, 1) == "_ENV" then debug.setupvalue(fn, 1, env) end
+  return fn
+end
+
+-- The end of the session: the `<close>` locals declared at the prompt are closed, the last
+-- first. Returns the messages of those that failed.
+function M.session_end()
+  local errors, closers = {}, M._closers or {}
+  for i = #closers, 1, -1 do
+    local v = closers[i]
+    closers[i] = nil
+    local ok, err = pcall(debug.getmetatable(v).__close, v, nil)
+    if not ok then errors[#errors + 1] = tostring(err) end
+  end
+  return errors
 end
 
 return M

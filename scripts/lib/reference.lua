@@ -816,6 +816,29 @@ The set of Lua's reserved words (keys), which completion offers and `format` nev
 bare key.]],
   example = [[print(require("luashm.pretty").keywords["end"]) --> true]] },
 
+{ "luashm.pretty.session", "P.session()", [[
+The REPL's session environment (made at the first call): a table whose reads go through to the
+globals, which holds the names that top-level `local`s declared at the prompt, and sends every
+other assignment to the globals. The REPL runs each chunk with it as `_ENV`. A session local
+that holds `nil` reads the global of the same name.]],
+  example = [[local env = require("luashm.pretty").session(); print(env.print == print) --> true]] },
+
+{ "luashm.pretty.rewrite_locals", "P.rewrite_locals(chunk)", [[
+The chunk with its top-level `local` statements turned into declarations in the session
+(`local a, b = 1, 2` becomes `__luashm_local({"a", "b"}, {}, 1, 2)`), line numbers kept; `nil`
+when it has none.]],
+  example = [[print(require("luashm.pretty").rewrite_locals("local x = 1")) --> __luashm_local({"x"}, {}, 1);]] },
+
+{ "luashm.pretty.session_load", "P.session_load(fn, chunk)", [[
+The function the REPL runs for `chunk`, which compiled as `fn`: the rewritten chunk when it has
+top-level locals, else `fn`, in both cases with the session as `_ENV`.]],
+  example = [[local P = require "luashm.pretty"; P.session_load(load("local y = 2"), "local y = 2")(); print(P.session().y) --> 2]] },
+
+{ "luashm.pretty.session_end", "P.session_end()", [[
+Closes the `<close>` locals declared at the prompt, the last first (the REPL calls it at the
+end of input); returns the error messages of those that failed to close.]],
+  example = [[print(#require("luashm.pretty").session_end()) --> 0]] },
+
 { "luashm.help.text", "H.text([x])", [[
 The text that `shm.help(x)` prints, as a string (`H = require "luashm.help"`).]],
   example = [[print(require("luashm.help").text("shm.now"):match("^shm.now%(%)") ~= nil) --> true]] },
