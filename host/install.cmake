@@ -1,5 +1,6 @@
-# Install rules: the luashm host, the module on Lua 5.4's C path, and, for programs that embed
-# luashm, libluashm.so (the same core objects), luashm.h, luashm.pc and the man page.
+# Install rules: the luashm host and its man page luashm(1), the module on Lua 5.4's C path and
+# the man page of its API luashm(3), luashm.py on Python's path, and, for programs that embed
+# luashm, libluashm.so (the same core objects), luashm.h and luashm.pc.
 include(GNUInstallDirs)
 
 # libluashm.so: what `pkg-config --libs luashm` links. Unlike luashm.so it links liblua, since an
@@ -33,8 +34,29 @@ if(LUASHM_INSTALL_DEV)
   install(FILES ${CMAKE_BINARY_DIR}/luashm.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
 endif()
 
-# The man page of the host.
+# The man pages: the host's, and the Lua API's (generated from scripts/lib/reference.lua).
 install(FILES ${CMAKE_SOURCE_DIR}/host/luashm.1 DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)
+install(FILES ${CMAKE_SOURCE_DIR}/host/luashm.3 DESTINATION ${CMAKE_INSTALL_MANDIR}/man3)
+
+# luashm.py (Python's side of luashm) where Debian's python3 looks: lib/python3/dist-packages
+# under /usr, lib/python3.X/dist-packages under any other prefix (/usr/local...).
+option(LUASHM_INSTALL_PYTHON "Install luashm.py for Python 3" ON)
+if(CMAKE_INSTALL_PREFIX STREQUAL "/usr")
+  set(luashm_python_dir "lib/python3/dist-packages")
+else()
+  find_package(Python3 COMPONENTS Interpreter QUIET)
+  if(Python3_FOUND)
+    set(luashm_python_dir
+        "lib/python${Python3_VERSION_MAJOR}.${Python3_VERSION_MINOR}/dist-packages")
+  else()
+    set(luashm_python_dir "lib/python3/dist-packages")
+  endif()
+endif()
+set(LUASHM_PYTHON_DIR "${luashm_python_dir}" CACHE STRING
+    "Where luashm.py is installed (relative to the prefix, or absolute)")
+if(LUASHM_INSTALL_PYTHON)
+  install(FILES ${CMAKE_SOURCE_DIR}/scripts/luashm.py DESTINATION ${LUASHM_PYTHON_DIR})
+endif()
 
 # `cmake --build build --target reference` rewrites the files generated from the reference
 # (scripts/lib/reference.lua): scripts/REFERENCE.md and host/luashm.3, with the host just built.

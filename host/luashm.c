@@ -238,7 +238,7 @@ static int handle_luainit(lua_State *L) {
 }
 
 static void print_version(void) {
-  printf("luashm %s (%s)\n", "0.1.0", LUA_RELEASE);
+  printf("luashm %s (%s)\n", LUASHM_VERSION, LUA_RELEASE);
   fflush(stdout);
 }
 
