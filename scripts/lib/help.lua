@@ -410,9 +410,10 @@ function M.text(x)
   return ("No entry for a %s value. help() lists the topics."):format(tx)
 end
 
+-- Writes to the default output (io.output()), as io.write does.
 function shm.help(x)
-  io.stdout:write(M.text(x), "\n")
-  io.stdout:flush()
+  io.write(M.text(x), "\n")
+  io.output():flush()
 end
 
 -- The property names of a luashm object (documented fields, contract ones included), sorted;
