@@ -17,23 +17,7 @@ local topics = H.topics()
 -- Shared pieces
 ------------------------------------------------------------------------------------------
 
--- Paragraphs of a reference text: each a string; "- " items are their own paragraphs and
--- keep their marker; kind = "item" or "para".
-local function paragraphs(s)
-  local out, cur = {}, nil
-  for line in (s .. "\n"):gmatch("([^\n]*)\n") do
-    line = line:gsub("^%s+", ""):gsub("%s+$", "")
-    if line == "" then
-      cur = nil
-    elseif line:match("^%- ") or not cur then
-      out[#out + 1] = { kind = line:match("^%- ") and "item" or "para", text = line:gsub("^%- ", "") }
-      cur = out[#out]
-    else
-      cur.text = cur.text .. " " .. line
-    end
-  end
-  return out
-end
+local paragraphs = H.paragraphs
 
 local function lines_of(s)
   local out = {}

@@ -64,6 +64,15 @@ function H.py(code, ...)
     .. H.python_bin, code, ...)
 end
 
+-- The contents of the file at path (relative paths from the top of the tree).
+function H.read(path)
+  if path:sub(1, 1) ~= "/" then path = H.top .. "/" .. path end
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
 -- Runs a shell command, returns stdout and whether it exited 0.
 function H.sh(cmd)
   local p = io.popen(cmd)

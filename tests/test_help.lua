@@ -13,12 +13,7 @@ local q = H.shell_quote
 local REF = "scripts/lib/reference.lua"
 local REGEN = "then run: build/luashm scripts/gen_reference.lua"
 
-local function read(path)
-  local f = assert(io.open(H.top .. "/" .. path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read = H.read
 
 local function sorted(set)
   local t = {}

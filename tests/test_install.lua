@@ -26,12 +26,7 @@ local cmoddir = cache("LUASHM_LUA_CMOD_DIR")
 local pydir = cache("LUASHM_PYTHON_DIR")
 
 -- The one version number: CMake's project(VERSION).
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read = H.read
 local VERSION = read(H.top .. "/CMakeLists.txt"):match("project%(luashm VERSION ([%d.]+)")
 
 -- Runs a shell command; fails the test with its output unless it exits 0.

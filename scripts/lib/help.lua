@@ -210,20 +210,28 @@ local function plain(s)
   return (s:gsub("`([^`]*)`", "%1"):gsub("%*%*([^*]+)%*%*", "%1"))
 end
 
--- Paragraphs ("- " items start their own) of a reference text, each a single line.
-local function paragraphs(s)
+-- The paragraphs of a reference text, each joined into one line: { kind = "para" or "item",
+-- text } ("- " items are paragraphs of their own, without their marker).
+function M.paragraphs(s)
   local out, cur = {}, nil
   for line in (s .. "\n"):gmatch("([^\n]*)\n") do
     line = line:gsub("^%s+", ""):gsub("%s+$", "")
     if line == "" then
       cur = nil
     elseif line:match("^%- ") or not cur then
-      out[#out + 1] = line
-      cur = #out
+      cur = { kind = line:match("^%- ") and "item" or "para", text = line:gsub("^%- ", "") }
+      out[#out + 1] = cur
     else
-      out[cur] = out[cur] .. " " .. line
+      cur.text = cur.text .. " " .. line
     end
   end
+  return out
+end
+
+-- Paragraphs as lines for a terminal: items keep their "- ".
+local function paragraphs(s)
+  local out = {}
+  for i, p in ipairs(M.paragraphs(s)) do out[i] = (p.kind == "item" and "- " or "") .. p.text end
   return out
 end
 

@@ -348,34 +348,29 @@ local function tokens(src)
   return toks
 end
 
-local closing = { ["("] = ")", ["["] = "]", ["{"] = "}" }
+local brackets_open = { ["("] = true, ["["] = true, ["{"] = true }
+local brackets_close = { [")"] = true, ["]"] = true, ["}"] = true }
 
--- The index after the bracket that closes the one at toks[j].
-local function skip_brackets(toks, j)
+-- The index after what closes the opener at toks[j]: brackets of type "symbol", blocks of
+-- type "keyword" (opens and closes are the sets of texts that nest).
+local function skip_nested(toks, j, ty, opens, closes)
   local depth = 0
   repeat
     local t = toks[j]
     if t.type == "eof" then return j end
-    if t.type == "symbol" and closing[t.text] then depth = depth + 1 end
-    if t.type == "symbol" and (t.text == ")" or t.text == "]" or t.text == "}") then
-      depth = depth - 1
-    end
+    if t.type == ty and opens[t.text] then depth = depth + 1 end
+    if t.type == ty and closes[t.text] then depth = depth - 1 end
     j = j + 1
   until depth == 0
   return j
 end
 
--- The index after the `end` that closes the function at toks[j].
+local function skip_brackets(toks, j)
+  return skip_nested(toks, j, "symbol", brackets_open, brackets_close)
+end
+
 local function skip_function(toks, j)
-  local depth = 0
-  repeat
-    local t = toks[j]
-    if t.type == "eof" then return j end
-    if t.type == "keyword" and keywords_open[t.text] then depth = depth + 1 end
-    if t.type == "keyword" and keywords_close[t.text] then depth = depth - 1 end
-    j = j + 1
-  until depth == 0
-  return j
+  return skip_nested(toks, j, "keyword", keywords_open, keywords_close)
 end
 
 -- The index after the expression list that starts at toks[j]: where a token can no longer
@@ -401,7 +396,7 @@ local function explist_end(toks, j)
       end
     elseif ty == "symbol" and (x == "." or x == ":") then
       j = j + 2
-    elseif (ty == "symbol" and closing[x]) then
+    elseif ty == "symbol" and brackets_open[x] then
       j = skip_brackets(toks, j)
     elseif ty == "string" then
       j = j + 1

@@ -858,6 +858,11 @@ contract's entries for a kind that has it; `nil` when there is none.]],
 The property names of the luashm object `v` (what completion offers after `.`), sorted.]],
   example = [[print(table.concat(require("luashm.help").fields(shm.progress(1)), " ")) --> block closed count label name total]] },
 
+{ "luashm.help.paragraphs", "H.paragraphs(text)", [[
+The paragraphs of a reference text, each joined into one line: a sequence of
+`{kind = "para" or "item", text = ...}` ("- " items are paragraphs of their own).]],
+  example = [[print(#require("luashm.help").paragraphs("One\ntwo.\n\n- item")) --> 2]] },
+
 { "luashm.help.summary", "H.summary(text [, markup])", [[
 The first sentence of a reference text, without its markup unless `markup` is true.]],
   example = [[print(require("luashm.help").summary("One `x`. Two.")) --> One x.]] },
