@@ -70,7 +70,6 @@ static int push_pretty(lua_State *L, const char *name) {
   return 0;
 }
 
-
 /* Readline only on a terminal: `luashm -i script < file` reads plain lines. */
 static int use_readline(void) {
 #if LUASHM_USE_READLINE

@@ -25,7 +25,8 @@ import struct
 import threading
 from multiprocessing import resource_tracker, shared_memory
 
-__all__ = ["open", "array", "kind", "unlink", "DTYPES"]
+# open() is luashm.open: not exported by "from luashm import *", where it would hide the builtin.
+__all__ = ["array", "kind", "unlink", "DTYPES", "SharedMemory"]
 
 SHM_DIR = "/dev/shm/"
 
