@@ -19,17 +19,32 @@ static int module_now(lua_State *L) {
   return 1;
 }
 
-/* package.preload's loader of a lazy part (upvalue 1: the part): runs it as require would. */
+/* package.preload's loader of a lazy part (upvalue 1: the part, 2: the module table): runs it
+   with its name and the module table, as require would run a module (plus the table). */
 static int load_lazy_part(lua_State *L) {
   const luashm_lua_part *p = (const luashm_lua_part *)lua_touserdata(L, lua_upvalueindex(1));
   if (luaL_loadbufferx(L, p->source, p->len, p->module, "t") != LUA_OK) return lua_error(L);
   lua_pushstring(L, p->module);
-  lua_call(L, 1, 1);
+  lua_pushvalue(L, lua_upvalueindex(2));
+  lua_call(L, 2, 1);
   return 1;
 }
 
+/* shm.help([x]): luashm.help's show, loaded at the first call (the reference's reader and the
+   reference are lazy parts: no require of luashm pays for them). */
+static int module_help(lua_State *L) {
+  lua_settop(L, 1);
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "luashm.help");
+  lua_call(L, 1, 1);
+  lua_getfield(L, -1, "show");
+  lua_pushvalue(L, 1);
+  lua_call(L, 1, 0);
+  return 0;
+}
+
 /* Each part runs with the module table as its argument; a part that returns a value becomes
-   requireable as "luashm.<file name>" (e.g. the REPL's pretty printer). A lazy part (the
+   requireable as "luashm.<file name>". A lazy part (the REPL's printer, help and the
    reference) only becomes requireable, through package.preload. */
 static void open_lua_parts(lua_State *L) {
   const luashm_lua_part *p;
@@ -39,7 +54,8 @@ static void open_lua_parts(lua_State *L) {
   for (p = luashm_lua_parts; p->module != NULL; p++) {
     if (p->lazy) {
       lua_pushlightuserdata(L, (void *)p);
-      lua_pushcclosure(L, load_lazy_part, 1);
+      lua_pushvalue(L, module);
+      lua_pushcclosure(L, load_lazy_part, 2);
       lua_setfield(L, -3, p->module);
       continue;
     }
@@ -77,6 +93,8 @@ LUASHM_EXPORT int luaopen_luashm(lua_State *L) {
   lua_setfield(L, -2, "now");
   lua_pushcfunction(L, module_tracker);
   lua_setfield(L, -2, "tracker");
+  lua_pushcfunction(L, module_help);
+  lua_setfield(L, -2, "help");
   luashm_tracker_init();
   luashm_open_kinds(L);
   luashm_open_codec(L);

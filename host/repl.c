@@ -57,11 +57,21 @@ static void catch_sigint(void) {
 
 enum { READ_LINE, READ_EOF, READ_CANCELLED };
 
+/* Pushes the luashm.pretty module (required at the first call: it is a lazy part), or returns
+   0 having pushed nothing when it cannot be had. */
+static int push_pretty_module(lua_State *L) {
+  int top = lua_gettop(L);
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, PRETTY);
+  if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_istable(L, -1)) return 1;
+  lua_settop(L, top);
+  return 0;
+}
+
 /* Pushes luashm.pretty's function called name, or returns 0 having pushed nothing. */
 static int push_pretty(lua_State *L, const char *name) {
   int top = lua_gettop(L);
-  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-  if (lua_getfield(L, -1, PRETTY) == LUA_TTABLE && lua_getfield(L, -1, name) == LUA_TFUNCTION) {
+  if (push_pretty_module(L) && lua_getfield(L, -1, name) == LUA_TFUNCTION) {
     lua_replace(L, top + 1);
     lua_settop(L, top + 1);
     return 1;
@@ -437,12 +447,11 @@ static void print_results(lua_State *L, int base) {
   int n = lua_gettop(L) - base;
   if (n <= 0) return;
   luaL_checkstack(L, LUA_MINSTACK, "too many results to print");
-  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-  if (lua_getfield(L, -1, PRETTY) == LUA_TTABLE) {
+  if (push_pretty_module(L)) {
     set_width(L, lua_gettop(L));
     lua_getfield(L, -1, "print");
   }
-  if (!lua_isfunction(L, -1)) {
+  if (lua_gettop(L) == base + n || !lua_isfunction(L, -1)) {
     lua_settop(L, base + n);
     lua_getglobal(L, "print");
   } else {

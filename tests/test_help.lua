@@ -365,13 +365,16 @@ function TestHelp:test_unknown_names_suggest_and_never_raise()
 end
 
 function TestHelp:test_shm_help_prints_and_the_reference_loads_only_when_asked()
+  -- require "luashm" loads none of the REPL's parts (printer, help, reference): they are
+  -- compiled in and loaded at their first require.
   local out, err, ok = H.luashm([[
-    print(package.loaded["luashm.reference"] == nil)
+    print(package.loaded["luashm.reference"], package.loaded["luashm.help"],
+      package.loaded["luashm.pretty"])
     shm.help(shm.now)
-    print(type(package.loaded["luashm.reference"]))
+    print(type(package.loaded["luashm.reference"]), type(package.loaded["luashm.help"]))
   ]])
   lu.assertTrue(ok, err)
-  lu.assertStrMatches(out, "^true\nshm%.now%(%)    %[Overview%]\n.*\ntable\n$")
+  lu.assertStrMatches(out, "^nil\tnil\tnil\nshm%.now%(%)    %[Overview%]\n.*\ntable\ttable\n$")
 end
 
 function TestHelp:test_stock_lua_has_help_too()

@@ -1,9 +1,10 @@
--- shm.help and the module "luashm.help": the reader of the reference (scripts/lib/reference.lua,
--- compiled in and loaded at the first call, so that no other require pays for it). It finds the
--- entry of a value (a function or method by identity, an object by its kind) or of a name, and
--- formats it for a terminal; topics() gives the parsed reference to scripts/gen_reference.lua,
--- and fields() the property names of an object to the REPL's completion.
-local shm = ...
+-- The module "luashm.help", what shm.help shows: the reader of the reference
+-- (scripts/lib/reference.lua). Both are compiled in and loaded at their first require, so that
+-- no other require pays for them. It finds the entry of a value (a function or method by
+-- identity, an object by its kind) or of a name, and formats it for a terminal; topics() gives
+-- the parsed reference to scripts/gen_reference.lua, and fields() the property names of an
+-- object to the REPL's completion.
+local _, shm = ... -- the lazy part's name, the module table
 local debug, math, package, string, table = debug, math, package, string, table
 local io, ipairs, next, pcall, rawget, require, tostring, type =
   io, ipairs, next, pcall, rawget, require, tostring, type
@@ -418,8 +419,9 @@ function M.text(x)
   return ("No entry for a %s value. help() lists the topics."):format(tx)
 end
 
--- Writes to the default output (io.output()), as io.write does.
-function shm.help(x)
+-- What shm.help(x) does: writes the help text to the default output (io.output()), as
+-- io.write does.
+function M.show(x)
   io.write(M.text(x), "\n")
   io.output():flush()
 end

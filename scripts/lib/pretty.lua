@@ -2,10 +2,11 @@
 -- (nested tables with cycles detected, depth and width limited, keys sorted, strings quoted,
 -- luashm objects in their __tostring form), the tab completer of the host's REPL, and the
 -- session: the environment the REPL runs chunks in, where a top-level `local` lasts.
-local debug, math, package, string, table = debug, math, package, string, table
-local error, io, ipairs, load, next, pcall, rawget, rawlen, rawset, select, setmetatable,
-  tostring, type = error, io, ipairs, load, next, pcall, rawget, rawlen, rawset, select,
-  setmetatable, tostring, type
+local _, shm = ... -- this lazy part's name, the module table
+local debug, math, string, table = debug, math, string, table
+local error, io, ipairs, load, next, pcall, rawget, rawlen, rawset, require, select,
+  setmetatable, tostring, type = error, io, ipairs, load, next, pcall, rawget, rawlen, rawset,
+  require, select, setmetatable, tostring, type
 
 local globals = _ENV -- the interpreter's globals, whatever the user later does to _G
 
@@ -222,8 +223,8 @@ local function field_names(v, methods_only)
     for _, k in ipairs(rawget(mt, "__fields")) do names[k] = names[k] or "field" end
   end
   -- A luashm object's properties, computed by its C __index: the reference lists them.
-  local help = package.loaded["luashm.help"]
-  if not methods_only and type(help) == "table" and type(help.fields) == "function" then
+  local ok, help = pcall(require, "luashm.help")
+  if not methods_only and ok and type(help) == "table" and type(help.fields) == "function" then
     local ok, fields = pcall(help.fields, v)
     for _, k in ipairs(ok and fields or {}) do names[k] = names[k] or "field" end
   end
@@ -465,7 +466,7 @@ end
 
 -- The REPL's `help`: shm.help when called, a line of usage when printed.
 local help_global = setmetatable({}, {
-  __call = function(_, ...) return globals.shm.help(...) end,
+  __call = function(_, x) return shm.help(x) end,
   __tostring = function()
     return "help() lists the topics; help(x) shows the entry of a function, method, object "
       .. "or name: help(shm.array), help(a.sum), help(a), help(\"array\")"
@@ -497,7 +498,7 @@ function M.session()
       rawset(env, n, v)
     end
   end)
-  if globals.help == nil and type(globals.shm) == "table" then rawset(env, "help", help_global) end
+  if globals.help == nil then rawset(env, "help", help_global) end
   M._env, M._closers = env, closers
   return env
 end

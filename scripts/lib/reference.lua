@@ -64,7 +64,8 @@ when the whole tree has exited), or `nil` before the tree's first tracked create
 Prints the reference entry of `x`: a luashm function or method (`shm.help(shm.array)`,
 `shm.help(a.sum)`), an object (its kind's methods and properties), or a name as a string
 (`"shm.array"`, `"Array:sum"`, `"array"`, `"sum"`, a topic such as `"channels"`).
-Without an argument it lists the topics. In the REPL it is also the global `help`.]],
+Without an argument it lists the topics. It writes to the default output (`io.output()`).
+In the REPL it is also the global `help`. The reference is loaded at the first call.]],
   errors = [[Never raises: an unknown name prints what comes closest.]],
   example = [[shm.help("shm.exists")]] },
 { topic = "Object", var = "x", [[
@@ -838,6 +839,11 @@ top-level locals, else `fn`, in both cases with the session as `_ENV`.]],
 Closes the `<close>` locals declared at the prompt, the last first (the REPL calls it at the
 end of input); returns the error messages of those that failed to close.]],
   example = [[print(#require("luashm.pretty").session_end()) --> 0]] },
+
+{ "luashm.help.show", "H.show([x])", [[
+What `shm.help(x)` does: writes `H.text(x)` and a newline to the default output
+(`io.output()`, as `io.write` does).]],
+  example = [[require("luashm.help").show("shm.now")]] },
 
 { "luashm.help.text", "H.text([x])", [[
 The text that `shm.help(x)` prints, as a string (`H = require "luashm.help"`).]],
