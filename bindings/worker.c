@@ -1,156 +1,49 @@
 /*
 ** The Worker: a forked Lua process (shm.spawn) and what its parent does with it (join, kill,
-** running), plus shm.cpus and shm.partition, and the private pieces that shm.parallel and
-** shm.pool (scripts/lib) are built from: ranked spawns, serving workers and waiting on many.
+** running, shm.wait for the first of many to end), plus shm.cpus and shm.partition, and the
+** private pieces that shm.parallel and shm.pool (scripts/lib) are built from: ranked and
+** seeded spawns, serving workers, waits on many.
 **
-** Each worker is linked to its parent by one socketpair. The child writes frames to it
-** (a 4-byte little-endian length, a tag byte, the payload): 'R' final results and 'E' a final
-** error for a spawned function or script; 'M' a result and 'F' a failed job for a serving (pool)
-** worker, which reads its jobs as frames from the same socket. Values go through the one codec
-** (codec.h). The parent reads while it waits, so results larger than the socket buffer flow.
+** Each worker is linked to its parent by one socketpair (core/link.h: frames, reading,
+** waiting); what the child does is in core/child.c. Only the process that forked a worker may
+** read, wait on or signal it.
 */
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "child.h"
 #include "codec.h"
 #include "core.h"
+#include "link.h"
+#include "sync.h"
 
 #define LUASHM_WORKER "luashm.Worker"
-#define WORKERS_LIVE "luashm.workers.live" /* registry: set of unreaped workers of this process */
-#define INTERRUPT_POINT "luashm.workers.interrupt"
-#define FRAME_HEAD 5
-#define TICK_MS 100 /* progress redraw period while waiting */
+#define WORKERS_LIVE "luashm.workers.live" /* registry: unreaped workers of this process, weak */
+#define TICK_MS 100                        /* progress redraw period while waiting */
 #define REAP_CHECK_MS 1000
+#define FRAME_LIMIT_ENV "LUASHM_FRAME_LIMIT" /* tests: a lower frame limit (link.h) */
 
 typedef struct worker {
+  luashm_link link;
   pid_t pid;
-  pid_t owner;        /* the process that forked it: only that one may read, wait or signal */
-  int fd;             /* our end of the socketpair; -1 once closed */
-  int rank;           /* 0 when it has none */
-  int reaped;         /* waitpid has collected it: the pid may belong to someone else now */
-  int status;         /* waitpid status, once reaped */
-  unsigned char *buf; /* bytes received and not yet consumed */
-  size_t len, cap;
+  pid_t owner; /* the process that forked it: only that one may read, wait or signal */
+  int rank;    /* 0 when it has none */
+  int reaped;  /* waitpid has collected it: the pid may belong to someone else now */
+  int status;  /* waitpid status, once reaped */
+  int joined;  /* its outcome was reported (join or shm.wait): shm.wait passes it over */
 } worker;
 
 /* ---------------------------------------------------------------------------------------
-** Links this process holds open. A forked child closes all of them (its parent's other
-** workers are none of its business, and a sibling holding a link open would hide its EOF).
-** Process-level state on purpose: it describes file descriptors, which fork copies.
-** ------------------------------------------------------------------------------------- */
-
-static int *held_fds;
-static size_t held_n, held_cap;
-
-static int hold_fd(int fd) {
-  if (held_n == held_cap) {
-    size_t cap = held_cap ? held_cap * 2 : 16;
-    int *p = (int *)realloc(held_fds, cap * sizeof *p);
-    if (p == NULL) return -1;
-    held_fds = p;
-    held_cap = cap;
-  }
-  held_fds[held_n++] = fd;
-  return 0;
-}
-
-static void release_fd(int fd) {
-  size_t i;
-  for (i = 0; i < held_n; i++)
-    if (held_fds[i] == fd) {
-      held_fds[i] = held_fds[--held_n];
-      break;
-    }
-  close(fd);
-}
-
-/* ---------------------------------------------------------------------------------------
-** Frames
-** ------------------------------------------------------------------------------------- */
-
-/* Writes a whole frame; blocking. 0, or -1 with errno (EPIPE when the peer is gone). */
-static int send_frame(int fd, char tag, const char *p, size_t len) {
-  unsigned char head[FRAME_HEAD];
-  uint32_t n = (uint32_t)(len + 1);
-  struct iovec iov[2];
-  struct msghdr msg;
-  head[0] = (unsigned char)n;
-  head[1] = (unsigned char)(n >> 8);
-  head[2] = (unsigned char)(n >> 16);
-  head[3] = (unsigned char)(n >> 24);
-  head[4] = (unsigned char)tag;
-  iov[0].iov_base = head;
-  iov[0].iov_len = FRAME_HEAD;
-  iov[1].iov_base = (void *)p;
-  iov[1].iov_len = len;
-  memset(&msg, 0, sizeof msg);
-  msg.msg_iov = iov;
-  msg.msg_iovlen = 2;
-  while (msg.msg_iovlen > 0) {
-    ssize_t w = sendmsg(fd, &msg, MSG_NOSIGNAL);
-    if (w < 0) {
-      struct pollfd pfd = {fd, POLLOUT, 0};
-      if (errno == EINTR) continue;
-      if (errno != EAGAIN) return -1;
-      poll(&pfd, 1, -1);
-      continue;
-    }
-    while (w > 0 && msg.msg_iovlen > 0) {
-      size_t step = (size_t)w < msg.msg_iov->iov_len ? (size_t)w : msg.msg_iov->iov_len;
-      msg.msg_iov->iov_base = (char *)msg.msg_iov->iov_base + step;
-      msg.msg_iov->iov_len -= step;
-      w -= (ssize_t)step;
-      if (msg.msg_iov->iov_len == 0) {
-        msg.msg_iov++;
-        msg.msg_iovlen--;
-      }
-    }
-  }
-  return 0;
-}
-
-static uint32_t frame_len(const unsigned char *p) {
-  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-/* A complete frame at the start of w's buffer: its tag, or 0 when none is complete yet. */
-static int frame_ready(const worker *w) {
-  if (w->len < FRAME_HEAD) return 0;
-  if (w->len - 4 < frame_len(w->buf)) return 0;
-  return w->buf[4];
-}
-
-static void frame_consume(worker *w) {
-  size_t n = 4 + (size_t)frame_len(w->buf);
-  memmove(w->buf, w->buf + n, w->len - n);
-  w->len -= n;
-}
-
-/* Blocking read of exactly len bytes; 1 done, 0 EOF before any byte, -1 error/short. */
-static int read_exact(int fd, unsigned char *p, size_t len) {
-  size_t got = 0;
-  while (got < len) {
-    ssize_t r = read(fd, p + got, len - got);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return got == 0 && r == 0 ? 0 : -1;
-    got += (size_t)r;
-  }
-  return 1;
-}
-
-/* ---------------------------------------------------------------------------------------
-** The parent's side: reading, reaping, describing how a worker ended
+** The parent's side: reaping, reading, describing how a worker ended
 ** ------------------------------------------------------------------------------------- */
 
 static void reap(worker *w, int block) {
@@ -165,37 +58,17 @@ static void reap(worker *w, int block) {
   }
 }
 
-/* Reads what the socket holds without blocking; at EOF the child is gone: reap it. Returns
-   -1 only when out of memory. */
+/* Reads what the link holds; at its end the child is gone: reap it. -1 when out of memory. */
 static int pump(worker *w) {
-  for (;;) {
-    ssize_t r;
-    if (w->fd < 0) return 0;
-    if (w->cap - w->len < 65536) {
-      size_t cap = w->cap ? w->cap * 2 : 65536 * 2;
-      unsigned char *p = (unsigned char *)realloc(w->buf, cap);
-      if (p == NULL) return -1;
-      w->buf = p;
-      w->cap = cap;
-    }
-    r = read(w->fd, w->buf + w->len, w->cap - w->len);
-    if (r > 0) {
-      w->len += (size_t)r;
-      continue;
-    }
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0 && errno == EAGAIN) return 0;
-    release_fd(w->fd); /* EOF (or a broken link): the child has exited or is exiting */
-    w->fd = -1;
-    reap(w, 1);
-    return 0;
-  }
+  int r = luashm_link_pump(&w->link);
+  if (r > 0) reap(w, 1);
+  return r < 0 ? -1 : 0;
 }
 
 /* The worker has ended when it is reaped; a child whose EOF never comes (a stray process
    holding its link) is still noticed by the periodic non-blocking reap. */
 static int ended(worker *w) {
-  if (!w->reaped && w->fd < 0) reap(w, 1);
+  if (!w->reaped && w->link.fd < 0) reap(w, 1);
   return w->reaped;
 }
 
@@ -251,274 +124,100 @@ static double now_s(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-/* A signal interrupted poll: run one Lua call, so that a hook the host's SIGINT handler set
-   fires now and raises "interrupted!" through the wait. */
-static void interrupt_point(lua_State *L) {
-  lua_getfield(L, LUA_REGISTRYINDEX, INTERRUPT_POINT);
-  lua_call(L, 0, 0);
-}
-
 /* Is w ready: a complete frame (when frames count) or ended. */
 static int ready(worker *w, int frames) {
-  return (frames && frame_ready(w)) || ended(w);
+  return (frames && luashm_frame_ready(&w->link)) || ended(w);
+}
+
+/* One slice of a wait: sleeps until a link stirs (at most ms), then reads them all. Returns
+   0, EINTR (an interrupt is pending) or ENOMEM. */
+static int wait_slice(worker **ws, int n, luashm_link **ks, struct pollfd *pfd, int ms) {
+  int i, rc;
+  for (i = 0; i < n; i++) ks[i] = &ws[i]->link;
+  rc = luashm_link_poll(ks, n, pfd, ms);
+  for (i = 0; i < n; i++)
+    if (pump(ws[i]) != 0) return ENOMEM;
+  return rc;
 }
 
 /* Waits until one of ws[0..n) is ready, for at most timeout seconds (negative: forever).
-   Returns its index or -1 on timeout. frames: a complete frame counts as ready (serving
-   workers); otherwise only the end does (results are read whole at the end). */
+   Returns its index or -1 on timeout; raises "luashm: interrupted" on SIGINT. frames: a
+   complete frame counts as ready (serving workers); otherwise only the end does (results are
+   read whole at the end). */
 static int wait_any(lua_State *L, worker **ws, int n, double timeout, int frames) {
-  double deadline = timeout < 0 ? -1 : now_s() + timeout, next_reap = now_s() + 1;
-  struct pollfd *pfd = (struct pollfd *)lua_newuserdatauv(L, sizeof *pfd * (size_t)(n + 1), 0);
-  int i, k;
+  luashm_deadline d;
+  luashm_sigint g = {0, 0};
+  double next_reap = now_s() + REAP_CHECK_MS * 1e-3;
+  luashm_link **ks =
+      (luashm_link **)lua_newuserdatauv(L, (sizeof *ks + sizeof(struct pollfd)) * (size_t)n, 0);
+  struct pollfd *pfd = (struct pollfd *)(ks + n);
+  int i, rc = 0, found = -1;
+  luashm_deadline_in(&d, timeout);
   for (;;) {
-    int ms = REAP_CHECK_MS, np = 0;
-    for (i = 0; i < n; i++)
-      if (ready(ws[i], frames)) {
-        lua_pop(L, 1);
-        return i;
-      }
-    if (deadline >= 0) {
-      double left = deadline - now_s();
-      if (left <= 0) break;
-      if (left * 1000 < ms) ms = (int)(left * 1000) + 1;
-    }
+    int64_t left = luashm_deadline_left(&d);
+    int ms = REAP_CHECK_MS;
+    for (i = 0; i < n && found < 0; i++)
+      if (ready(ws[i], frames)) found = i;
+    if (found >= 0 || left == 0) break;
+    if (left / 1000000 < ms) ms = (int)(left / 1000000) + 1;
     if (luashm_progress_tick(L) && ms > TICK_MS) ms = TICK_MS;
-    for (i = 0; i < n; i++)
-      if (ws[i]->fd >= 0) pfd[np++] = (struct pollfd){ws[i]->fd, POLLIN, 0};
-    k = poll(pfd, (nfds_t)np, ms);
-    if (k < 0 && errno == EINTR) interrupt_point(L);
-    for (i = 0; i < n; i++)
-      if (pump(ws[i]) != 0) luashm_error(L, "wait: out of memory reading results");
+    if (!g.tried) luashm_sigint_begin(&g);
+    if ((rc = wait_slice(ws, n, ks, pfd, ms)) != 0) break;
     if (now_s() >= next_reap) {
       for (i = 0; i < n; i++) reap(ws[i], 0);
-      next_reap = now_s() + 1;
+      next_reap = now_s() + REAP_CHECK_MS * 1e-3;
     }
   }
+  luashm_sigint_end(&g);
   lua_pop(L, 1);
-  return -1;
-}
-
-/* ---------------------------------------------------------------------------------------
-** The child's side
-** ------------------------------------------------------------------------------------- */
-
-/* Right after fork: die with the parent, default signals, none of the parent's links, output
-   line by line (the parent flushed before forking, so nothing is printed twice). */
-static void child_setup(lua_State *L, pid_t parent, int fd) {
-  sigset_t none;
-  size_t i;
-  prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (getppid() != parent) _exit(111); /* the parent died before the line above */
-  /* Signals are blocked since before the fork: a Ctrl-C now waits for the default action
-     instead of running the host's handler in this copy of its state. */
-  signal(SIGINT, SIG_DFL);
-  signal(SIGTERM, SIG_DFL);
-  signal(SIGPIPE, SIG_DFL);
-  sigemptyset(&none);
-  sigprocmask(SIG_SETMASK, &none, NULL);
-  for (i = 0; i < held_n; i++)
-    if (held_fds[i] != fd) close(held_fds[i]);
-  held_n = 0;
-  if (hold_fd(fd) != 0) _exit(112);
-  setvbuf(stdout, NULL, _IOLBF, 0);
-  /* The parent's workers are not this process's children. */
-  lua_newtable(L);
-  lua_setfield(L, LUA_REGISTRYINDEX, WORKERS_LIVE);
-}
-
-static void child_exit(int code) {
-  fflush(stdout);
-  fflush(stderr);
-  _exit(code);
-}
-
-/* Runs the function below its nargs arguments on a fresh thread, so that a traceback shows
-   the worker's frames only. Leaves its results on L and returns their count, or pushes
-   "<message>\n<traceback>" and returns -1. */
-static int run_traced(lua_State *L, int nargs) {
-  lua_State *co;
-  int nres, status, base = lua_gettop(L) - nargs - 1;
-  co = lua_newthread(L);
-  lua_insert(L, base + 1);
-  lua_xmove(L, co, nargs + 1);
-  status = lua_resume(co, L, nargs, &nres);
-  if (status == LUA_OK) {
-    lua_remove(L, base + 1);
-    luaL_checkstack(L, nres + 8, "too many results");
-    lua_xmove(co, L, nres);
-    return nres;
-  }
-  if (status == LUA_YIELD) {
-    lua_settop(L, base);
-    lua_pushliteral(L, "the worker's function yielded outside a coroutine");
-    return -1;
-  }
-  {
-    const char *msg = lua_tostring(co, -1);
-    if (msg == NULL)
-      msg = lua_pushfstring(co, "(error object is a %s value)", luaL_typename(co, -1));
-    luaL_traceback(L, co, msg, 0);
-  }
-  lua_remove(L, base + 1);
-  return -1;
-}
-
-static int encode_values(lua_State *L) {
-  int n = (int)lua_tointeger(L, lua_upvalueindex(1));
-  luaL_Buffer b;
-  luaL_buffinit(L, &b);
-  luashm_encode(L, 1, n, &b, "result");
-  luaL_pushresult(&b);
-  return 1;
-}
-
-/* Encodes the n values on top of the stack (protected: a value the codec refuses becomes the
-   worker's error). Leaves the encoding or the error message on top; returns 1 / 0. */
-static int encode_top(lua_State *L, int n) {
-  lua_pushinteger(L, n);
-  lua_pushcclosure(L, encode_values, 1);
-  lua_insert(L, -n - 1);
-  return lua_pcall(L, n, 1, 0) == LUA_OK;
-}
-
-/* Sends the outcome of a run_traced (count or -1) as a final or job frame and returns. */
-static void child_reply(lua_State *L, int fd, int n, char ok_tag, char err_tag) {
-  size_t len;
-  const char *p;
-  char tag = err_tag;
-  if (n >= 0 && encode_top(L, n)) tag = ok_tag;
-  p = lua_tolstring(L, -1, &len);
-  if (p == NULL) p = "(error object is not a string)", len = strlen(p);
-  if (send_frame(fd, tag, p, len) != 0) child_exit(113);
-  lua_pop(L, 1);
-}
-
-/* The function worker: fn(...) in this copy of the parent's state, results to the parent. */
-static void child_run_function(lua_State *L, int fd, int nargs) {
-  int n = run_traced(L, nargs);
-  child_reply(L, fd, n, 'R', 'E');
-  child_exit(n >= 0 ? 0 : 1);
-}
-
-static int path_main(lua_State *L) {
-  const char *path = lua_tostring(L, 1);
-  const unsigned char *args = (const unsigned char *)lua_touserdata(L, 2);
-  size_t len = (size_t)lua_tointeger(L, 3);
-  int i, n;
-  lua_settop(L, 1);
-  luashm_openlibs(L);
-  if (luaL_loadfile(L, path) != LUA_OK) return lua_error(L);
-  n = luashm_decode(L, args, len, "spawn");
-  lua_createtable(L, n, 1); /* arg, as the host gives a script */
-  lua_pushvalue(L, 1);
-  lua_rawseti(L, -2, 0);
-  for (i = 1; i <= n; i++) {
-    lua_pushvalue(L, -n - 2 + i);
-    lua_rawseti(L, -2, i);
-  }
-  lua_setglobal(L, "arg");
-  n = run_traced(L, n);
-  if (n < 0) return lua_error(L);
-  if (!encode_top(L, n)) return lua_error(L);
-  return 1;
-}
-
-/* The script worker: a fresh interpreter runs path with the decoded arguments. The state is
-   closed (its own objects finalised) before the outcome is sent. */
-static void child_run_path(const char *path, const char *args, size_t len, int fd) {
-  lua_State *L = luaL_newstate();
-  int ok;
-  size_t n;
-  const char *p;
-  char *copy;
-  if (L == NULL) {
-    static const char msg[] = "cannot create a Lua state: not enough memory";
-    send_frame(fd, 'E', msg, sizeof msg - 1);
-    child_exit(1);
-  }
-  lua_pushcfunction(L, path_main);
-  lua_pushstring(L, path);
-  lua_pushlightuserdata(L, (void *)args);
-  lua_pushinteger(L, (lua_Integer)len);
-  ok = lua_pcall(L, 3, 1, 0) == LUA_OK;
-  p = lua_tolstring(L, -1, &n);
-  if (p == NULL) p = "(error object is not a string)", n = strlen(p);
-  copy = (char *)malloc(n + 1);
-  if (copy != NULL) memcpy(copy, p, n);
-  lua_close(L);
-  if (copy == NULL) child_exit(1);
-  if (send_frame(fd, ok ? 'R' : 'E', copy, n) != 0) child_exit(113);
-  child_exit(ok ? 0 : 1);
-}
-
-/* One job of a serving worker: decode the job's values, call the handler on them. Returns
-   true, results... or false, message. */
-static int serve_job(lua_State *L) {
-  const unsigned char *p = (const unsigned char *)lua_touserdata(L, 2);
-  size_t len = (size_t)lua_tointeger(L, 3);
-  int n;
-  lua_settop(L, 1); /* the handler */
-  n = run_traced(L, luashm_decode(L, p, len, "map"));
-  lua_pushboolean(L, n >= 0);
-  lua_insert(L, n >= 0 ? -n - 1 : -2);
-  return n >= 0 ? n + 1 : 2;
-}
-
-/* The serving worker: reads job frames until its parent closes the link, each answered by
-   one frame. The handler stays at the bottom of the stack. */
-static void child_serve(lua_State *L, int fd) {
-  int top = lua_gettop(L);
-  for (;;) {
-    unsigned char head[FRAME_HEAD];
-    unsigned char *job;
-    size_t len;
-    int r = read_exact(fd, head, 4), n = -1;
-    if (r == 0) child_exit(0);
-    if (r < 0) child_exit(114);
-    len = frame_len(head);
-    job = (unsigned char *)malloc(len ? len : 1);
-    if (job == NULL || read_exact(fd, job, len) != 1) child_exit(115);
-    lua_pushcfunction(L, serve_job);
-    lua_pushvalue(L, top);
-    lua_pushlightuserdata(L, job + 1);
-    lua_pushinteger(L, (lua_Integer)len - 1);
-    if (lua_pcall(L, 3, LUA_MULTRET, 0) == LUA_OK) {
-      int ok = lua_toboolean(L, top + 1);
-      lua_remove(L, top + 1);
-      if (ok) n = lua_gettop(L) - top;
-    }
-    free(job);
-    child_reply(L, fd, n, 'M', 'F');
-    lua_settop(L, top);
-  }
+  if (rc == EINTR) luashm_interrupted(L);
+  if (rc == ENOMEM) luashm_error(L, "wait: out of memory reading results");
+  return found;
 }
 
 /* ---------------------------------------------------------------------------------------
 ** Spawning
 ** ------------------------------------------------------------------------------------- */
 
+/* Makes this process's set of live workers, empty. It holds them weakly: a handle the program
+   dropped is collected, and its __gc kills and reaps the worker. */
+static void new_live_set(lua_State *L) {
+  lua_newtable(L);
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "k");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_setfield(L, LUA_REGISTRYINDEX, WORKERS_LIVE);
+}
+
 enum { RUN_FUNCTION, RUN_PATH, RUN_SERVE };
 
+/* What a spawn needs besides the stack: its mode, rank, seed, and for RUN_PATH the script. */
+typedef struct spawn_spec {
+  int mode, rank, nargs;
+  luashm_seed seed;
+  const char *path, *args;
+  size_t arglen;
+} spawn_spec;
+
 /* Forks a worker. For RUN_FUNCTION and RUN_SERVE the function and its nargs arguments are
-   on top of the stack (the child uses them in its copy of the state); for RUN_PATH, path and
-   the encoded arguments. Pushes the Worker. */
-static worker *spawn_worker(lua_State *L, int mode, int rank, int nargs, const char *path,
-                            const char *args, size_t arglen) {
+   on top of the stack (the child uses them in its copy of the state). Pushes the Worker. */
+static worker *spawn_worker(lua_State *L, const spawn_spec *sp) {
   int sv[2], e;
   sigset_t all, old;
   pid_t parent = getpid(), pid;
   worker *w = (worker *)lua_newuserdatauv(L, sizeof(worker), 0);
   memset(w, 0, sizeof *w);
-  w->fd = -1;
-  w->rank = rank;
+  w->link.fd = -1;
+  w->rank = sp->rank;
   w->owner = parent;
   w->reaped = 1; /* nothing to reap until the fork succeeds */
   luaL_setmetatable(L, LUASHM_WORKER);
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
     luashm_error(L, "spawn: socketpair: %s", strerror(errno));
-  if (hold_fd(sv[0]) != 0 || hold_fd(sv[1]) != 0) {
-    release_fd(sv[0]);
-    release_fd(sv[1]);
+  if (luashm_link_hold(sv[0]) != 0 || luashm_link_hold(sv[1]) != 0) {
+    luashm_link_release(sv[0]);
+    luashm_link_release(sv[1]);
     luashm_error(L, "spawn: out of memory");
   }
   fflush(NULL); /* or the child would print the parent's pending output again */
@@ -528,25 +227,25 @@ static worker *spawn_worker(lua_State *L, int mode, int rank, int nargs, const c
   e = errno;
   if (pid != 0) sigprocmask(SIG_SETMASK, &old, NULL);
   if (pid < 0) {
-    release_fd(sv[0]);
-    release_fd(sv[1]);
+    luashm_link_release(sv[0]);
+    luashm_link_release(sv[1]);
     luashm_error(L, "spawn: fork: %s", strerror(e));
   }
   if (pid == 0) {
-    child_setup(L, parent, sv[1]);
-    lua_pop(L, 1); /* the Worker */
-    if (mode == RUN_PATH) child_run_path(path, args, arglen, sv[1]);
-    if (mode == RUN_SERVE) child_serve(L, sv[1]);
-    child_run_function(L, sv[1], nargs);
+    luashm_child_setup(parent, sv[1]);
+    lua_pop(L, 1);   /* the Worker */
+    new_live_set(L); /* the parent's workers are not this process's children */
+    if (sp->mode == RUN_PATH)
+      luashm_child_run_path(sp->path, sp->args, sp->arglen, sv[1], &sp->seed);
+    luashm_child_reseed(L, &sp->seed);
+    if (sp->mode == RUN_SERVE) luashm_child_serve(L, sv[1]);
+    luashm_child_run_function(L, sv[1], sp->nargs);
   }
-  release_fd(sv[1]);
+  luashm_link_release(sv[1]);
   w->pid = pid;
-  w->fd = sv[0];
+  w->link.fd = sv[0];
   w->reaped = 0;
-  {
-    int fl = fcntl(w->fd, F_GETFL);
-    fcntl(w->fd, F_SETFL, fl | O_NONBLOCK);
-  }
+  fcntl(w->link.fd, F_SETFL, fcntl(w->link.fd, F_GETFL) | O_NONBLOCK);
   lua_getfield(L, LUA_REGISTRYINDEX, WORKERS_LIVE);
   lua_pushvalue(L, -2);
   lua_pushboolean(L, 1);
@@ -562,7 +261,7 @@ static void sweep(lua_State *L) {
   while (lua_next(L, -2)) {
     worker *w = (worker *)lua_touserdata(L, -2);
     lua_pop(L, 1);
-    if (w->fd >= 0) pump(w);
+    if (w->link.fd >= 0) pump(w);
     reap(w, 0);
     if (w->reaped) {
       lua_pushvalue(L, -1);
@@ -573,30 +272,29 @@ static void sweep(lua_State *L) {
   lua_pop(L, 1);
 }
 
-static int worker_spawn_fn(lua_State *L, int first, int rank) {
-  int nargs = lua_gettop(L) - first;
-  sweep(L);
-  spawn_worker(L, RUN_FUNCTION, rank, nargs, NULL, NULL, 0);
-  return 1;
-}
-
 static int worker_spawn(lua_State *L) {
+  spawn_spec sp = {RUN_FUNCTION, 0, 0, {0, 0, 0}, NULL, NULL, 0};
   int t = lua_type(L, 1);
-  if (t == LUA_TFUNCTION) return worker_spawn_fn(L, 1, 0);
+  if (t == LUA_TFUNCTION) {
+    sp.nargs = lua_gettop(L) - 1;
+    sweep(L);
+    spawn_worker(L, &sp);
+    return 1;
+  }
   if (t == LUA_TSTRING) {
-    const char *path = lua_tostring(L, 1);
     luaL_Buffer b;
-    size_t len;
-    const char *args;
-    FILE *f = fopen(path, "r");
-    if (f == NULL) return luashm_error(L, "spawn '%s': %s", path, strerror(errno));
+    FILE *f;
+    sp.path = lua_tostring(L, 1);
+    if ((f = fopen(sp.path, "r")) == NULL)
+      return luashm_error(L, "spawn '%s': %s", sp.path, strerror(errno));
     fclose(f);
     luaL_buffinit(L, &b);
     luashm_encode(L, 2, lua_gettop(L) - 2, &b, "spawn");
     luaL_pushresult(&b);
-    args = lua_tolstring(L, -1, &len);
+    sp.mode = RUN_PATH;
+    sp.args = lua_tolstring(L, -1, &sp.arglen);
     sweep(L);
-    spawn_worker(L, RUN_PATH, 0, 0, path, args, len);
+    spawn_worker(L, &sp);
     return 1;
   }
   return luaL_typeerror(L, 1, "function or script path");
@@ -621,38 +319,79 @@ static worker *checkworker(lua_State *L, int i, const char *op) {
 
 /* Pushes the outcome of an ended function or script worker: true, results... or false, err. */
 static int push_outcome(lua_State *L, worker *w) {
-  int tag = frame_ready(w);
+  int tag = luashm_frame_ready(&w->link);
   size_t len;
+  const unsigned char *p = tag ? luashm_frame_payload(&w->link, &len) : NULL;
   if (tag == 'R') {
-    len = frame_len(w->buf) - 1;
     lua_pushboolean(L, 1);
-    return 1 + luashm_decode(L, w->buf + FRAME_HEAD, len, "join");
+    return 1 + luashm_decode(L, p, len, "join");
   }
-  lua_pushboolean(L, 0);
-  if (tag == 'E')
-    push_failure(L, w, (const char *)w->buf + FRAME_HEAD, frame_len(w->buf) - 1);
-  else if (WIFEXITED(w->status) && WEXITSTATUS(w->status) == 0) {
-    lua_pop(L, 1);
+  if (tag == 'E') {
+    lua_pushboolean(L, 0);
+    push_failure(L, w, (const char *)p, len);
+  } else if (WIFEXITED(w->status) && WEXITSTATUS(w->status) == 0) {
     lua_pushboolean(L, 1); /* os.exit(0) before returning: a success without results */
     return 1;
-  } else
+  } else {
+    lua_pushboolean(L, 0);
     push_death(L, w);
+  }
   return 2;
 }
 
 static int worker_join(lua_State *L) {
   worker *w = checkworker(L, 1, "join");
-  double timeout = luaL_optnumber(L, 2, -1);
-  if (!lua_isnoneornil(L, 2) && timeout < 0)
-    return luashm_error(L, "join: timeout %f is negative", timeout);
+  double timeout = luashm_opttimeout(L, 2, "join", NULL);
   lua_settop(L, 1);
   if (wait_any(L, &w, 1, timeout, 0) < 0) {
     lua_pushnil(L);
     lua_pushliteral(L, "timeout");
     return 2;
   }
+  w->joined = 1;
   unregister_live(L, 1);
   return push_outcome(L, w);
+}
+
+/* shm.wait(workers [, timeout]): the first of the sequence's unjoined workers to end, with
+   its outcome (it counts as joined), or nil, "timeout". */
+static int worker_wait(lua_State *L) {
+  double timeout;
+  lua_Integer k, len;
+  int n = 0, i;
+  worker **ws;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  timeout = luashm_opttimeout(L, 2, "wait", NULL);
+  lua_settop(L, 2);
+  len = luaL_len(L, 1);
+  if (len < 1 || len > 1 << 20)
+    return luashm_error(L, "wait: expected a non-empty sequence of Workers");
+  ws = (worker **)lua_newuserdatauv(L, sizeof *ws * (size_t)len, 0);
+  for (k = 1; k <= len; k++) {
+    worker *w;
+    lua_rawgeti(L, 1, k);
+    if (luaL_testudata(L, -1, LUASHM_WORKER) == NULL)
+      return luashm_error(L, "wait: item %I of the sequence is a %s, not a Worker", k,
+                          luaL_typename(L, -1));
+    w = checkworker(L, -1, "wait");
+    if (!w->joined) ws[n++] = w;
+    lua_pop(L, 1);
+  }
+  if (n == 0) return luashm_error(L, "wait: every worker of the sequence was already joined");
+  i = wait_any(L, ws, n, timeout, 0);
+  if (i < 0) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "timeout");
+    return 2;
+  }
+  for (k = 1; k <= len; k++) /* the handle of ws[i], for the result and the live set */
+    if (lua_rawgeti(L, 1, k) == LUA_TUSERDATA && lua_touserdata(L, -1) == ws[i])
+      break;
+    else
+      lua_pop(L, 1);
+  ws[i]->joined = 1;
+  unregister_live(L, -1);
+  return 1 + push_outcome(L, ws[i]);
 }
 
 static int worker_running(lua_State *L) {
@@ -702,9 +441,10 @@ static int worker_kill(lua_State *L) {
   return 1;
 }
 
-/* __gc and __close: a worker still running when its handle goes (the host's exit included)
-   is killed and reaped: no worker outlives its host. A forked copy of the handle does
-   nothing (its link number may be reused in that process). */
+/* close, __close and __gc: a worker still running when its handle goes (collected, or at the
+   host's exit) is killed and reaped, and an ended one is reaped: no worker outlives its host,
+   none stays a zombie. A forked copy of the handle does nothing (its link number may be reused
+   in that process). */
 static int worker_close(lua_State *L) {
   worker *w = toworker(L, 1);
   if (w->owner != getpid()) return 0;
@@ -715,19 +455,13 @@ static int worker_close(lua_State *L) {
       reap(w, 1);
     }
   }
-  if (w->fd >= 0) {
-    release_fd(w->fd);
-    w->fd = -1;
-  }
+  luashm_link_close(&w->link);
   return 0;
 }
 
 static int worker_gc(lua_State *L) {
-  worker *w = toworker(L, 1);
   worker_close(L);
-  free(w->buf);
-  w->buf = NULL;
-  w->len = w->cap = 0;
+  luashm_link_free(&toworker(L, 1)->link);
   return 0;
 }
 
@@ -762,109 +496,136 @@ static int worker_index(lua_State *L) {
 }
 
 /* ---------------------------------------------------------------------------------------
-** Private pieces for scripts/lib (shm._worker): ranked spawns, serving workers, waits
+** Private pieces for scripts/lib (shm._worker): ranked and seeded spawns, serving workers,
+** waits, option checks
 ** ------------------------------------------------------------------------------------- */
 
-static int check_rank(lua_State *L, int i) {
+/* The rank at i and the seed at i + 1 (nil: from the kernel) into sp. */
+static void check_rank_seed(lua_State *L, int i, spawn_spec *sp) {
   lua_Integer r = luaL_checkinteger(L, i);
   if (r < 1 || r > 1000000) luashm_error(L, "spawn: rank %I is out of range", r);
-  return (int)r;
+  sp->rank = (int)r;
+  sp->seed.rank = r;
+  sp->seed.fixed = !lua_isnoneornil(L, i + 1);
+  if (sp->seed.fixed) sp->seed.seed = luaL_checkinteger(L, i + 1);
 }
 
-/* _worker.spawn(rank, fn, ...) */
+/* _worker.spawn(rank, seed, fn, ...) */
 static int private_spawn(lua_State *L) {
-  int rank = check_rank(L, 1);
-  luaL_checktype(L, 2, LUA_TFUNCTION);
-  return worker_spawn_fn(L, 2, rank);
-}
-
-/* _worker.serve(rank, handler): a worker that answers each job (i, ...) sent with w:_send by
-   one reply frame holding handler(job...)'s results. */
-static int private_serve(lua_State *L) {
-  int rank = check_rank(L, 1);
-  luaL_checktype(L, 2, LUA_TFUNCTION);
-  lua_settop(L, 2);
+  spawn_spec sp = {RUN_FUNCTION, 0, 0, {0, 0, 0}, NULL, NULL, 0};
+  check_rank_seed(L, 1, &sp);
+  luaL_checktype(L, 3, LUA_TFUNCTION);
+  sp.nargs = lua_gettop(L) - 3;
   sweep(L);
-  spawn_worker(L, RUN_SERVE, rank, 0, NULL, NULL, 0);
+  spawn_worker(L, &sp);
   return 1;
 }
 
-/* Collects the Workers of the sequence at i into a scratch array (left on the stack). */
-static worker **check_list(lua_State *L, int i, int *n, const char *op) {
-  lua_Integer k, len;
-  worker **ws;
-  luaL_checktype(L, i, LUA_TTABLE);
-  len = luaL_len(L, i);
-  if (len < 1 || len > 1 << 20) luashm_error(L, "%s: expected a non-empty list of workers", op);
-  ws = (worker **)lua_newuserdatauv(L, sizeof *ws * (size_t)len, 0);
-  for (k = 1; k <= len; k++) {
-    lua_rawgeti(L, i, k);
-    ws[k - 1] = checkworker(L, -1, op);
-    lua_pop(L, 1);
-  }
-  *n = (int)len;
-  return ws;
+/* _worker.serve(rank, seed, fn): a worker that answers each job sent with w:_send (see
+   child.h) until its link closes. */
+static int private_serve(lua_State *L) {
+  spawn_spec sp = {RUN_SERVE, 0, 0, {0, 0, 0}, NULL, NULL, 0};
+  check_rank_seed(L, 1, &sp);
+  luaL_checktype(L, 3, LUA_TFUNCTION);
+  lua_settop(L, 3);
+  sweep(L);
+  spawn_worker(L, &sp);
+  return 1;
 }
 
 /* _worker.wait(list [, timeout [, frames]]): the index of the first worker of list that is
    ready (ended, or with frames a reply waiting), or nil on timeout. */
 static int private_wait(lua_State *L) {
-  int n, i;
-  double timeout = luaL_optnumber(L, 2, -1);
-  int frames = lua_toboolean(L, 3);
-  worker **ws = check_list(L, 1, &n, "wait");
-  i = wait_any(L, ws, n, timeout, frames);
+  lua_Integer k, len;
+  int i, frames = lua_toboolean(L, 3);
+  double timeout = luashm_opttimeout(L, 2, "wait", NULL);
+  worker **ws;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  len = luaL_len(L, 1);
+  if (len < 1 || len > 1 << 20) luashm_error(L, "wait: expected a non-empty list of workers");
+  ws = (worker **)lua_newuserdatauv(L, sizeof *ws * (size_t)len, 0);
+  for (k = 1; k <= len; k++) {
+    lua_rawgeti(L, 1, k);
+    ws[k - 1] = checkworker(L, -1, "wait");
+    lua_pop(L, 1);
+  }
+  i = wait_any(L, ws, (int)len, timeout, frames);
   if (i < 0) return 0;
   lua_pushinteger(L, i + 1);
   return 1;
 }
 
-/* w:_send(...): a job for a serving worker. */
+/* _worker.checkoptions(opts, op, valid...): luashm_checkoptions for the Lua parts. */
+static int private_checkoptions(lua_State *L) {
+  const char *op = luaL_checkstring(L, 2);
+  int i, n = lua_gettop(L) - 2;
+  const char **valid = (const char **)lua_newuserdatauv(L, sizeof *valid * (size_t)(n + 1), 0);
+  for (i = 0; i < n; i++) valid[i] = luaL_checkstring(L, i + 3);
+  valid[n] = NULL;
+  lua_pushboolean(L, luashm_checkoptions(L, 1, op, valid));
+  return 1;
+}
+
+/* w:_send(first, n, items): a job for a serving worker; false when the worker is gone. */
 static int worker_send(lua_State *L) {
   worker *w = checkworker(L, 1, "send");
   luaL_Buffer b;
   size_t len;
   const char *p;
-  int n = lua_gettop(L) - 1;
+  lua_settop(L, 4);
   luaL_buffinit(L, &b);
-  luashm_encode(L, 2, n, &b, "map");
+  luashm_encode(L, 2, 3, &b, "map");
   luaL_pushresult(&b);
   p = lua_tolstring(L, -1, &len);
-  if (w->fd < 0 || send_frame(w->fd, 'J', p, len) != 0) {
+  if (w->link.fd >= 0 && luashm_frame_send(w->link.fd, 'J', p, len, 1) != 0) {
+    if (errno == E2BIG)
+      return luashm_error(L,
+                          "map: a chunk of %I items is %I bytes encoded: more than a worker "
+                          "link's frame holds (%I bytes); pass a smaller chunksize",
+                          lua_tointeger(L, 3), (lua_Integer)len, (lua_Integer)luashm_frame_limit());
+    if (errno == EINTR) return luashm_interrupted(L); /* the link is half-written: unusable */
     lua_pushboolean(L, 0);
     return 1;
   }
-  lua_pushboolean(L, 1);
+  lua_pushboolean(L, w->link.fd >= 0);
   return 1;
 }
 
-/* w:_take(): the next reply of a serving worker: true, values... ('M'); false, err ('F');
-   false, err, "ended" when it ended without one; nothing when none is there yet. */
+/* w:_take(): the next reply of a serving worker: true, results ('M'); false, err, index ('F':
+   index 0 when the job as a whole failed); false, err, nil, "ended" when it ended without
+   one; nothing when none is there yet. */
 static int worker_take(lua_State *L) {
   worker *w = checkworker(L, 1, "take");
-  int tag = frame_ready(w), n;
+  int tag = luashm_frame_ready(&w->link), n;
+  size_t len;
+  const unsigned char *p = tag ? luashm_frame_payload(&w->link, &len) : NULL;
+  lua_settop(L, 1);
   if (tag == 'M') {
     lua_pushboolean(L, 1);
-    n = luashm_decode(L, w->buf + FRAME_HEAD, frame_len(w->buf) - 1, "map");
-    frame_consume(w);
+    n = luashm_decode(L, p, len, "map");
+    luashm_frame_consume(&w->link);
     return n + 1;
   }
-  if (tag != 0) {
+  if (tag == 'F') {
     lua_pushboolean(L, 0);
-    push_failure(L, w, (const char *)w->buf + FRAME_HEAD, frame_len(w->buf) - 1);
-    frame_consume(w);
-    return 2;
+    if (luashm_decode(L, p, len, "map") != 2 || !lua_isinteger(L, 3) || !lua_isstring(L, 4))
+      return luashm_error(L, "map: malformed reply from worker %d", (int)w->pid);
+    push_failure(L, w, lua_tostring(L, 4), lua_rawlen(L, 4));
+    lua_replace(L, 4);
+    lua_rotate(L, 3, 1);
+    luashm_frame_consume(&w->link);
+    return 3;
   }
   if (!ended(w)) return 0;
   unregister_live(L, 1);
   lua_pushboolean(L, 0);
   push_death(L, w);
+  lua_pushnil(L);
   lua_pushliteral(L, "ended");
-  return 3;
+  return 4;
 }
 
-/* w:_stop([grace_s]): SIGTERM, then SIGKILL after grace seconds (default 0.5); reaped.
-   Closing the link first lets a serving worker end by itself. */
+/* w:_stop([grace_s]): SIGTERM, then SIGKILL after grace seconds (default 0.5); reaped. */
 static int worker_stop(lua_State *L) {
   worker *w = checkworker(L, 1, "stop");
   double grace = luaL_optnumber(L, 2, 0.5), end = now_s() + grace;
@@ -884,10 +645,7 @@ static int worker_stop(lua_State *L) {
 /* w:_finish(): close the link of a serving worker (it exits at EOF) and reap it. */
 static int worker_finish(lua_State *L) {
   worker *w = checkworker(L, 1, "finish");
-  if (w->fd >= 0) {
-    release_fd(w->fd);
-    w->fd = -1;
-  }
+  luashm_link_close(&w->link);
   reap(w, 1);
   unregister_live(L, 1);
   return 0;
@@ -931,13 +689,21 @@ static const luaL_Reg worker_meth[] = {
 static const luaL_Reg worker_metameth[] = {
     {"__gc", worker_gc}, {"__close", worker_close}, {"__tostring", worker_tostring}, {NULL, NULL}};
 
-static const luaL_Reg worker_funcs[] = {
-    {"spawn", worker_spawn}, {"cpus", worker_cpus}, {"partition", worker_partition}, {NULL, NULL}};
+static const luaL_Reg worker_funcs[] = {{"spawn", worker_spawn},
+                                        {"wait", worker_wait},
+                                        {"cpus", worker_cpus},
+                                        {"partition", worker_partition},
+                                        {NULL, NULL}};
 
-static const luaL_Reg private_funcs[] = {
-    {"spawn", private_spawn}, {"serve", private_serve}, {"wait", private_wait}, {NULL, NULL}};
+static const luaL_Reg private_funcs[] = {{"spawn", private_spawn},
+                                         {"serve", private_serve},
+                                         {"wait", private_wait},
+                                         {"checkoptions", private_checkoptions},
+                                         {NULL, NULL}};
 
 void luashm_open_worker(lua_State *L) {
+  const char *limit = getenv(FRAME_LIMIT_ENV);
+  if (limit != NULL && *limit != '\0') luashm_frame_set_limit((size_t)strtoull(limit, NULL, 10));
   luaL_newmetatable(L, LUASHM_WORKER);
   luaL_setfuncs(L, worker_metameth, 0);
   lua_pushliteral(L, LUASHM_WORKER);
@@ -948,10 +714,7 @@ void luashm_open_worker(lua_State *L) {
   lua_pushcclosure(L, worker_index, 1);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
-  lua_newtable(L);
-  lua_setfield(L, LUA_REGISTRYINDEX, WORKERS_LIVE);
-  luaL_loadbuffer(L, "return", 6, "=(wait)");
-  lua_setfield(L, LUA_REGISTRYINDEX, INTERRUPT_POINT);
+  new_live_set(L);
   luaL_setfuncs(L, worker_funcs, 0);
   luaL_newlib(L, private_funcs);
   lua_setfield(L, -2, "_worker");

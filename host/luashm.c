@@ -14,6 +14,7 @@
 #include "host.h"
 #include "lualib.h"
 #include "repl.h"
+#include "sync.h"
 
 #define PROGNAME "luashm"
 
@@ -55,20 +56,31 @@ static int report(lua_State *L, int status) {
   return status;
 }
 
-/* SIGINT during a chunk: stop at the next Lua instruction (lua.c's approach, since only a hook
-   may raise an error safely from a signal). */
+/* SIGINT during a chunk (lua.c's approach, since only a hook may raise an error safely from a
+   signal): the handler asks every blocking luashm call to stop (luashm_interrupt: it raises
+   "luashm: interrupted" within ~50 ms) and sets a hook that stops Lua code at its next
+   instruction, unless a blocking call has reported the interrupt already. A second Ctrl-C
+   before either has happened kills the process (a C function that never returns); once one
+   has, the handler is back for the next Ctrl-C. */
+static volatile sig_atomic_t sigint_seen = 0; /* during the last docall */
+static int calls = 0;                         /* docalls running (the REPL nests them) */
+
+static void on_sigint(int sig);
+
 static void stop_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
   lua_sethook(L, NULL, 0, 0);
+  if (calls > 0) signal(SIGINT, on_sigint);
+  if (!luashm_interrupt_pending()) return; /* a blocking call raised "luashm: interrupted" */
+  luashm_interrupt_clear();
   luaL_error(L, "interrupted!");
 }
-
-static volatile sig_atomic_t sigint_seen = 0; /* during the last docall */
 
 static void on_sigint(int sig) {
   int flag = LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT;
   signal(sig, SIG_DFL); /* a second Ctrl-C kills the process */
   sigint_seen = 1;
+  luashm_interrupt();
   lua_sethook(globalL, stop_hook, flag, 1);
 }
 
@@ -91,9 +103,12 @@ static int docall(lua_State *L, int narg, int nres) {
   lua_insert(L, base);
   globalL = L;
   sigint_seen = 0;
+  luashm_interrupt_clear(); /* a Ctrl-C that came after the last chunk is not this one's */
   sigaction(SIGINT, NULL, &previous);
   signal(SIGINT, on_sigint);
+  calls++;
   status = lua_pcall(L, narg, nres, base);
+  calls--;
   sigaction(SIGINT, &previous, NULL);
   lua_remove(L, base);
   return status;
@@ -301,6 +316,7 @@ int main(int argc, char **argv) {
   int status, result;
   lua_State *L;
   if (argc > 1 && strcmp(argv[1], "--blocks") == 0) return luashm_blocktool(argc - 1, argv + 1);
+  luashm_interrupt_hosted(); /* on_sigint calls luashm_interrupt */
   L = luaL_newstate();
   if (L == NULL) {
     report_message("cannot create state: not enough memory");

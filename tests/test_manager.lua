@@ -94,21 +94,100 @@ function TestManager:test_errors_of_the_underlying_create_pass_through_and_recor
   H.assert_error({ "luashm: create: size 0 is not positive" }, m.create, m, 0)
   lu.assertEquals(m:names(), {})
   H.assert_error({ "bad argument" }, shm.manager, 5)
-  H.assert_error({ "opts.capacity must be an integer" }, shm.manager, { capacity = 0 })
+  H.assert_error({ "luashm: manager: unknown option 'nmae' (it takes none)" }, shm.manager,
+    { nmae = "x" })
 end
 
-function TestManager:test_full_record_is_a_clear_error_and_leaks_nothing()
-  local m <close> = shm.manager({ capacity = 2 })
-  m:create(1)
-  local keep = m:create(1)
-  local before = H.shm_names()
-  H.assert_error({ "record is full", "capacity" }, m.create, m, 1)
-  lu.assertEquals(H.shm_names(), before)
-  -- room comes back when recorded blocks are unlinked by hand
-  keep:unlink()
-  lu.assertEquals(#m:names(), 1)
-  m:create(1)
-  lu.assertEquals(#m:names(), 2)
+-- Contract v1's capacity (a count of blocks) is gone: capacity always means bytes, and a
+-- manager's record grows by itself.
+function TestManager:test_capacity_is_an_unknown_option_that_says_why()
+  H.assert_error({ "luashm: manager: unknown option 'capacity'", "grows by itself" }, shm.manager,
+    { capacity = 2 })
+end
+
+-- Managers of any size (issue 20): 5,000 blocks recorded, seen from a copy opened by name (which
+-- maps the grown record again) and from a forked worker (which grows it further), then all
+-- unlinked at shutdown.
+function TestManager:test_five_thousand_blocks_recorded_and_unlinked()
+  local m = shm.manager()
+  local size0 = m.block.size
+  local names = {}
+  for i = 1, 5000 do names[i] = m:create(1).name end
+  lu.assertTrue(m.block.size > size0)
+  local other = shm.open(record_name(m))
+  local mine = other:names()
+  lu.assertEquals(#mine, 5000)
+  table.sort(mine)
+  local want = { table.unpack(names) }
+  table.sort(want)
+  lu.assertEquals(mine, want)
+  local ok, more = shm.spawn(function()
+    local made = {}
+    for i = 1, 3000 do made[i] = m:create(1).name end
+    return made
+  end):join()
+  lu.assertTrue(ok, more)
+  lu.assertEquals(#m:names(), 8000)
+  lu.assertEquals(#other:names(), 8000)
+  m:shutdown()
+  for _, list in ipairs({ names, more }) do
+    for _, n in ipairs(list) do lu.assertFalse(shm.exists(n), n) end
+  end
+  lu.assertFalse(H.in_shm(record_name(m)))
+end
+
+function TestManager:test_dead_entries_are_compacted_away()
+  local m <close> = shm.manager()
+  for _ = 1, 2000 do m:create(1):unlink() end
+  local size = m.block.size
+  lu.assertEquals(m:names(), {})
+  for _ = 1, 2000 do m:create(1):unlink() end
+  lu.assertEquals(m.block.size, size) -- the unlinked blocks' entries made room again
+end
+
+-- Issue 18.6: a record's bytes are untrusted after shm.open. The forgery is written where both
+-- the v1 layout (area u32 at 108, used u64 at 112) and v2's (size u64 at 112, used u64 at 120)
+-- read it; each check runs in a worker, so that a crash is a failure, not a lost run.
+local ENTRIES = 192
+local function forged(write)
+  local m <close> = shm.manager()
+  local b = m:create(1)
+  local rec = shm.attach(record_name(m))
+  write(rec)
+  local ok, res, err = shm.spawn(function() return pcall(m.names, m) end):join()
+  rec:close()
+  b:unlink() -- the shutdown cannot read it from the forged record
+  return ok, res, err
+end
+
+function TestManager:test_forged_entry_length_is_an_error_not_an_overflow()
+  local ok, res, err = forged(function(rec)
+    rec:pack(112, "<I8I8", 300, 300)
+    rec:pack(ENTRIES, "BB", 1, 255) -- a name of 255 bytes: more than any name holds
+  end)
+  lu.assertTrue(ok, res)
+  lu.assertFalse(res)
+  lu.assertStrContains(err, "its record is malformed at byte 0 of its entries")
+end
+
+function TestManager:test_forged_used_past_the_block_is_an_error_not_sigbus()
+  local ok, res, err = forged(function(rec)
+    rec:pack(108, "<I4I8I8", 0xffffffff, 1 << 40, 1 << 40)
+  end)
+  lu.assertTrue(ok, res)
+  lu.assertFalse(res)
+  lu.assertStrContains(err, "its record is malformed")
+end
+
+function TestManager:test_forged_name_with_a_slash_is_never_followed()
+  local ok, res, err = forged(function(rec)
+    local name = "../../tmp/x"
+    rec:pack(ENTRIES, "BB", 1, #name)
+    rec:write(ENTRIES + 18, name)
+  end)
+  lu.assertTrue(ok, res)
+  lu.assertFalse(res)
+  lu.assertStrContains(err, "its record is malformed at byte 0")
 end
 
 function TestManager:test_open_by_name_gives_a_manager_that_never_unlinks()

@@ -118,11 +118,12 @@ function TestPool:test_closures_see_upvalues()
 end
 
 function TestPool:test_dynamic_scheduling_with_uneven_items()
-  -- Item 1 is slow; while one worker is on it, the other must take all the cheap items.
+  -- Item 1 is slow; while one worker is on it, the other must take all the cheap items (one
+  -- item per round trip: the default chunk would hold items 1..4).
   local r = self.p:map(function(i)
     if i == 1 then busy(0.5) end
     return mypid()
-  end, 30)
+  end, 30, { chunksize = 1 })
   local slow = r[1]
   for i = 2, 30 do lu.assertNotEquals(r[i], slow, "item " .. i .. " waited for the slow worker") end
 end

@@ -127,12 +127,13 @@ int luashm_toarray(lua_State *L, int i, luashm_arrayinfo *info);
 
 /* The balanced split of 1..len into n parts that shm.partition returns (and MPI's gather and
    scatter use): rank's part (1-based) is lo..hi, the first len % n parts one longer; an empty
-   part has hi = lo - 1. Arguments are checked by the callers. */
+   part has hi = lo - 1. Arguments are checked by the callers. Every intermediate stays within
+   0..len + 1 (so len = math.maxinteger does not overflow). */
 static inline void luashm_partition(int64_t len, int64_t n, int64_t rank, int64_t *lo,
                                     int64_t *hi) {
   int64_t base = len / n, extra = len % n;
   *lo = (rank - 1) * base + (rank - 1 < extra ? rank - 1 : extra) + 1;
-  *hi = *lo + base + (rank <= extra ? 1 : 0) - 1;
+  *hi = *lo - 1 + base + (rank <= extra ? 1 : 0);
 }
 
 /* ---------------------------------------------------------------------------------------

@@ -72,7 +72,7 @@ int luashm_name_check(const char *op, const char *name, size_t len, char *err) {
   return 0;
 }
 
-static int reserve_failed(char *err, const char *name, size_t size, int e) {
+static int reserve_failed(char *err, const char *op, const char *name, size_t size, int e) {
   char what[200];
   struct statvfs vfs;
   if (e == ENOSPC && statvfs("/dev/shm", &vfs) == 0)
@@ -80,7 +80,7 @@ static int reserve_failed(char *err, const char *name, size_t size, int e) {
              (unsigned long long)vfs.f_bavail * vfs.f_frsize);
   else
     snprintf(what, sizeof what, "cannot reserve %zu bytes: %s", size, strerror(e));
-  return luashm_fail(err, "create", name, what);
+  return luashm_fail(err, op, name, what);
 }
 
 /* The umask, read once: a create pays for fchmod only when the umask narrows its mode (no
@@ -115,7 +115,7 @@ int luashm_shm_create(const char *name, size_t size, mode_t mode, void **data, c
   if (e != 0) {
     close(fd);
     shm_unlink(path);
-    return reserve_failed(err, name, size, e);
+    return reserve_failed(err, "create", name, size, e);
   }
   p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (p == MAP_FAILED) {
@@ -175,4 +175,15 @@ int luashm_shm_unlink(const char *name, char *err) {
   slash_name(path, name);
   if (shm_unlink(path) != 0) return fail_errno(err, "unlink", name, errno);
   return 0;
+}
+
+int luashm_shm_grow(const char *name, size_t size, char *err) {
+  char path[LUASHM_NAME_MAX + 2];
+  int fd, e;
+  slash_name(path, name);
+  fd = shm_open(path, O_RDWR | O_CLOEXEC, 0);
+  if (fd < 0) return fail_errno(err, "grow", name, errno);
+  e = posix_fallocate(fd, 0, (off_t)size); /* never shrinks; reserves the new pages */
+  close(fd);
+  return e == 0 ? 0 : reserve_failed(err, "grow", name, size, e);
 }

@@ -29,6 +29,10 @@ int luashm_shm_create(const char *name, size_t size, mode_t mode, void **data, c
 /* Attaches an existing block read-write and maps all of it; its size comes from fstat. */
 int luashm_shm_attach(const char *name, void **data, size_t *size, char *err);
 
+/* Grows the block to at least size bytes and reserves the new pages (a full /dev/shm fails
+   here); mappings made before keep their size. Never shrinks. */
+int luashm_shm_grow(const char *name, size_t size, char *err);
+
 /* Whether name exists (1), not (0). */
 int luashm_shm_exists(const char *name);
 

@@ -8,6 +8,7 @@
 #include <linux/futex.h>
 #include <math.h>
 #include <signal.h>
+#include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -88,17 +89,59 @@ int luashm_interrupted(lua_State *L) {
   return luashm_error(L, "interrupted");
 }
 
+static volatile sig_atomic_t hosted = 0;
+static struct sigaction chained; /* the handler the temporary one stands in front of */
+
+void luashm_interrupt_hosted(void) {
+  hosted = 1;
+}
+
+static void chain_sigint(int sig, siginfo_t *info, void *ctx) {
+  luashm_interrupt();
+  if (chained.sa_flags & SA_SIGINFO)
+    chained.sa_sigaction(sig, info, ctx);
+  else if (chained.sa_handler != SIG_DFL && chained.sa_handler != SIG_IGN)
+    chained.sa_handler(sig);
+}
+
+static int is_chain(const struct sigaction *sa) {
+  return (sa->sa_flags & SA_SIGINFO) && sa->sa_sigaction == chain_sigint;
+}
+
+void luashm_sigint_begin(luashm_sigint *g) {
+  struct sigaction cur, sa;
+  g->tried = 1;
+  g->installed = 0;
+  if (hosted || sigaction(SIGINT, NULL, &cur) != 0 || is_chain(&cur)) return;
+  if (!(cur.sa_flags & SA_SIGINFO) && (cur.sa_handler == SIG_DFL || cur.sa_handler == SIG_IGN))
+    return;
+  chained = cur;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_sigaction = chain_sigint;
+  sa.sa_mask = cur.sa_mask;
+  sa.sa_flags = SA_SIGINFO; /* no SA_RESTART: a blocked call returns EINTR */
+  g->installed = sigaction(SIGINT, &sa, NULL) == 0;
+}
+
+void luashm_sigint_end(luashm_sigint *g) {
+  struct sigaction cur;
+  if (!g->installed) return;
+  g->installed = 0;
+  if (sigaction(SIGINT, NULL, &cur) == 0 && is_chain(&cur)) sigaction(SIGINT, &chained, NULL);
+}
+
 /* ---------------------------------------------------------------------------------------
 ** Futexes
 ** ------------------------------------------------------------------------------------- */
 
-int luashm_futex_wait(uint32_t *word, uint32_t val, const luashm_deadline *d) {
+static int futex_sleep(uint32_t *word, uint32_t val, const luashm_deadline *d, luashm_sigint *g) {
   for (;;) {
     int64_t left = luashm_deadline_left(d);
     struct timespec rel;
     if (interrupt_flag) return EINTR;
     if (__atomic_load_n(word, __ATOMIC_SEQ_CST) != val) return 0;
     if (left == 0) return ETIMEDOUT;
+    if (!g->tried) luashm_sigint_begin(g);
     /* Always a timed sleep, in slices: an untimed FUTEX_WAIT is restarted after a signal
        handler installed with SA_RESTART, so an interrupt would go unseen. */
     if (left > SLICE_NS) left = SLICE_NS;
@@ -108,6 +151,13 @@ int luashm_futex_wait(uint32_t *word, uint32_t val, const luashm_deadline *d) {
     if (errno == EAGAIN) return 0;
     /* ETIMEDOUT of a slice, EINTR of a stray signal: look again */
   }
+}
+
+int luashm_futex_wait(uint32_t *word, uint32_t val, const luashm_deadline *d) {
+  luashm_sigint g = {0};
+  int rc = futex_sleep(word, val, d, &g);
+  luashm_sigint_end(&g);
+  return rc;
 }
 
 void luashm_futex_wake(uint32_t *word, int n) {
@@ -181,20 +231,10 @@ int luashm_mutex_trylock(pthread_mutex_t *m) {
   return taken(m, pthread_mutex_trylock(m));
 }
 
-int luashm_mutex_lock(pthread_mutex_t *m, const luashm_deadline *d) {
-  int rc, i;
-  if (LUASHM_UNLIKELY(!luashm_mutex_valid(m))) return EINVAL;
-  rc = pthread_mutex_trylock(m);
-  /* glibc's robust mutexes never spin: a waiter sleeps in the kernel at once and every
-     release then pays a futex wake. Critical sections are short, so a waiter first spins,
-     watching the lock word without writing it. */
-  for (i = 0; rc == EBUSY && i < SPINS; i++) {
-    if (!luashm_mutex_held(m))
-      rc = pthread_mutex_trylock(m);
-    else
-      cpu_relax();
-  }
-  /* Then sleeps in slices, so that a pending interrupt or a passed deadline is seen. */
+/* Sleeps in slices until m is taken, so that a pending interrupt or a passed deadline is seen.
+   Returns pthread's answer, ETIMEDOUT or EINTR. */
+static int mutex_sleep(pthread_mutex_t *m, const luashm_deadline *d) {
+  int rc = EBUSY;
   while (rc == EBUSY || rc == ETIMEDOUT) {
     struct timespec at;
     int64_t left = luashm_deadline_left(d);
@@ -208,6 +248,28 @@ int luashm_mutex_lock(pthread_mutex_t *m, const luashm_deadline *d) {
       at.tv_nsec -= 1000000000L;
     }
     rc = pthread_mutex_clocklock(m, CLOCK_MONOTONIC, &at);
+  }
+  return rc;
+}
+
+int luashm_mutex_lock(pthread_mutex_t *m, const luashm_deadline *d) {
+  int rc, i;
+  if (LUASHM_UNLIKELY(!luashm_mutex_valid(m))) return EINVAL;
+  rc = pthread_mutex_trylock(m);
+  /* glibc's robust mutexes never spin: a waiter sleeps in the kernel at once and every
+     release then pays a futex wake. Critical sections are short, so a waiter first spins,
+     watching the lock word without writing it. */
+  for (i = 0; rc == EBUSY && i < SPINS; i++) {
+    if (!luashm_mutex_held(m))
+      rc = pthread_mutex_trylock(m);
+    else
+      cpu_relax();
+  }
+  if (rc == EBUSY) {
+    luashm_sigint g = {0};
+    luashm_sigint_begin(&g);
+    rc = mutex_sleep(m, d);
+    luashm_sigint_end(&g);
   }
   return taken(m, rc);
 }

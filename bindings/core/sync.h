@@ -58,6 +58,23 @@ void luashm_interrupt_clear(void);
 /* Reports a pending interrupt: clears it and raises "luashm: interrupted". */
 int luashm_interrupted(lua_State *L);
 
+/* Says that the program's own SIGINT handler calls luashm_interrupt (the luashm host's does):
+   waits then need no temporary handler (below). */
+void luashm_interrupt_hosted(void);
+
+/* Around a wait that may sleep, so that SIGINT interrupts it in any program: when SIGINT is
+   handled by a function that does not call luashm_interrupt (stock lua5.4's lua.c, an
+   embedder's), begin installs a temporary handler that calls luashm_interrupt and then that
+   function; end restores it unless the function changed the disposition meanwhile (lua.c resets
+   it to the default, so that a second Ctrl-C kills). Nothing for SIG_DFL or SIG_IGN (Ctrl-C
+   still kills, or is still ignored), nor in the luashm host. One thread of the process at a
+   time. */
+typedef struct luashm_sigint {
+  int tried, installed; /* zero-initialise before begin */
+} luashm_sigint;
+void luashm_sigint_begin(luashm_sigint *g);
+void luashm_sigint_end(luashm_sigint *g);
+
 /* ---------------------------------------------------------------------------------------
 ** Futexes (process-shared: the words live in blocks)
 ** ------------------------------------------------------------------------------------- */

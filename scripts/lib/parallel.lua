@@ -1,15 +1,11 @@
--- shm.parallel(n, fn, ...): fn(rank, n, ...) in n forked workers, fail-fast. Built on the
--- private pieces of bindings/worker.c (shm._worker: ranked spawns, waits on many workers) and
--- the helpers workers.lua adds to them.
+-- shm.parallel(n, fn, ...) and shm.parallel{n =, fn =, args =, progress =, label =, seed =}:
+-- fn(rank, n, ...) in n forked workers, fail-fast. Built on the private pieces of
+-- bindings/worker.c (shm._worker: ranked and seeded spawns, waits on many workers) and the
+-- helpers workers.lua adds to them.
 local shm = ...
 local W = shm._worker
-local error, ipairs, math, pcall, table, tostring, type =
-  error, ipairs, math, pcall, table, tostring, type
-
-local function strip(msg)
-  msg = tostring(msg)
-  return msg:sub(1, 8) == "luashm: " and msg:sub(9) or msg
-end
+local error, ipairs, math, pcall, select, table, tostring, type =
+  error, ipairs, math, pcall, select, table, tostring, type
 
 -- The error of a failed run: every rank that failed, its worker and its message.
 local function failure(failed)
@@ -17,7 +13,7 @@ local function failure(failed)
   local ranks, lines = {}, {}
   for i, f in ipairs(failed) do
     ranks[i] = tostring(f.rank)
-    lines[i] = strip(f.err)
+    lines[i] = W.strip(f.err)
   end
   return ("luashm: parallel: rank%s %s failed (the other workers were stopped)\n%s"):format(
     #ranks > 1 and "s" or "", table.concat(ranks, ", "), table.concat(lines, "\n"))
@@ -25,10 +21,10 @@ end
 
 -- Runs the n workers (their handles go into ws as they start) to the end or to the first
 -- failure. Returns the results by rank, or nil and the failures.
-local function run(ws, n, fn, progress, ...)
+local function run(ws, n, fn, progress, seed, ...)
   local pending, results = {}, {}
   for rank = 1, n do
-    ws[rank] = W.spawn(rank, fn, rank, n, ...)
+    ws[rank] = W.spawn(rank, seed, fn, rank, n, ...)
     pending[rank] = ws[rank]
   end
   local ranks = {}
@@ -67,10 +63,31 @@ local function run(ws, n, fn, progress, ...)
   return results
 end
 
--- shm.parallel(n, fn, ...) or shm.parallel({n = n, progress = true}, fn, ...).
+local OPTIONS = { "n", "fn", "args", "progress", "label", "seed" }
+
+-- The option-table form: n, fn and the arguments from the table (or fn and the arguments
+-- after it, the form of contract v1).
+local function from_options(opts, fn, ...)
+  W.checkoptions(opts, "parallel", table.unpack(OPTIONS))
+  if opts.fn == nil then return opts.n, fn, table.pack(...) end
+  if fn ~= nil or select("#", ...) > 0 then
+    error("luashm: parallel: fn is given in the option table: no arguments may follow it", 0)
+  end
+  local args = opts.args or {}
+  if type(args) ~= "table" then
+    error(("luashm: parallel: opts.args must be a table, not a %s"):format(type(args)), 0)
+  end
+  return opts.n, opts.fn, { n = args.n or #args, table.unpack(args, 1, args.n or #args) }
+end
+
 function shm.parallel(n, fn, ...)
-  local opts = {}
-  if type(n) == "table" then opts, n = n, n.n end
+  local opts, args = {}, nil
+  if type(n) == "table" then
+    opts = n
+    n, fn, args = from_options(opts, fn, ...)
+  else
+    args = table.pack(...)
+  end
   n = W.check_workers(n, "parallel")
   if type(fn) ~= "function" then
     error(("bad argument #2 to 'parallel' (function expected, got %s)"):format(type(fn)), 2)
@@ -78,9 +95,10 @@ function shm.parallel(n, fn, ...)
   if opts.label ~= nil and type(opts.label) ~= "string" then
     error(("luashm: parallel: opts.label must be a string, not a %s"):format(type(opts.label)), 0)
   end
+  local seed = W.check_seed(opts.seed, "parallel")
   local progress = opts.progress == true and shm.progress(n, opts.label or "parallel") or nil
   local ws = {}
-  local ok, results, failed = pcall(run, ws, n, fn, progress, ...)
+  local ok, results, failed = pcall(run, ws, n, fn, progress, seed, table.unpack(args, 1, args.n))
   if progress then
     progress:unlink()
     progress:close()

@@ -1,30 +1,29 @@
--- shm.pool(n): n persistent forked workers; p:map(fn, items | count [, opts]) hands each idle
--- worker the next item (dynamic scheduling) and returns the first results in item order.
+-- shm.pool(n [, opts]): n persistent forked workers; p:map(fn, items | count [, opts]) hands
+-- each idle worker the next chunk of items (dynamic scheduling) and returns the first results
+-- of fn in item order.
 --
 -- A function cannot cross processes by name, so the workers are forked when they are first
 -- needed, at a map, and run fn in their copy of the parent's state as of that fork (closures,
 -- upvalues and globals work, as with shm.spawn). They stay up for every later map with the
 -- same fn (keeping whatever they attached); a map with another fn forks fresh workers. Items and
--- results travel through the value codec (Blocks, Arrays... by name).
+-- results travel through the value codec (Blocks, Arrays... by name), a chunk per round trip:
+-- the worker calls fn on each item of its chunk (bindings/core/child.c) and sends back the
+-- chunk's results at once.
 local shm = ...
 local W = shm._worker -- with the helpers of workers.lua
-local error, ipairs, pcall, setmetatable, table, tostring, type =
-  error, ipairs, pcall, setmetatable, table, tostring, type
-local math = math
+local error, ipairs, math, pcall, setmetatable, table, tostring, type =
+  error, ipairs, math, pcall, setmetatable, table, tostring, type
 
 local Pool = {}
 local meta = { __name = "luashm.Pool", __index = Pool, __metatable = false }
-local pools = setmetatable({}, { __mode = "k" }) -- every Pool, for the methods' gate
+local pools = setmetatable({}, { __mode = "k" }) -- every Pool -> its private state (the gate)
 
-local function strip(msg)
-  msg = tostring(msg)
-  return msg:sub(1, 8) == "luashm: " and msg:sub(9) or msg
-end
-
-function shm.pool(n)
+function shm.pool(n, opts)
   n = W.check_workers(n, "pool")
+  W.checkoptions(opts, "pool", "seed")
+  local seed = W.check_seed(opts and opts.seed, "pool")
   local p = setmetatable({ size = n, closed = false }, meta)
-  pools[p] = true
+  pools[p] = { seed = seed }
   return p
 end
 
@@ -38,51 +37,69 @@ local function stop_workers(self)
   self.workers, self.fn = nil, nil
 end
 
--- The workers for fn: the running ones when they were forked for fn, else fresh ones.
+-- The workers for fn: the running ones when they were forked for fn, else fresh ones (slot r
+-- seeded with (seed, r) when the pool has a seed).
 local function workers_for(self, fn)
   if self.workers and self.fn == fn then return self.workers end
   if self.workers then
     for _, w in ipairs(self.workers) do w:_finish() end
     self.workers = nil
   end
-  local handler = function(item) return (fn(item)) end
-  local ws = {}
+  local ws, seed = {}, pools[self].seed
   self.workers, self.fn = ws, fn
-  for rank = 1, self.size do ws[rank] = W.serve(rank, handler) end
+  for rank = 1, self.size do ws[rank] = W.serve(rank, seed, fn) end
   return ws
 end
 
--- The scheduling loop: every idle worker takes the next item; replies fill results[i].
-local function run(self, fn, items, count, progress, results)
+-- The error of a failed chunk: the item that failed (index 0 or nil: the chunk as a whole).
+local function chunk_failure(err, index, lo, n)
+  if index and index > 0 then return ("luashm: map: item %d failed: %s"):format(index, W.strip(err)) end
+  if n == 1 then return ("luashm: map: item %d failed: %s"):format(lo, W.strip(err)) end
+  return ("luashm: map: items %d..%d failed: %s"):format(lo, lo + n - 1, W.strip(err))
+end
+
+-- The scheduling loop: every idle worker takes the next chunk; replies fill results.
+local function run(self, fn, items, count, chunk, progress, results)
   local ws = workers_for(self, fn)
-  local idle, busy, busy_item = {}, {}, {}
+  local idle, busy, busy_lo, busy_n = {}, {}, {}, {}
   for k = #ws, 1, -1 do idle[#idle + 1] = ws[k] end
   local nexti = 1
   while nexti <= count or #busy > 0 do
     while nexti <= count and #idle > 0 do
       local w = table.remove(idle)
-      local item = nexti
-      if items then item = items[nexti] end
-      w:_send(item) -- a worker that died is reported by _take below
-      busy[#busy + 1], busy_item[#busy + 1] = w, nexti
-      nexti = nexti + 1
+      local n = math.min(chunk, count - nexti + 1)
+      local part = items and table.move(items, nexti, nexti + n - 1, 1, {})
+      w:_send(nexti, n, part) -- a worker that died is reported by _take below
+      busy[#busy + 1], busy_lo[#busy + 1], busy_n[#busy + 1] = w, nexti, n
+      nexti = nexti + n
     end
     local k = W.wait(busy, nil, true)
-    local w, i = busy[k], busy_item[k]
-    local ok, value = w:_take()
-    if not ok then
-      error(("luashm: map: item %d failed: %s"):format(i, strip(value)), 0)
-    end
-    results[i] = value
-    busy[k], busy_item[k] = busy[#busy], busy_item[#busy]
-    busy[#busy], busy_item[#busy] = nil, nil
+    local w, lo, n = busy[k], busy_lo[k], busy_n[k]
+    local ok, value, index = w:_take()
+    if not ok then error(chunk_failure(value, index, lo, n), 0) end
+    table.move(value, 1, n, lo, results)
+    busy[k], busy_lo[k], busy_n[k] = busy[#busy], busy_lo[#busy], busy_n[#busy]
+    busy[#busy], busy_lo[#busy], busy_n[#busy] = nil, nil, nil
     idle[#idle + 1] = w
-    if progress then progress:add(1) end
+    if progress then progress:add(n) end
   end
 end
 
+-- Items per round trip: opts.chunksize, else Python's Pool.map default, about four chunks per
+-- worker.
+local function chunksize(self, opts, count)
+  local c = opts and opts.chunksize
+  if c == nil then return math.max(1, (count + 4 * self.size - 1) // (4 * self.size)) end
+  local k = type(c) == "number" and math.tointeger(c)
+  if not k or k < 1 then
+    error(("luashm: map: opts.chunksize must be a positive integer, not %s"):format(
+      type(c) == "number" and tostring(c) or "a " .. type(c)), 0)
+  end
+  return k
+end
+
 -- p:map(fn, items [, opts]) or p:map(fn, count [, opts]) (fn(i) for i = 1..count).
--- opts.progress = true draws a bar of the items done.
+-- opts.chunksize: items per round trip; opts.progress = true draws a bar of the items done.
 function Pool:map(fn, items, opts)
   check(self, "map")
   if type(fn) ~= "function" then
@@ -100,13 +117,23 @@ function Pool:map(fn, items, opts)
   if opts ~= nil and type(opts) ~= "table" then
     error(("bad argument #3 to 'map' (table expected, got %s)"):format(type(opts)), 2)
   end
+  W.checkoptions(opts, "map", "chunksize", "progress", "label")
   if opts and opts.label ~= nil and type(opts.label) ~= "string" then
     error(("luashm: map: opts.label must be a string, not a %s"):format(type(opts.label)), 0)
+  end
+  local chunk = chunksize(self, opts, count)
+  -- Checked after the arguments (whose metamethods could run map) and held until the end: an
+  -- item's metamethod, or fn in a worker (its copy of the pool), calling map on this pool.
+  local state = pools[self]
+  if state.mapping then
+    error("luashm: map: this pool is already running a map (map is not re-entrant)", 0)
   end
   local results = {}
   if count == 0 then return results end
   local progress = opts and opts.progress == true and shm.progress(count, opts.label or "map")
-  local ok, err = pcall(run, self, fn, items, count, progress, results)
+  state.mapping = true
+  local ok, err = pcall(run, self, fn, items, count, chunk, progress, results)
+  state.mapping = false
   if progress then
     progress:unlink()
     progress:close()

@@ -1,9 +1,11 @@
 -- What shm.parallel (parallel.lua) and shm.pool (pool.lua) share, added to the private worker
--- table shm._worker: the default worker count (-j N, LUASHM_WORKERS, shm.cpus()), the check of
--- a worker count argument, and the stopping of a list of workers.
+-- table shm._worker: the default worker count (-j N, LUASHM_WORKERS, shm.cpus()), also public
+-- as shm.default_workers; the checks of a worker count and of a seed; the stopping of a list of
+-- workers; the message of a worker's error without its prefix.
 local shm = ...
 local W = shm._worker
-local error, ipairs, math, os, tonumber, tostring = error, ipairs, math, os, tonumber, tostring
+local error, ipairs, math, os, tonumber, tostring, type =
+  error, ipairs, math, os, tonumber, tostring, type
 
 local MAX_WORKERS = 4096
 
@@ -20,15 +22,28 @@ function W.default_workers()
   return n
 end
 
+shm.default_workers = W.default_workers
+
 -- Checks a worker count argument (nil: the default).
 function W.check_workers(n, op)
   if n == nil then return W.default_workers() end
-  local k = math.tointeger(n)
-  if k == nil or k < 1 or k > MAX_WORKERS then
+  local k = type(n) == "number" and math.tointeger(n)
+  if not k or k < 1 or k > MAX_WORKERS then
     error(("luashm: %s: worker count %s is not an integer from 1 to %d"):format(op, tostring(n),
       MAX_WORKERS), 0)
   end
   return k
+end
+
+-- Checks opts.seed (nil: none, each worker then seeds from the kernel).
+function W.check_seed(seed, op)
+  if seed == nil then return nil end
+  local s = type(seed) == "number" and math.tointeger(seed)
+  if not s then
+    error(("luashm: %s: opts.seed must be an integer, not %s"):format(op,
+      type(seed) == "number" and tostring(seed) or "a " .. type(seed)), 0)
+  end
+  return s
 end
 
 -- Stops every worker of the list still running: SIGTERM to all first, then each gets the
@@ -41,4 +56,10 @@ function W.stop_all(ws)
   for _, w in ipairs(ws) do
     w:_stop(math.max(0, deadline - shm.now()))
   end
+end
+
+-- A worker's error without its "luashm: " prefix, to nest in another message.
+function W.strip(msg)
+  msg = tostring(msg)
+  return msg:sub(1, 8) == "luashm: " and msg:sub(9) or msg
 end
