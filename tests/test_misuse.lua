@@ -329,9 +329,14 @@ local function child(mode)
     ["spawn(path)"] = { fn = "spawn", args = function() return { "script.lua", 1 } end },
     parallel = { args = function() return { 1, quick } end },
     ["parallel(opts)"] = { fn = "parallel",
-      args = function() return { { n = 1, progress = true }, quick } end,
-      opts = { 1, { "n", "progress", "label" } } },
-    pool = { args = function() return { 1 } end },
+      args = function() return { { n = 1, progress = true, seed = 7 }, quick } end,
+      opts = { 1, { "n", "progress", "label", "seed" } } },
+    ["parallel(table)"] = { fn = "parallel",
+      args = function() return { { n = 1, fn = quick, args = { 1, 2 }, seed = 7 } } end,
+      opts = { 1, { "n", "fn", "args", "progress", "label", "seed" } } },
+    pool = { args = function() return { 1, { seed = 3 } } end, opts = { 2, { "seed" } } },
+    wait = { args = function() local w = shm.spawn(quick); return { { w }, 5 }, w end },
+    default_workers = { args = function() return {} end },
     partition = { args = function() return { 10, 3, 2 } end },
     cpus = { args = function() return {} end },
     now = { args = function() return {} end },
@@ -347,6 +352,10 @@ local function child(mode)
     wait = { args = function() local w = shm.spawn(quick); return { { w }, 5 }, w end },
     default_workers = { args = function() return {} end },
     check_workers = { args = function() return { 2, "op" } end },
+    check_seed = { args = function() return { 3, "op" } end },
+    checkoptions = { args = function() return { { seed = 1 }, "op", "seed" } end },
+    check_options = { args = function() return { { seed = 1 }, "op", 2, "seed" } end },
+    strip = { args = function() return { "luashm: x" } end },
     stop_all = { args = function() local w = shm.spawn(quick); return { { w } }, w end },
   }
 
@@ -407,7 +416,7 @@ local function child(mode)
   local reuse = { Worker = true, Pool = true }
   -- Option tables of methods: the argument's position (receiver excluded) and its fields.
   local meth_opts = {
-    ["Pool:map"] = { 3, { "progress", "label" } },
+    ["Pool:map"] = { 3, { "chunksize", "progress", "label" } },
     ["Manager:create"] = { 2, { "name", "track", "mode" } },
     ["Manager:list"] = { 2, { "name", "slot_bytes" } },
     ["Manager:channel"] = { 1, { "capacity", "name" } },

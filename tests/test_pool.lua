@@ -202,4 +202,209 @@ function TestPool:test_argument_errors_close_and_scope_exit()
   H.assert_error({ "luashm: pool is closed" }, p.map, p, print, 1)
 end
 
+-- Issue 20: fresh random streams in every worker, and {seed = S} for reproducible runs
+-- (math.randomseed(S, r) in rank or slot r).
+local function draws()
+  local t = {}
+  for i = 1, 4 do t[i] = math.random(1 << 40) end
+  return table.concat(t, ",")
+end
+
+local function distinct(list)
+  local seen = {}
+  for _, v in pairs(list) do
+    if seen[v] then return false end
+    seen[v] = true
+  end
+  return true
+end
+
+TestStreams = {}
+
+function TestStreams:test_parallel_ranks_draw_distinct_streams()
+  local r = shm.parallel(4, draws)
+  r[5] = draws() -- the parent's own stream too
+  lu.assertTrue(distinct(r), table.concat(r, "\n"))
+  lu.assertNotEquals(shm.parallel(4, draws), r) -- and again fresh on the next run
+end
+
+function TestStreams:test_pool_slots_draw_distinct_streams()
+  local p <close> = shm.pool(4)
+  -- One item per slot, each slot held busy until all four have drawn.
+  local gate = shm.array("i64", 1)
+  local r = p:map(function()
+    local s = draws()
+    gate:atomic_add(1, 1)
+    while gate:atomic_load(1) < 4 do end
+    return s .. "@" .. mypid()
+  end, 4, { chunksize = 1 })
+  gate.block:unlink()
+  local streams, pids = {}, {}
+  for i, v in ipairs(r) do streams[i], pids[i] = v:match("^(.*)@(%d+)$") end
+  lu.assertTrue(distinct(pids))
+  lu.assertTrue(distinct(streams), table.concat(streams, "\n"))
+end
+
+function TestStreams:test_a_seed_makes_a_run_reproducible_and_ranks_distinct()
+  local a = shm.parallel { n = 4, fn = draws, seed = 42 }
+  local b = shm.parallel { n = 4, fn = draws, seed = 42 }
+  lu.assertEquals(a, b)
+  lu.assertTrue(distinct(a))
+  lu.assertNotEquals(shm.parallel { n = 4, fn = draws, seed = 43 }, a)
+  -- rank r runs math.randomseed(S, r)
+  math.randomseed(42, 3)
+  lu.assertEquals(a[3], draws())
+  -- the positional form with an option table first, too
+  lu.assertEquals(shm.parallel({ n = 4, seed = 42 }, draws), a)
+end
+
+function TestStreams:test_a_seeded_pool_slot_is_reproducible()
+  local function run()
+    local p <close> = shm.pool(1, { seed = 7 })
+    return p:map(function() return draws() end, 3, { chunksize = 3 })
+  end
+  local a, b = run(), run()
+  lu.assertEquals(a, b)
+  math.randomseed(7, 1)
+  local want = { draws(), draws(), draws() }
+  lu.assertEquals(a, want)
+end
+
+function TestStreams:test_seed_errors()
+  H.assert_error({ "luashm: parallel: opts.seed must be an integer, not 1.5" }, shm.parallel,
+    { n = 1, fn = draws, seed = 1.5 })
+  H.assert_error({ "luashm: pool: opts.seed must be an integer, not a string" }, shm.pool, 1,
+    { seed = "7" })
+end
+
+TestParallelOptions = {}
+
+function TestParallelOptions:test_the_option_table_form()
+  local r = shm.parallel { n = 3, fn = function(rank, n, a, b) return rank * 100 + n * 10 + a + b end,
+    args = { 1, 2 } }
+  lu.assertEquals(r, { 133, 233, 333 })
+  -- args keeps its holes when it says its length
+  r = shm.parallel { n = 2, fn = function(_, _, a, b, c) return tostring(a) .. tostring(b) .. c end,
+    args = { n = 3, 1, nil, 3 } }
+  lu.assertEquals(r, { "1nil3", "1nil3" })
+  lu.assertEquals(shm.parallel { n = 2, fn = function(rank) return -rank end, progress = true,
+    label = "x" }, { -1, -2 })
+end
+
+function TestParallelOptions:test_bad_options()
+  H.assert_error({ "luashm: parallel: unknown option 'nn' (valid: n, fn, args, progress, label, seed)" },
+    shm.parallel, { nn = 2, fn = print })
+  H.assert_error({ "luashm: parallel: opts.args must be a table, not a number" }, shm.parallel,
+    { n = 1, fn = print, args = 3 })
+  H.assert_error({ "luashm: parallel: fn is given in the option table" }, shm.parallel,
+    { n = 1, fn = print }, print)
+end
+
+TestChunks = {}
+
+function TestChunks:setUp() self.p = shm.pool(2) end
+function TestChunks:tearDown() self.p:close() end
+
+function TestChunks:test_ten_thousand_items_in_order_with_default_chunks()
+  local items = {}
+  for i = 1, 10000 do items[i] = { v = i, s = tostring(i) } end
+  local r = self.p:map(function(item) return item.v * 3 .. ":" .. item.s end, items)
+  lu.assertEquals(#r, 10000)
+  for i = 1, 10000 do
+    if r[i] ~= i * 3 .. ":" .. i then lu.fail("item " .. i .. " gave " .. tostring(r[i])) end
+  end
+  local sq = self.p:map(function(i) return i * i end, 10000, { chunksize = 333 })
+  for i = 1, 10000 do
+    if sq[i] ~= i * i then lu.fail("item " .. i .. " gave " .. tostring(sq[i])) end
+  end
+end
+
+-- The default chunk is Python's: ceil(#items / (4 * workers)), so 2 workers get 8 chunks.
+function TestChunks:test_default_chunking_and_nil_results()
+  local r = self.p:map(function() return mypid() end, 80)
+  local runs, last = 0, nil
+  for i = 1, 80 do
+    if r[i] ~= last then runs, last = runs + 1, r[i] end
+  end
+  lu.assertTrue(runs <= 8, runs .. " runs of one pid in 80 items")
+  -- results that are nil keep their places
+  r = self.p:map(function(i) if i % 3 ~= 0 then return i end end, 10, { chunksize = 4 })
+  for i = 1, 10 do lu.assertEquals(r[i], i % 3 ~= 0 and i or nil) end
+end
+
+function TestChunks:test_a_failed_item_is_named_inside_its_chunk()
+  H.assert_error({ "luashm: map: item 37 failed: worker ", "thirty-seven", "stack traceback:" },
+    self.p.map, self.p, function(i)
+      if i == 37 then error("thirty-seven") end
+      return i
+    end, 100, { chunksize = 10 })
+  H.assert_error({ "luashm: map: item 12 failed", "function" }, self.p.map, self.p,
+    function(i) return i == 12 and print or i end, 20, { chunksize = 5 })
+  H.assert_error({ "luashm: map: items 1..10 failed: worker ", "killed by signal 9" },
+    self.p.map, self.p, function(i)
+      if i == 3 then os.execute("kill -9 " .. mypid()) busy(5) end
+      return i
+    end, 10, { chunksize = 10 })
+  lu.assertEquals(self.p:map(function(i) return i end, 3), { 1, 2, 3 })
+end
+
+function TestChunks:test_chunksize_and_option_errors()
+  local p = self.p
+  for _, bad in ipairs({ 0, -1, 1.5, "2", true }) do
+    H.assert_error({ "luashm: map: opts.chunksize must be a positive integer, not " }, p.map, p,
+      print, 3, { chunksize = bad })
+  end
+  H.assert_error({ "luashm: map: unknown option 'chunk' (valid: chunksize, progress, label)" },
+    p.map, p, print, 3, { chunk = 2 })
+  H.assert_error({ "luashm: pool: unknown option 'sed' (valid: seed)" }, shm.pool, 1, { sed = 1 })
+  H.assert_error({ "bad argument #2 to 'pool' (table expected, got number)" }, shm.pool, 1, 5)
+end
+
+-- Issue 18.14: map called from inside a map of the same pool (an item's metamethod in the
+-- parent, fn in a worker) is an error, never results in the wrong order.
+function TestChunks:test_map_is_not_reentrant()
+  local p = self.p
+  local inner
+  local items = setmetatable({}, {
+    __len = function() return 3 end,
+    __index = function(_, i)
+      if i == 2 and not inner then
+        inner = { pcall(p.map, p, function(x) return x end, { 10, 20 }) }
+      end
+      return i * 10
+    end,
+  })
+  lu.assertEquals(p:map(function(x) return x + 1 end, items, { chunksize = 1 }), { 11, 21, 31 })
+  lu.assertFalse(inner[1])
+  lu.assertStrContains(inner[2], "luashm: map: this pool is already running a map")
+  H.assert_error({ "luashm: map: item 1 failed", "this pool is already running a map" }, p.map, p,
+    function(i) return p:map(function(x) return x end, 2)[1] end, 1)
+  lu.assertEquals(p:map(function(i) return i end, 2), { 1, 2 }) -- usable after both
+end
+
+-- opts.progress counts items, not chunks: the counter's total is the item count and every
+-- chunk adds its size.
+function TestChunks:test_progress_counts_items()
+  local made = {}
+  local real = shm.progress
+  shm.progress = function(total, label) -- a counter that remembers what it was told
+    local p = real(total, label)
+    local seen = { total = total, adds = {} }
+    made[#made + 1] = seen
+    return {
+      add = function(_, k) seen.adds[#seen.adds + 1] = k; return p:add(k) end,
+      unlink = function() seen.count = p.count; return p:unlink() end,
+      close = function() return p:close() end,
+    }
+  end
+  local ok, err = pcall(self.p.map, self.p, function(i) return i end, 1000, { progress = true })
+  shm.progress = real
+  lu.assertTrue(ok, err)
+  lu.assertEquals(#made, 1)
+  lu.assertEquals(made[1].total, 1000)
+  lu.assertEquals(made[1].count, 1000)
+  lu.assertEquals(#made[1].adds, 8) -- one add per chunk, of the chunk's size
+  for _, k in ipairs(made[1].adds) do lu.assertEquals(k, 125) end
+end
+
 os.exit(lu.LuaUnit.run())

@@ -258,6 +258,177 @@ function TestScript:test_arguments_go_through_the_codec()
   os.remove(file)
 end
 
+-- Issue 20: every forked worker draws its own random stream (Python reseeds random after fork;
+-- a shared stream silently corrupts simulations).
+local function draws(n)
+  local t = {}
+  for i = 1, n do t[i] = math.random(1 << 40) end
+  return table.concat(t, ",")
+end
+
+local function all_distinct(list)
+  local seen = {}
+  for _, v in ipairs(list) do
+    if seen[v] then return false end
+    seen[v] = true
+  end
+  return true
+end
+
+function TestSpawn:test_each_spawned_function_draws_its_own_random_stream()
+  local ws, streams = {}, { draws(4) }
+  for i = 1, 4 do ws[i] = shm.spawn(draws, 4) end
+  for i = 1, 4 do
+    local ok, s = ws[i]:join()
+    lu.assertTrue(ok, s)
+    streams[#streams + 1] = s
+  end
+  lu.assertTrue(all_distinct(streams), table.concat(streams, "\n"))
+end
+
+function TestScript:test_each_script_worker_draws_its_own_random_stream()
+  -- A fresh state seeds itself from the clock and an address, which forked siblings share.
+  local file = tmpscript("local t = {} for i = 1, 4 do t[i] = math.random(1 << 40) end "
+    .. "return table.concat(t, ',')")
+  local ws, streams = {}, {}
+  for i = 1, 4 do ws[i] = shm.spawn(file) end
+  for i = 1, 4 do
+    local ok, s = ws[i]:join()
+    lu.assertTrue(ok, s)
+    streams[i] = s
+  end
+  os.remove(file)
+  lu.assertTrue(all_distinct(streams), table.concat(streams, "\n"))
+end
+
+-- shm.wait (issue 20): the first worker of a sequence to end, each reported once.
+TestWait = {}
+
+local function sleeper(s)
+  return shm.spawn(function() os.execute("sleep " .. s) return s end)
+end
+
+function TestWait:test_short_sleeper_first_each_once_then_an_error()
+  local long, short = sleeper(0.6), sleeper(0.1)
+  local ws = { long, short }
+  local t0 = shm.now()
+  local w, ok, v = shm.wait(ws)
+  lu.assertEquals(w, short)
+  lu.assertEquals({ ok, v }, { true, 0.1 })
+  lu.assertTrue(shm.now() - t0 < 0.5)
+  w, ok, v = shm.wait(ws)
+  lu.assertEquals(w, long)
+  lu.assertEquals({ ok, v }, { true, 0.6 })
+  H.assert_error({ "luashm: wait: every worker of the sequence was already joined" }, shm.wait, ws)
+  -- reported means joined: a join still gives the outcome again
+  lu.assertEquals({ short:join() }, { true, 0.1 })
+end
+
+function TestWait:test_timeout_form()
+  local w = sleeper(0.5)
+  local t0 = shm.now()
+  lu.assertEquals({ shm.wait({ w }, 0.05) }, { nil, "timeout" })
+  lu.assertTrue(shm.now() - t0 < 0.4)
+  lu.assertEquals({ shm.wait({ w }, 0) }, { nil, "timeout" })
+  local got, ok = shm.wait({ w }, 5)
+  lu.assertEquals(got, w)
+  lu.assertTrue(ok)
+end
+
+function TestWait:test_a_failure_and_a_joined_worker_are_reported_right()
+  local done = shm.spawn(function() return 1 end)
+  lu.assertTrue((done:join()))
+  local bad = shm.spawn(function() error("stage broke") end)
+  local w, ok, err = shm.wait({ done, bad })
+  lu.assertEquals(w, bad)
+  lu.assertFalse(ok)
+  lu.assertStrContains(err, "luashm: worker " .. bad.pid .. ": ")
+  lu.assertStrContains(err, "stage broke")
+  local k = shm.spawn(spin)
+  k:kill(9)
+  w, ok, err = shm.wait({ k })
+  lu.assertEquals({ w, ok, err }, { k, false, "luashm: worker " .. k.pid .. ": killed by signal 9 (Killed)" })
+end
+
+function TestWait:test_bad_arguments()
+  H.assert_error({ "luashm: wait: expected a non-empty sequence of Workers" }, shm.wait, {})
+  H.assert_error({ "bad argument #1 to '", "table expected" }, shm.wait, nil)
+  H.assert_error({ "luashm: wait: item 1 of the sequence is a table, not a Worker" }, shm.wait, { {} })
+  local w = shm.spawn(function() return 1 end)
+  H.assert_error({ "luashm: wait: timeout must be a number of seconds >= 0, not NaN" }, shm.wait,
+    { w }, 0 / 0)
+  H.assert_error({ "luashm: wait: timeout must be a number of seconds >= 0, not -1" }, shm.wait,
+    { w }, -1)
+  lu.assertTrue((w:join()))
+  local ok, res, err = shm.spawn(function() return pcall(shm.wait, { w }) end):join()
+  lu.assertTrue(ok)
+  lu.assertFalse(res)
+  lu.assertStrContains(err, "luashm: wait: worker " .. w.pid .. " is not a child of this process")
+end
+
+-- Issue 18.15: one timeout checker for every wait.
+function TestSpawn:test_join_refuses_nan()
+  local w = shm.spawn(function() return 1 end)
+  H.assert_error({ "luashm: join: timeout must be a number of seconds >= 0, not NaN" }, w.join, w,
+    0 / 0)
+  lu.assertTrue((w:join()))
+end
+
+-- Issue 20: a dropped handle is collected, and its worker killed and reaped (no zombie); an
+-- ended one is reaped too.
+local function proc_state(pid)
+  local f = io.open("/proc/" .. pid .. "/stat")
+  if not f then return nil end
+  local state = f:read("a"):match("^%d+ %b() (%a)")
+  f:close()
+  return state
+end
+
+function TestSpawn:test_no_zombie_after_dropping_handles()
+  local running = shm.spawn(spin).pid
+  local ended = shm.spawn(function() return 1 end).pid
+  lu.assertTrue(wait_until(function() return proc_state(ended) == "Z" end))
+  collectgarbage()
+  collectgarbage()
+  lu.assertNil(proc_state(running))
+  lu.assertNil(proc_state(ended))
+end
+
+-- Issue 18.15 / 16: a frame's length is 32 bits; a reply too big to frame is refused with a
+-- clear error, never sent truncated. LUASHM_FRAME_LIMIT lowers the limit so that the test does
+-- not need 4 GiB.
+function TestSpawn:test_a_result_too_big_for_a_frame_is_refused()
+  local out, err, ok = H.run_code("LUASHM_FRAME_LIMIT=1000 " .. H.shell_quote(H.host), [[
+    print(shm.spawn(function() return ("x"):rep(999 - 4) end):join())
+    local ok, e = shm.spawn(function() return ("x"):rep(5000) end):join()
+    print(ok, e)
+    local p <close> = shm.pool(1)
+    print(pcall(p.map, p, function(i) return i end, { ("y"):rep(5000) }))
+    print(pcall(p.map, p, function(i) return ("z"):rep(5000) end, 1))
+    print(#p:map(function(i) return i end, 3))
+  ]])
+  lu.assertTrue(ok, err)
+  local lines = {}
+  for l in out:gmatch("[^\n]+") do lines[#lines + 1] = l end
+  lu.assertStrMatches(lines[1], "true\tx+")
+  lu.assertStrContains(lines[2], "false\tluashm: worker ")
+  lu.assertStrContains(lines[2], "more than a worker link's frame holds (1000 bytes)")
+  lu.assertStrContains(lines[3], "false\tluashm: map: a chunk of 1 items is ")
+  lu.assertStrContains(lines[3], "pass a smaller chunksize")
+  lu.assertStrContains(lines[4], "false\tluashm: map: item 1 failed: worker ")
+  lu.assertStrContains(lines[4], "more than a worker link's frame holds")
+  lu.assertEquals(lines[5], "3")
+end
+
+function TestSpawn:test_default_workers()
+  lu.assertEquals(shm.default_workers(), tonumber(os.getenv("LUASHM_WORKERS")) or shm.cpus())
+  local code = H.shell_quote("print(shm.default_workers())")
+  local host = H.shell_quote(H.host)
+  lu.assertEquals(H.sh("env -u LUASHM_WORKERS " .. host .. " -e " .. code), shm.cpus() .. "\n")
+  lu.assertEquals(H.sh(host .. " -j 3 -e " .. code), "3\n")
+  lu.assertEquals(H.sh("LUASHM_WORKERS=5 " .. host .. " -e " .. code), "5\n")
+end
+
 TestCpusPartition = {}
 
 function TestCpusPartition:test_cpus()
@@ -287,6 +458,17 @@ function TestCpusPartition:test_partition_properties()
   lu.assertEquals({ shm.partition(10, 3, 3) }, { 8, 10 })
   lu.assertEquals({ shm.partition(2, 3, 3) }, { 3, 2 }) -- empty: hi = lo - 1
   lu.assertEquals({ shm.partition(1 << 40, 2, 2) }, { (1 << 39) + 1, 1 << 40 })
+end
+
+-- Issue 18.15: hi used to be computed through lo + base, past math.maxinteger (signed overflow:
+-- undefined behaviour, which the sanitizer build aborts on).
+function TestCpusPartition:test_partition_of_maxinteger_does_not_overflow()
+  lu.assertEquals({ shm.partition(math.maxinteger, 2, 1) }, { 1, 1 << 62 })
+  lu.assertEquals({ shm.partition(math.maxinteger, 2, 2) }, { (1 << 62) + 1, math.maxinteger })
+  lu.assertEquals({ shm.partition(math.maxinteger, 1, 1) }, { 1, math.maxinteger })
+  local lo, hi = shm.partition(math.maxinteger, 3, 3)
+  lu.assertEquals(hi, math.maxinteger)
+  lu.assertTrue(lo > 0)
 end
 
 function TestCpusPartition:test_partition_errors()

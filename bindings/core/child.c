@@ -123,19 +123,28 @@ static int encode_top(lua_State *L, int n, const char *op) {
   return lua_pcall(L, n, 1, 0) == LUA_OK;
 }
 
-/* Sends the frame, or, when it is too big to frame, the error tag with a message saying so.
-   Leaves the process when the parent is gone. */
-static void reply(int fd, char tag, char err_tag, const char *p, size_t len) {
-  if (luashm_frame_send(fd, tag, p, len, 0) == 0) return;
-  if (errno == E2BIG) {
-    char msg[200];
-    snprintf(msg, sizeof msg,
-             "the reply is %zu bytes: more than a worker link's frame holds (%zu bytes); "
-             "return a Block or an Array instead, it travels by name",
-             len, luashm_frame_limit());
-    if (luashm_frame_send(fd, err_tag, msg, strlen(msg), 0) == 0) return;
-  }
-  child_exit(113);
+/* Sends a frame: 0, or -1 when it is too big to frame (nothing sent, too_big says why). Leaves
+   the process when the parent is gone. */
+static int send_reply(int fd, char tag, const char *p, size_t len) {
+  if (luashm_frame_send(fd, tag, p, len, 0) == 0) return 0;
+  if (errno != E2BIG) child_exit(113);
+  return -1;
+}
+
+/* Why a reply of len bytes was not sent, into out (n bytes). */
+static void too_big(char *out, size_t n, size_t len) {
+  snprintf(out, n,
+           "the reply is %zu bytes: more than a worker link's frame holds (%zu bytes); return a "
+           "Block or an Array instead, it travels by name",
+           len, luashm_frame_limit());
+}
+
+/* Sends a final frame ('R' results or 'E' an error), or the error that it was too big. */
+static void final_reply(int fd, char tag, const char *p, size_t len) {
+  char msg[200];
+  if (send_reply(fd, tag, p, len) == 0) return;
+  too_big(msg, sizeof msg, len);
+  if (send_reply(fd, 'E', msg, strlen(msg)) != 0) child_exit(113);
 }
 
 /* Sends the outcome of a run_traced (count or -1) as a final frame. */
@@ -146,7 +155,7 @@ static void child_reply(lua_State *L, int fd, int n) {
   if (n >= 0 && encode_top(L, n, "result")) tag = 'R';
   p = lua_tolstring(L, -1, &len);
   if (p == NULL) p = "(error object is not a string)", len = strlen(p);
-  reply(fd, tag, 'E', p, len);
+  final_reply(fd, tag, p, len);
   lua_pop(L, 1);
 }
 
@@ -208,7 +217,7 @@ void luashm_child_run_path(const char *path, const char *args, size_t len, int f
   if (copy != NULL) memcpy(copy, p, n);
   lua_close(L); /* the script's own objects are finalised before its outcome is sent */
   if (copy == NULL) child_exit(1);
-  reply(fd, ok ? 'R' : 'E', 'E', copy, n);
+  final_reply(fd, ok ? 'R' : 'E', copy, n);
   child_exit(ok ? 0 : 1);
 }
 
@@ -277,7 +286,7 @@ static void send_failure(lua_State *co, int fd, lua_Integer index, int msg_idx) 
   lua_insert(co, -2);
   if (!encode_top(co, 2, "map")) child_exit(116); /* an integer and a string always encode */
   p = lua_tolstring(co, -1, &len);
-  reply(fd, 'F', 'F', p, len);
+  if (send_reply(fd, 'F', p, len) != 0) child_exit(117); /* a traceback of gigabytes */
   lua_pop(co, 1);
 }
 
@@ -312,7 +321,12 @@ static void serve_one(lua_State *co, int fd, const unsigned char *job, size_t le
     if (encode_top(co, 1, "map")) {
       size_t n;
       const char *p = lua_tolstring(co, -1, &n);
-      reply(fd, 'M', 'F', p, n);
+      if (send_reply(fd, 'M', p, n) != 0) {
+        char msg[200];
+        too_big(msg, sizeof msg, n);
+        lua_pushstring(co, msg);
+        send_failure(co, fd, 0, lua_gettop(co)); /* the chunk as a whole */
+      }
     } else
       send_unsendable(co, fd, top + 2, lua_tointeger(co, top + 3), lua_tointeger(co, top + 4));
   }

@@ -68,7 +68,7 @@ local OPTIONS = { "n", "fn", "args", "progress", "label", "seed" }
 -- The option-table form: n, fn and the arguments from the table (or fn and the arguments
 -- after it, the form of contract v1).
 local function from_options(opts, fn, ...)
-  W.checkoptions(opts, "parallel", table.unpack(OPTIONS))
+  W.check_options(opts, "parallel", 1, table.unpack(OPTIONS))
   if opts.fn == nil then return opts.n, fn, table.pack(...) end
   if fn ~= nil or select("#", ...) > 0 then
     error("luashm: parallel: fn is given in the option table: no arguments may follow it", 0)

@@ -20,7 +20,7 @@ local pools = setmetatable({}, { __mode = "k" }) -- every Pool -> its private st
 
 function shm.pool(n, opts)
   n = W.check_workers(n, "pool")
-  W.checkoptions(opts, "pool", "seed")
+  W.check_options(opts, "pool", 2, "seed")
   local seed = W.check_seed(opts and opts.seed, "pool")
   local p = setmetatable({ size = n, closed = false }, meta)
   pools[p] = { seed = seed }
@@ -114,10 +114,7 @@ function Pool:map(fn, items, opts)
     error(("bad argument #2 to 'map' (table or non-negative integer expected, got %s)"):format(
       math.type(items) or type(items)), 2)
   end
-  if opts ~= nil and type(opts) ~= "table" then
-    error(("bad argument #3 to 'map' (table expected, got %s)"):format(type(opts)), 2)
-  end
-  W.checkoptions(opts, "map", "chunksize", "progress", "label")
+  W.check_options(opts, "map", 3, "chunksize", "progress", "label")
   if opts and opts.label ~= nil and type(opts.label) ~= "string" then
     error(("luashm: map: opts.label must be a string, not a %s"):format(type(opts.label)), 0)
   end

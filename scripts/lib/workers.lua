@@ -1,7 +1,7 @@
 -- What shm.parallel (parallel.lua) and shm.pool (pool.lua) share, added to the private worker
 -- table shm._worker: the default worker count (-j N, LUASHM_WORKERS, shm.cpus()), also public
--- as shm.default_workers; the checks of a worker count and of a seed; the stopping of a list of
--- workers; the message of a worker's error without its prefix.
+-- as shm.default_workers; the checks of a worker count, a seed and an option table; the
+-- stopping of a list of workers; the message of a worker's error without its prefix.
 local shm = ...
 local W = shm._worker
 local error, ipairs, math, os, tonumber, tostring, type =
@@ -44,6 +44,17 @@ function W.check_seed(seed, op)
       type(seed) == "number" and tostring(seed) or "a " .. type(seed)), 0)
   end
   return s
+end
+
+-- Checks an option table (nil is fine) of the function op, whose argument argn it is: a table
+-- whose keys are all among the valid ones that follow, else an error naming the key.
+local checkoptions = W.checkoptions
+function W.check_options(opts, op, argn, ...)
+  if opts == nil then return end
+  if type(opts) ~= "table" then
+    error(("bad argument #%d to '%s' (table expected, got %s)"):format(argn, op, type(opts)), 3)
+  end
+  checkoptions(opts, op, ...)
 end
 
 -- Stops every worker of the list still running: SIGTERM to all first, then each gets the
