@@ -378,6 +378,34 @@ function TestRepl:test_ctrl_c_interrupts_a_loop_and_the_repl_goes_on()
   lu.assertNil(r:exit_status())
 end
 
+-- Issue 20: Ctrl-C interrupts a blocking luashm call (here ch:recv()) with the error
+-- "luashm: interrupted" and the prompt comes back; the channel is still usable, and a second
+-- Ctrl-C interrupts the next blocked call (a barrier's wait) just the same.
+function TestRepl:test_ctrl_c_interrupts_a_blocked_recv()
+  local r = self.repl
+  r:start()
+  r:line("ch = shm.channel(); ch:unlink()")
+  r:line("ch:recv()")
+  r:wait_text("> ch:recv()")
+  sleep(0.3)
+  r:keys("C-c")
+  r:wait_text("luashm: interrupted")
+  r:wait_prompt()
+  r:line("ch:send(41)")
+  r:line("ch:recv() + 1")
+  r:wait_line("42")
+  r:line("bar = shm.barrier(2); bar:unlink(); bar:wait()")
+  r:wait_text("> bar = shm.barrier(2); bar:unlink(); bar:wait()")
+  sleep(0.3)
+  r:keys("C-c")
+  r:wait(function(s) return select(2, s:gsub("luashm: interrupted", "")) >= 2 end,
+    "a second interruption")
+  r:wait_prompt()
+  r:line("'still here'")
+  r:wait_line('"still here"')
+  lu.assertNil(r:exit_status())
+end
+
 local function alive(pid)
   return select(2, H.sh("kill -0 " .. pid .. " 2>/dev/null")) == true
 end
@@ -400,7 +428,7 @@ function TestRepl:test_interrupt_stops_the_workers_the_chunk_started()
   end, "the workers' pids")
   lu.assertTrue(alive(new))
   H.sh("kill -INT " .. r:pid())
-  r:wait_text("interrupted!")
+  r:wait_text("luashm: interrupted") -- join's own error (issue 20)
   r:wait_prompt()
   lu.assertFalse(alive(new))
   lu.assertTrue(alive(old))
