@@ -67,15 +67,22 @@ static uint64_t area_size(manager *m) {
 ** Entries: untrusted bytes, checked each time they are read
 ** ------------------------------------------------------------------------------------- */
 
+/* Copies the len bytes of the entry e's name into out, NUL-terminated. */
+static void entry_name(const unsigned char *e, size_t len, char out[LUASHM_NAME_MAX + 1]) {
+  memcpy(out, e + ENTRY_HEAD, len);
+  out[len] = '\0';
+}
+
 /* The name length of the entry at off among used bytes of a, or 0 when no well-formed entry
    starts there (cut short, a length out of range, a name with '/' or NUL). */
 static size_t entry_len(const unsigned char *a, uint64_t used, uint64_t off) {
-  char err[LUASHM_ERRLEN];
+  char err[LUASHM_ERRLEN], name[LUASHM_NAME_MAX + 1];
   size_t len;
   if (off + ENTRY_HEAD > used) return 0;
   len = a[off + 1];
   if (a[off] > 1 || len == 0 || len > LUASHM_NAME_MAX || off + ENTRY_HEAD + len > used) return 0;
-  if (luashm_name_check("manager", (const char *)a + off + ENTRY_HEAD, len, err) != 0) return 0;
+  entry_name(a + off, len, name); /* the check's message quotes it: NUL-terminated */
+  if (luashm_name_check("manager", name, len, err) != 0) return 0;
   return len;
 }
 
@@ -85,12 +92,6 @@ static uint64_t valid_prefix(const unsigned char *a, uint64_t used) {
   size_t len;
   while ((len = entry_len(a, used, off)) != 0) off += ENTRY_HEAD + len;
   return off;
-}
-
-/* Copies the name of a well-formed entry (len bytes) into out, NUL-terminated. */
-static void entry_name(const unsigned char *e, size_t len, char out[LUASHM_NAME_MAX + 1]) {
-  memcpy(out, e + ENTRY_HEAD, len);
-  out[len] = '\0';
 }
 
 /* Whether the entry's name still names the file that was recorded. */
