@@ -212,6 +212,29 @@ function TestPipeline:test_a_failing_stage_stops_the_job()
   for name in pairs(H.shm_names()) do lu.assertTrue(before[name], "left block " .. name) end
 end
 
+-- The consumer dies (a SIGKILL, say the OOM killer): the producer would wait for ever for a
+-- free array, and a fixed join order with it. shm.wait sees the death first and stops the job.
+function TestPipeline:test_a_dying_consumer_is_detected_at_once()
+  local dir = os.tmpname()
+  os.remove(dir)
+  assert(os.execute("mkdir -p " .. dir .. "/pipeline && cp " .. EX .. "pipeline.lua " .. dir ..
+    " && cp " .. EX .. "pipeline/*.lua " .. dir .. "/pipeline"))
+  local src = slurp(dir .. "/pipeline/reduce.lua")
+  local f = assert(io.open(dir .. "/pipeline/reduce.lua", "w"))
+  f:write((src:gsub("\n  free:send%(a%)\n", "\n  os.execute('kill -9 ' .. io.open('/proc/self/stat'):read('n'))\n", 1)))
+  f:close()
+  local before = H.shm_names()
+  local t0 = os.time()
+  local out, ok = H.sh("timeout 60 " .. H.shell_quote(H.host) .. " " .. dir ..
+    "/pipeline.lua 100000 100 2 2>&1")
+  os.execute("rm -r " .. dir)
+  lu.assertNotEquals(ok, true)
+  lu.assertTrue(os.time() - t0 < 30, "the job hung until the timeout")
+  lu.assertStrMatches(out, ".*pipeline: reduce.lua failed: .*killed by signal 9.*")
+  lu.assertNotStrContains(out, "tracker: unlinked")
+  for name in pairs(H.shm_names()) do lu.assertTrue(before[name], "left block " .. name) end
+end
+
 function TestPipeline:test_no_records()
   local out = run({}, "pipeline.lua", 0, 10, 2)
   lu.assertStrContains(out, "produce.lua       0 records in 0 batches")
@@ -328,6 +351,53 @@ function TestWordcount:test_top_words_files_column_and_words_across_chunk_edges(
   local _, total, distinct = parse_wordcount(out)
   lu.assertEquals(total, 50 * 4 + 40 * 4 + 2)
   lu.assertEquals(distinct, 5)
+end
+
+------------------------------------------------------------------------------------------------
+-- Monte Carlo
+------------------------------------------------------------------------------------------------
+
+TestMonteCarlo = {}
+
+local function montecarlo(j, ...)
+  local out = run({ j = j }, "montecarlo.lua", ...)
+  local counts = {}
+  for c in out:gmatch("rank %d+  (%d+) of") do counts[#counts + 1] = tonumber(c) end
+  return out, counts, tonumber(out:match("pi ~ ([%d.]+)"))
+end
+
+function TestMonteCarlo:test_fresh_streams_give_a_plausible_pi_from_distinct_darts()
+  local n = 400000
+  local _, counts, pi = montecarlo(4, n)
+  lu.assertEquals(#counts, 4)
+  local seen = {}
+  for _, c in ipairs(counts) do
+    lu.assertNil(seen[c], "two ranks threw the same darts: " .. table.concat(counts, " "))
+    seen[c] = true
+  end
+  -- 6 standard errors: 4 * sqrt(p (1 - p) / n) with p = pi / 4
+  lu.assertTrue(math.abs(pi - math.pi) < 6 * 4 * math.sqrt(0.1686 / n), pi)
+  local _, again = montecarlo(4, n)
+  lu.assertNotEquals(again, counts) -- another run, other streams
+end
+
+function TestMonteCarlo:test_a_seed_reproduces_the_run()
+  local out1, counts = montecarlo(3, 300000, 2024)
+  local out2 = montecarlo(3, 300000, 2024)
+  local strip = function(s) return (s:gsub(", [%d.]+ s\n", "\n", 1)) end -- the time differs
+  lu.assertEquals(strip(out1), strip(out2))
+  lu.assertStrContains(out1, "seed 2024")
+  -- rank r ran math.randomseed(2024, r): the count is computable here
+  local lo, hi = shm.partition(300000, 3, 2)
+  math.randomseed(2024, 2)
+  local inside = 0
+  for _ = lo, hi do
+    local x, y = math.random(), math.random()
+    if x * x + y * y <= 1.0 then inside = inside + 1 end
+  end
+  lu.assertEquals(counts[2], inside)
+  local _, other = montecarlo(3, 300000, 2025)
+  lu.assertNotEquals(other, counts)
 end
 
 ------------------------------------------------------------------------------------------------

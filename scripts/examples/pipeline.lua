@@ -41,26 +41,22 @@ for t = 1, T do
 end
 stage { script = "reduce.lua", cooked, free }
 
--- Wait for the stages in whatever order they end. A channel is shut down once every stage that
--- sends into it has ended, so the stages reading it (for batch in ch:iter()) end when it is
--- drained. The first stage that fails stops the job at once: the error is raised, the host
--- kills the other workers as it exits, and the manager unlinks the blocks.
-local senders = { [raw] = 1, [cooked] = T }
-local running = #stages
-while running > 0 do
-  for _, st in ipairs(stages) do
-    if not st.results then
-      local ok, a, b, c = st.worker:join(0.01) -- nil, "timeout" while it runs
-      if ok == false then error("pipeline: " .. st.label .. " failed: " .. a, 0) end
-      if ok then
-        st.results, running = { a, b, c }, running - 1
-        local ch = st.sends_into
-        if ch then
-          senders[ch] = senders[ch] - 1
-          if senders[ch] == 0 then ch:shutdown() end
-        end
-      end
-    end
+-- Wait for the stages in whatever order they end (shm.wait returns each once). A channel is
+-- shut down once every stage that sends into it has ended, so the stages reading it (for batch
+-- in ch:iter()) end when it is drained. The first stage that fails stops the job at once: the
+-- error is raised, the host kills the other workers as it exits, and the manager unlinks the
+-- blocks.
+local senders, by_worker, workers = { [raw] = 1, [cooked] = T }, {}, {}
+for i, st in ipairs(stages) do by_worker[st.worker], workers[i] = st, st.worker end
+for _ = 1, #stages do
+  local w, ok, a, b, c = shm.wait(workers)
+  local st = by_worker[w]
+  if not ok then error("pipeline: " .. st.label .. " failed: " .. a, 0) end
+  st.results = { a, b, c }
+  local ch = st.sends_into
+  if ch then
+    senders[ch] = senders[ch] - 1
+    if senders[ch] == 0 then ch:shutdown() end
   end
 end
 local produced, batches = table.unpack(stages[1].results)
