@@ -566,15 +566,25 @@ static int private_checkoptions(lua_State *L) {
   return 1;
 }
 
-/* w:_send(first, n, items): a job for a serving worker; false when the worker is gone. */
+/* w:_send(first, n [, items]): a job for a serving worker, items[first .. first + n - 1] (read
+   with their metamethods) or, without items, the indexes themselves; false when the worker is
+   gone. */
 static int worker_send(lua_State *L) {
   worker *w = checkworker(L, 1, "send");
+  lua_Integer first = luaL_checkinteger(L, 2), n = luaL_checkinteger(L, 3), k;
+  int items = !lua_isnoneornil(L, 4);
   luaL_Buffer b;
   size_t len;
   const char *p;
+  if (n < 1 || n > LUASHM_CHUNK_MAX) return luashm_error(L, "map: %I items in a chunk", n);
+  if (items) luaL_checktype(L, 4, LUA_TTABLE);
   lua_settop(L, 4);
+  luaL_checkstack(L, (int)n + 8, "map: too many items");
+  lua_pushvalue(L, 2);
+  lua_pushvalue(L, 3);
+  for (k = 0; items && k < n; k++) lua_geti(L, 4, first + k);
   luaL_buffinit(L, &b);
-  luashm_encode(L, 2, 3, &b, "map");
+  luashm_encode(L, 5, items ? (int)n + 2 : 2, &b, "map");
   luaL_pushresult(&b);
   p = lua_tolstring(L, -1, &len);
   if (w->link.fd >= 0 && luashm_frame_send(w->link.fd, 'J', p, len, 1) != 0) {
@@ -582,7 +592,7 @@ static int worker_send(lua_State *L) {
       return luashm_error(L,
                           "map: a chunk of %I items is %I bytes encoded: more than a worker "
                           "link's frame holds (%I bytes); pass a smaller chunksize",
-                          lua_tointeger(L, 3), (lua_Integer)len, (lua_Integer)luashm_frame_limit());
+                          n, (lua_Integer)len, (lua_Integer)luashm_frame_limit());
     if (errno == EINTR) return luashm_interrupted(L); /* the link is half-written: unusable */
     lua_pushboolean(L, 0);
     return 1;
@@ -591,28 +601,32 @@ static int worker_send(lua_State *L) {
   return 1;
 }
 
-/* w:_take(): the next reply of a serving worker: true, results ('M'); false, err, index ('F':
-   index 0 when the job as a whole failed); false, err, nil, "ended" when it ended without
-   one; nothing when none is there yet. */
+/* w:_take(results, lo): the next reply of a serving worker: true, its results stored into
+   results[lo...] ('M'); false, err, index ('F': index 0 when the job as a whole failed);
+   false, err, nil, "ended" when it ended without one; nothing when none is there yet. */
 static int worker_take(lua_State *L) {
   worker *w = checkworker(L, 1, "take");
-  int tag = luashm_frame_ready(&w->link), n;
+  int tag = luashm_frame_ready(&w->link), n, k;
+  lua_Integer lo;
   size_t len;
   const unsigned char *p = tag ? luashm_frame_payload(&w->link, &len) : NULL;
-  lua_settop(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lo = luaL_checkinteger(L, 3);
+  lua_settop(L, 3);
   if (tag == 'M') {
-    lua_pushboolean(L, 1);
     n = luashm_decode(L, p, len, "map");
+    for (k = n; k >= 1; k--) lua_rawseti(L, 2, lo + k - 1);
     luashm_frame_consume(&w->link);
-    return n + 1;
+    lua_pushboolean(L, 1);
+    return 1;
   }
   if (tag == 'F') {
     lua_pushboolean(L, 0);
-    if (luashm_decode(L, p, len, "map") != 2 || !lua_isinteger(L, 3) || !lua_isstring(L, 4))
+    if (luashm_decode(L, p, len, "map") != 2 || !lua_isinteger(L, 5) || !lua_isstring(L, 6))
       return luashm_error(L, "map: malformed reply from worker %d", (int)w->pid);
-    push_failure(L, w, lua_tostring(L, 4), lua_rawlen(L, 4));
-    lua_replace(L, 4);
-    lua_rotate(L, 3, 1);
+    push_failure(L, w, lua_tostring(L, 6), lua_rawlen(L, 6));
+    lua_replace(L, 6);
+    lua_rotate(L, 5, 1);
     luashm_frame_consume(&w->link);
     return 3;
   }
@@ -717,5 +731,7 @@ void luashm_open_worker(lua_State *L) {
   new_live_set(L);
   luaL_setfuncs(L, worker_funcs, 0);
   luaL_newlib(L, private_funcs);
+  lua_pushinteger(L, LUASHM_CHUNK_MAX);
+  lua_setfield(L, -2, "chunk_max");
   lua_setfield(L, -2, "_worker");
 }

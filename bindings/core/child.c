@@ -236,41 +236,42 @@ static int serve_msgh(lua_State *co) {
   return 1;
 }
 
-/* [payload, len] -> true, results, first, n | false, index, message. Runs on co; upvalues:
-   the message handler and fn. */
+/* [payload, len] -> first, results... Runs on co, under the message handler; upvalues: fn and
+   the index of the item being run (a lua_Integer box: 0 while none is, so that an error says
+   which item raised it). A job is (first, n, items...): fn(item) for each of the n items, or
+   fn(first + k - 1) for k = 1..n when no items follow. Results replace the items on the stack
+   (or are pushed), in order: no table is built on either side. One protected call for the
+   whole job: a pcall per item would cost more than a trivial item's work. */
 static int serve_job(lua_State *co) {
   const unsigned char *p = (const unsigned char *)lua_touserdata(co, 1);
   size_t len = (size_t)lua_tointeger(co, 2);
+  lua_Integer *running = (lua_Integer *)lua_touserdata(co, lua_upvalueindex(2));
   lua_Integer first, n, k;
-  int items, results;
-  if (luashm_decode(co, p, len, "map") != 3 || !lua_isinteger(co, 3) || !lua_isinteger(co, 4) ||
-      !(lua_isnil(co, 5) || lua_istable(co, 5)))
+  int count, items;
+  *running = 0;
+  count = luashm_decode(co, p, len, "map");
+  if (count < 2 || !lua_isinteger(co, 3) || !lua_isinteger(co, 4))
     return luashm_error(co, "map: malformed job");
   first = lua_tointeger(co, 3);
   n = lua_tointeger(co, 4);
-  items = lua_istable(co, 5) ? 5 : 0;
-  lua_pushvalue(co, lua_upvalueindex(1)); /* 6: the message handler */
-  lua_createtable(co, n > 0 && n < (1 << 24) ? (int)n : 0, 0);
-  results = lua_gettop(co);
-  for (k = 1; k <= n; k++) {
-    lua_pushvalue(co, lua_upvalueindex(2));
+  items = count > 2;
+  if (n < 1 || n > LUASHM_CHUNK_MAX || (items && count - 2 != n))
+    return luashm_error(co, "map: malformed job");
+  if (!items) luaL_checkstack(co, (int)n + 8, "map: too many items");
+  for (k = 0; k < n; k++) {
+    *running = first + k;
+    lua_pushvalue(co, lua_upvalueindex(1));
     if (items)
-      lua_rawgeti(co, items, k);
+      lua_pushvalue(co, 5 + (int)k);
     else
-      lua_pushinteger(co, first + k - 1);
-    if (lua_pcall(co, 1, 1, 6) != LUA_OK) {
-      lua_pushboolean(co, 0);
-      lua_pushinteger(co, first + k - 1);
-      lua_rotate(co, -3, 2);
-      return 3;
-    }
-    lua_rawseti(co, results, k);
+      lua_pushinteger(co, first + k);
+    lua_call(co, 1, 1);
+    if (items) lua_replace(co, 5 + (int)k);
   }
-  lua_pushboolean(co, 1);
-  lua_pushvalue(co, results);
+  *running = 0;
   lua_pushinteger(co, first);
-  lua_pushinteger(co, n);
-  return 4;
+  lua_rotate(co, 5, 1);
+  return (int)n + 1;
 }
 
 /* Sends an 'F' payload: the index of the item that failed (0: the job as a whole) and the
@@ -290,55 +291,75 @@ static void send_failure(lua_State *co, int fd, lua_Integer index, int msg_idx) 
   lua_pop(co, 1);
 }
 
-/* The results table at index results failed to encode (the codec's message on top): reports
-   the first item whose result the codec refuses. */
-static void send_unsendable(lua_State *co, int fd, int results, lua_Integer first, lua_Integer n) {
-  int whole = lua_gettop(co);
-  lua_Integer k;
-  for (k = 1; k <= n; k++) {
-    lua_rawgeti(co, results, k);
+/* Encodes the n results at base and sends them as 'M'. 0, or -1 when the codec refused one
+   (its message on top, the results still at base for send_unsendable: a result that can fail
+   to encode, a table or a userdata, makes the encoder work on copies). */
+static int send_results(lua_State *co, int fd, int base, int n) {
+  int k, plain = 1;
+  size_t len;
+  const char *p;
+  for (k = 0; k < n && plain; k++) {
+    int t = lua_type(co, base + k);
+    plain = t == LUA_TNIL || t == LUA_TBOOLEAN || t == LUA_TNUMBER || t == LUA_TSTRING;
+  }
+  if (!plain) {
+    luaL_checkstack(co, n + 8, "map: too many results");
+    for (k = 0; k < n; k++) lua_pushvalue(co, base + k);
+  }
+  if (!encode_top(co, n, "map")) {
+    if (!plain) return -1;
+    send_failure(co, fd, 0, lua_gettop(co)); /* plain values: out of memory */
+    return 0;
+  }
+  p = lua_tolstring(co, -1, &len);
+  if (send_reply(fd, 'M', p, len) != 0) {
+    char msg[200];
+    too_big(msg, sizeof msg, len);
+    lua_pushstring(co, msg);
+    send_failure(co, fd, 0, lua_gettop(co)); /* the chunk as a whole */
+  }
+  return 0;
+}
+
+/* The n results at base failed to encode (the codec's message on top): reports the first item
+   whose result the codec refuses, first being the first item's index. */
+static void send_unsendable(lua_State *co, int fd, int base, int n, lua_Integer first) {
+  int whole = lua_gettop(co), k;
+  for (k = 0; k < n; k++) {
+    lua_pushvalue(co, base + k);
     if (!encode_top(co, 1, "map")) {
-      send_failure(co, fd, first + k - 1, lua_gettop(co));
+      send_failure(co, fd, first + k, lua_gettop(co));
       return;
     }
     lua_pop(co, 1);
   }
-  send_failure(co, fd, first, whole); /* the table as a whole (nested too deep...) */
+  send_failure(co, fd, first, whole);
 }
 
-/* Runs one job and replies. */
-static void serve_one(lua_State *co, int fd, const unsigned char *job, size_t len) {
+/* Runs one job and replies; running is serve_job's box. */
+static void serve_one(lua_State *co, int fd, const unsigned char *job, size_t len,
+                      const lua_Integer *running) {
   int top = lua_gettop(co);
   lua_pushvalue(co, CO_JOB);
   lua_pushlightuserdata(co, (void *)job);
   lua_pushinteger(co, (lua_Integer)len);
   if (lua_pcall(co, 2, LUA_MULTRET, CO_MSGH) != LUA_OK)
-    send_failure(co, fd, 0, top + 1); /* an undecodable job */
-  else if (!lua_toboolean(co, top + 1))
-    send_failure(co, fd, lua_tointeger(co, top + 2), top + 3);
+    send_failure(co, fd, *running, top + 1); /* 0: the job itself is undecodable */
   else {
-    lua_pushvalue(co, top + 2);
-    if (encode_top(co, 1, "map")) {
-      size_t n;
-      const char *p = lua_tolstring(co, -1, &n);
-      if (send_reply(fd, 'M', p, n) != 0) {
-        char msg[200];
-        too_big(msg, sizeof msg, n);
-        lua_pushstring(co, msg);
-        send_failure(co, fd, 0, lua_gettop(co)); /* the chunk as a whole */
-      }
-    } else
-      send_unsendable(co, fd, top + 2, lua_tointeger(co, top + 3), lua_tointeger(co, top + 4));
+    int n = lua_gettop(co) - top - 1;
+    if (send_results(co, fd, top + 2, n) != 0)
+      send_unsendable(co, fd, top + 2, n, lua_tointeger(co, top + 1));
   }
   lua_settop(co, top);
 }
 
 void luashm_child_serve(lua_State *L, int fd) {
   lua_State *co = lua_newthread(L);
+  lua_Integer *running;
   lua_pushcfunction(co, serve_msgh);
-  lua_pushvalue(co, CO_MSGH);
   lua_pushvalue(L, -2);
   lua_xmove(L, co, 1); /* fn */
+  running = (lua_Integer *)lua_newuserdatauv(co, sizeof *running, 0);
   lua_pushcclosure(co, serve_job, 2);
   for (;;) {
     int tag;
@@ -346,7 +367,7 @@ void luashm_child_serve(lua_State *L, int fd) {
     unsigned char *job = luashm_frame_read(fd, &tag, &len);
     if (job == NULL) child_exit(len == 0 ? 0 : 114);
     if (tag != 'J') child_exit(115);
-    serve_one(co, fd, job, len);
+    serve_one(co, fd, job, len, running);
     free(job);
   }
 }

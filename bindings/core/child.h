@@ -36,10 +36,10 @@ _Noreturn void luashm_child_run_function(lua_State *L, int fd, int nargs);
 _Noreturn void luashm_child_run_path(const char *path, const char *args, size_t len, int fd,
                                      const luashm_seed *s);
 
-/* The serving worker: fn is on top of L's stack. Each 'J' frame (first, n, items) is answered
-   by 'M' (a table of the n first results of fn(items[k]), or of fn(first + k - 1) when items
-   is nil) or by 'F' (the index of the item that failed, its error with the traceback). Exits
-   when its parent closes the link. */
+/* The serving worker: fn is on top of L's stack. Each 'J' frame (first, n, item1..itemn) is
+   answered by 'M' (the n first results of fn(item), in order), or, for a job (first, n) without
+   items, of fn(first + k - 1); or by 'F' (the index of the item that failed, its error with
+   the traceback). Exits when its parent closes the link. */
 _Noreturn void luashm_child_serve(lua_State *L, int fd);
 
 #endif

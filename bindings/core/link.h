@@ -21,6 +21,10 @@
 /* The largest payload a frame carries: its length field is 32 bits and counts the tag. */
 #define LUASHM_FRAME_MAX ((size_t)UINT32_MAX - 1)
 
+/* The most items a pool job carries: its items, and its results, travel as values on a Lua
+   stack (no table is built on either side). */
+#define LUASHM_CHUNK_MAX 131072
+
 /* One end of a link and the bytes read from it and not yet consumed. */
 typedef struct luashm_link {
   int fd; /* -1 once closed */

@@ -68,16 +68,14 @@ local function run(self, fn, items, count, chunk, progress, results)
     while nexti <= count and #idle > 0 do
       local w = table.remove(idle)
       local n = math.min(chunk, count - nexti + 1)
-      local part = items and table.move(items, nexti, nexti + n - 1, 1, {})
-      w:_send(nexti, n, part) -- a worker that died is reported by _take below
+      w:_send(nexti, n, items) -- a worker that died is reported by _take below
       busy[#busy + 1], busy_lo[#busy + 1], busy_n[#busy + 1] = w, nexti, n
       nexti = nexti + n
     end
     local k = W.wait(busy, nil, true)
     local w, lo, n = busy[k], busy_lo[k], busy_n[k]
-    local ok, value, index = w:_take()
-    if not ok then error(chunk_failure(value, index, lo, n), 0) end
-    table.move(value, 1, n, lo, results)
+    local ok, err, index = w:_take(results, lo)
+    if not ok then error(chunk_failure(err, index, lo, n), 0) end
     busy[k], busy_lo[k], busy_n[k] = busy[#busy], busy_lo[#busy], busy_n[#busy]
     busy[#busy], busy_lo[#busy], busy_n[#busy] = nil, nil, nil
     idle[#idle + 1] = w
@@ -86,16 +84,18 @@ local function run(self, fn, items, count, chunk, progress, results)
 end
 
 -- Items per round trip: opts.chunksize, else Python's Pool.map default, about four chunks per
--- worker.
+-- worker; at most W.chunk_max (a chunk's items travel as values on a Lua stack).
 local function chunksize(self, opts, count)
   local c = opts and opts.chunksize
-  if c == nil then return math.max(1, (count + 4 * self.size - 1) // (4 * self.size)) end
+  if c == nil then
+    return math.min(W.chunk_max, math.max(1, (count + 4 * self.size - 1) // (4 * self.size)))
+  end
   local k = type(c) == "number" and math.tointeger(c)
   if not k or k < 1 then
     error(("luashm: map: opts.chunksize must be a positive integer, not %s"):format(
       type(c) == "number" and tostring(c) or "a " .. type(c)), 0)
   end
-  return k
+  return math.min(k, W.chunk_max)
 end
 
 -- p:map(fn, items [, opts]) or p:map(fn, count [, opts]) (fn(i) for i = 1..count).
