@@ -249,6 +249,9 @@ static int passed(lua_State *L, barrier *bar, int serial) {
 static int withdraw(lua_State *L, barrier *bar, uint32_t g, int rc) {
   shared *s = bar->s;
   luashm_deadline d;
+  /* The pending interrupt is this call's to report, once withdrawn: left pending, it would make
+     the lock below give up at once if another party held it. */
+  if (rc == EINTR) luashm_interrupt_clear();
   luashm_deadline_in(&d, 1);
   if (state_lock(s, &d) == 0) {
     if (s->gen != g) {
