@@ -566,33 +566,40 @@ static int private_checkoptions(lua_State *L) {
   return 1;
 }
 
-/* w:_send(first, n [, items]): a job for a serving worker, items[first .. first + n - 1] (read
-   with their metamethods) or, without items, the indexes themselves; false when the worker is
-   gone. */
+/* _worker.job(first, n [, items]): the encoding of a job for a serving worker: the items
+   items[first .. first + n - 1] (read with their metamethods) or, without items, the indexes
+   themselves. Made apart from its sending, so that a pool encodes the next job while its
+   workers compute. */
+static int private_job(lua_State *L) {
+  lua_Integer first = luaL_checkinteger(L, 1), n = luaL_checkinteger(L, 2), k;
+  int items = !lua_isnoneornil(L, 3);
+  luaL_Buffer b;
+  if (n < 1 || n > LUASHM_CHUNK_MAX)
+    return luashm_error(L, "map: %I items in a chunk (1 to %d)", n, LUASHM_CHUNK_MAX);
+  if (items) luaL_checktype(L, 3, LUA_TTABLE);
+  lua_settop(L, 3);
+  luaL_checkstack(L, (int)n + 8, "map: too many items");
+  lua_pushvalue(L, 1);
+  lua_pushvalue(L, 2);
+  for (k = 0; items && k < n; k++) lua_geti(L, 3, first + k);
+  luaL_buffinit(L, &b);
+  luashm_encode(L, 4, items ? (int)n + 2 : 2, &b, "map");
+  luaL_pushresult(&b);
+  return 1;
+}
+
+/* w:_send(job): a job (from _worker.job) for a serving worker; false when the worker is gone.
+   The worker is idle (its reply came in), so it reads the whole job at once. */
 static int worker_send(lua_State *L) {
   worker *w = checkworker(L, 1, "send");
-  lua_Integer first = luaL_checkinteger(L, 2), n = luaL_checkinteger(L, 3), k;
-  int items = !lua_isnoneornil(L, 4);
-  luaL_Buffer b;
   size_t len;
-  const char *p;
-  if (n < 1 || n > LUASHM_CHUNK_MAX) return luashm_error(L, "map: %I items in a chunk", n);
-  if (items) luaL_checktype(L, 4, LUA_TTABLE);
-  lua_settop(L, 4);
-  luaL_checkstack(L, (int)n + 8, "map: too many items");
-  lua_pushvalue(L, 2);
-  lua_pushvalue(L, 3);
-  for (k = 0; items && k < n; k++) lua_geti(L, 4, first + k);
-  luaL_buffinit(L, &b);
-  luashm_encode(L, 5, items ? (int)n + 2 : 2, &b, "map");
-  luaL_pushresult(&b);
-  p = lua_tolstring(L, -1, &len);
+  const char *p = luaL_checklstring(L, 2, &len);
   if (w->link.fd >= 0 && luashm_frame_send(w->link.fd, 'J', p, len, 1) != 0) {
     if (errno == E2BIG)
       return luashm_error(L,
-                          "map: a chunk of %I items is %I bytes encoded: more than a worker "
-                          "link's frame holds (%I bytes); pass a smaller chunksize",
-                          n, (lua_Integer)len, (lua_Integer)luashm_frame_limit());
+                          "map: a chunk is %I bytes encoded: more than a worker link's frame "
+                          "holds (%I bytes); pass a smaller chunksize",
+                          (lua_Integer)len, (lua_Integer)luashm_frame_limit());
     if (errno == EINTR) return luashm_interrupted(L); /* the link is half-written: unusable */
     lua_pushboolean(L, 0);
     return 1;
@@ -709,11 +716,10 @@ static const luaL_Reg worker_funcs[] = {{"spawn", worker_spawn},
                                         {"partition", worker_partition},
                                         {NULL, NULL}};
 
-static const luaL_Reg private_funcs[] = {{"spawn", private_spawn},
-                                         {"serve", private_serve},
-                                         {"wait", private_wait},
-                                         {"checkoptions", private_checkoptions},
-                                         {NULL, NULL}};
+static const luaL_Reg private_funcs[] = {
+    {"spawn", private_spawn}, {"serve", private_serve},
+    {"wait", private_wait},   {"checkoptions", private_checkoptions},
+    {"job", private_job},     {NULL, NULL}};
 
 void luashm_open_worker(lua_State *L) {
   const char *limit = getenv(FRAME_LIMIT_ENV);

@@ -181,6 +181,32 @@ function H.keeps_lists(class)
   end
 end
 
+-- Whether no two values of the table are equal.
+function H.distinct(t)
+  local seen = {}
+  for _, v in pairs(t) do
+    if seen[v] then return false end
+    seen[v] = true
+  end
+  return true
+end
+
+-- The contents of the file at path, or "" when there is none yet (H.read insists on one).
+function H.slurp(path)
+  local f = io.open(path, "rb")
+  if not f then return "" end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+-- The non-empty lines of s, in order.
+function H.lines(s)
+  local t = {}
+  for l in s:gmatch("[^\n]+") do t[#t + 1] = l end
+  return t
+end
+
 -- The value codec's message for an object of `kind` in the block `name`: what shm.decode (and a
 -- channel's recv) reopens, so that a test can reopen a block as any kind, validation included.
 -- Names and kinds shorter than 128 bytes (one-byte lengths).

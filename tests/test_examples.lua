@@ -191,48 +191,42 @@ function TestPipeline:test_histogram_and_totals_are_exact()
   lu.assertEquals(got, hist)
 end
 
--- Every transformer fails at once: the producer then waits forever for a free array, so the
--- host must not wait for the stages in a fixed order. It names the stage and cleans up.
-function TestPipeline:test_a_failing_stage_stops_the_job()
+-- Runs the pipeline on a copy of its scripts in which stage script has pattern replaced:
+-- asserts that the job failed and left no block; returns its output and how long it took.
+local function broken_pipeline(script, pattern, replacement)
   local dir = os.tmpname()
   os.remove(dir)
   assert(os.execute("mkdir -p " .. dir .. "/pipeline && cp " .. EX .. "pipeline.lua " .. dir ..
     " && cp " .. EX .. "pipeline/*.lua " .. dir .. "/pipeline"))
-  local src = slurp(dir .. "/pipeline/transform.lua")
-  local f = assert(io.open(dir .. "/pipeline/transform.lua", "w"))
-  f:write((src:gsub("\nlocal batches = 0\n", "\nlocal batches = 0\nerror('broken stage')\n", 1)))
+  local src = slurp(dir .. "/pipeline/" .. script)
+  local f = assert(io.open(dir .. "/pipeline/" .. script, "w"))
+  f:write((src:gsub(pattern, replacement, 1)))
   f:close()
-  local before = H.shm_names()
+  local before, t0 = H.shm_names(), os.time()
   local out, ok = H.sh("timeout 60 " .. H.shell_quote(H.host) .. " " .. dir ..
     "/pipeline.lua 100000 100 2 2>&1")
   os.execute("rm -r " .. dir)
   lu.assertNotEquals(ok, true)
-  lu.assertStrMatches(out, ".*pipeline: transform.lua #%d failed: .*broken stage.*")
   lu.assertNotStrContains(out, "tracker: unlinked") -- the manager unlinked everything
   for name in pairs(H.shm_names()) do lu.assertTrue(before[name], "left block " .. name) end
+  return out, os.time() - t0
+end
+
+-- Every transformer fails at once: the producer then waits forever for a free array, so the
+-- host must not wait for the stages in a fixed order. It names the stage and cleans up.
+function TestPipeline:test_a_failing_stage_stops_the_job()
+  local out = broken_pipeline("transform.lua", "\nlocal batches = 0\n",
+    "\nlocal batches = 0\nerror('broken stage')\n")
+  lu.assertStrMatches(out, ".*pipeline: transform.lua #%d failed: .*broken stage.*")
 end
 
 -- The consumer dies (a SIGKILL, say the OOM killer): the producer would wait for ever for a
 -- free array, and a fixed join order with it. shm.wait sees the death first and stops the job.
 function TestPipeline:test_a_dying_consumer_is_detected_at_once()
-  local dir = os.tmpname()
-  os.remove(dir)
-  assert(os.execute("mkdir -p " .. dir .. "/pipeline && cp " .. EX .. "pipeline.lua " .. dir ..
-    " && cp " .. EX .. "pipeline/*.lua " .. dir .. "/pipeline"))
-  local src = slurp(dir .. "/pipeline/reduce.lua")
-  local f = assert(io.open(dir .. "/pipeline/reduce.lua", "w"))
-  f:write((src:gsub("\n  free:send%(a%)\n", "\n  os.execute('kill -9 ' .. io.open('/proc/self/stat'):read('n'))\n", 1)))
-  f:close()
-  local before = H.shm_names()
-  local t0 = os.time()
-  local out, ok = H.sh("timeout 60 " .. H.shell_quote(H.host) .. " " .. dir ..
-    "/pipeline.lua 100000 100 2 2>&1")
-  os.execute("rm -r " .. dir)
-  lu.assertNotEquals(ok, true)
-  lu.assertTrue(os.time() - t0 < 30, "the job hung until the timeout")
+  local out, seconds = broken_pipeline("reduce.lua", "\n  free:send%(a%)\n",
+    "\n  os.execute('kill -9 ' .. io.open('/proc/self/stat'):read('n'))\n")
+  lu.assertTrue(seconds < 30, "the job hung until the timeout")
   lu.assertStrMatches(out, ".*pipeline: reduce.lua failed: .*killed by signal 9.*")
-  lu.assertNotStrContains(out, "tracker: unlinked")
-  for name in pairs(H.shm_names()) do lu.assertTrue(before[name], "left block " .. name) end
 end
 
 function TestPipeline:test_no_records()

@@ -8,19 +8,7 @@ local lu = require "luaunit"
 local H = require "helper"
 local shm = require "luashm"
 
-local function slurp(path)
-  local f = io.open(path)
-  if not f then return "" end
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-local function lines_of(s)
-  local t = {}
-  for l in s:gmatch("[^\n]+") do t[#t + 1] = l end
-  return t
-end
+local slurp, lines_of = H.slurp, H.lines
 
 local function sleep(s) os.execute("sleep " .. s) end
 

@@ -356,6 +356,7 @@ local function child(mode)
     checkoptions = { args = function() return { { seed = 1 }, "op", "seed" } end },
     check_options = { args = function() return { { seed = 1 }, "op", 2, "seed" } end },
     strip = { args = function() return { "luashm: x" } end },
+    job = { args = function() return { 1, 2, { 5, 6 } } end },
     stop_all = { args = function() local w = shm.spawn(quick); return { { w } }, w end },
   }
 
@@ -405,7 +406,7 @@ local function child(mode)
     Manager = { create = { 64 }, array = { "u8", 4 }, list = { { 1 } }, lock = {},
       barrier = { 1 }, channel = {}, progress = { 10 }, names = {}, shutdown = {},
       __index = { "name" }, __close = {}, __gc = {}, __tostring = {} },
-    Worker = { join = { 5 }, kill = { "TERM" }, running = {}, close = {}, _send = { 1 },
+    Worker = { join = { 5 }, kill = { "TERM" }, running = {}, close = {}, _send = { "job" },
       _take = {}, _stop = { 0.5 }, _finish = {}, __index = { "pid" }, __close = {}, __gc = {},
       __tostring = {} },
     Pool = { map = { quick, { 1, 2 }, {} }, close = {}, __close = {},

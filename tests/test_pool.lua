@@ -210,14 +210,7 @@ local function draws()
   return table.concat(t, ",")
 end
 
-local function distinct(list)
-  local seen = {}
-  for _, v in pairs(list) do
-    if seen[v] then return false end
-    seen[v] = true
-  end
-  return true
-end
+local distinct = H.distinct
 
 TestStreams = {}
 

@@ -58,27 +58,42 @@ local function chunk_failure(err, index, lo, n)
   return ("luashm: map: items %d..%d failed: %s"):format(lo, lo + n - 1, W.strip(err))
 end
 
--- The scheduling loop: every idle worker takes the next chunk; replies fill results.
+-- The scheduling loop: every idle worker takes the next chunk; replies fill results. The next
+-- chunk is encoded while the workers compute, and a worker whose reply came in is handed its
+-- next chunk before its results are read, so that it never waits for the parent's reading.
 local function run(self, fn, items, count, chunk, progress, results)
   local ws = workers_for(self, fn)
-  local idle, busy, busy_lo, busy_n = {}, {}, {}, {}
-  for k = #ws, 1, -1 do idle[#idle + 1] = ws[k] end
-  local nexti = 1
-  while nexti <= count or #busy > 0 do
-    while nexti <= count and #idle > 0 do
-      local w = table.remove(idle)
-      local n = math.min(chunk, count - nexti + 1)
-      w:_send(nexti, n, items) -- a worker that died is reported by _take below
-      busy[#busy + 1], busy_lo[#busy + 1], busy_n[#busy + 1] = w, nexti, n
-      nexti = nexti + n
+  local busy, jobs = {}, {} -- workers with work out; worker -> FIFO of {lo, n}
+  local nexti, job, jobn = 1, nil, nil
+  local function prepare()
+    job, jobn = nil, math.min(chunk, count - nexti + 1)
+    if jobn > 0 then job = W.job(nexti, jobn, items) end
+  end
+  local function give(w)
+    w:_send(job) -- a worker that died is reported by _take below
+    local q = jobs[w]
+    q[#q + 1] = { nexti, jobn }
+    nexti = nexti + jobn
+    prepare()
+  end
+  prepare()
+  for _, w in ipairs(ws) do
+    jobs[w] = {}
+    if job then
+      give(w)
+      busy[#busy + 1] = w
     end
+  end
+  while #busy > 0 do
     local k = W.wait(busy, nil, true)
-    local w, lo, n = busy[k], busy_lo[k], busy_n[k]
+    local w = busy[k]
+    local q = jobs[w]
+    local lo, n = q[1][1], q[1][2]
+    if job and #q == 1 then give(w) end
     local ok, err, index = w:_take(results, lo)
     if not ok then error(chunk_failure(err, index, lo, n), 0) end
-    busy[k], busy_lo[k], busy_n[k] = busy[#busy], busy_lo[#busy], busy_n[#busy]
-    busy[#busy], busy_lo[#busy], busy_n[#busy] = nil, nil, nil
-    idle[#idle + 1] = w
+    table.remove(q, 1)
+    if #q == 0 then table.remove(busy, k) end
     if progress then progress:add(n) end
   end
 end
