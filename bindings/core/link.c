@@ -86,10 +86,9 @@ static uint32_t frame_len(const unsigned char *p) {
 /* Waits until fd can take more bytes: 0, or EINTR (interruptible and an interrupt pending). */
 static int wait_room(int fd, int interruptible) {
   struct pollfd pfd = {fd, POLLOUT, 0};
-  if (!interruptible) return poll(&pfd, 1, -1), 0;
-  if (luashm_interrupt_pending()) return EINTR;
-  poll(&pfd, 1, SEND_SLICE_MS);
-  return luashm_interrupt_pending() ? EINTR : 0;
+  if (interruptible && luashm_interrupt_pending()) return EINTR;
+  poll(&pfd, 1, interruptible ? SEND_SLICE_MS : -1);
+  return interruptible && luashm_interrupt_pending() ? EINTR : 0;
 }
 
 int luashm_frame_send(int fd, char tag, const void *p, size_t len, int interruptible) {
