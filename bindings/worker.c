@@ -129,15 +129,21 @@ static int ready(worker *w, int frames) {
   return (frames && luashm_frame_ready(&w->link)) || ended(w);
 }
 
+/* Reads what every link holds (without blocking): 0, or ENOMEM. */
+static int pump_all(worker **ws, int n) {
+  int i;
+  for (i = 0; i < n; i++)
+    if (pump(ws[i]) != 0) return ENOMEM;
+  return 0;
+}
+
 /* One slice of a wait: sleeps until a link stirs (at most ms), then reads them all. Returns
    0, EINTR (an interrupt is pending) or ENOMEM. */
 static int wait_slice(worker **ws, int n, luashm_link **ks, struct pollfd *pfd, int ms) {
   int i, rc;
   for (i = 0; i < n; i++) ks[i] = &ws[i]->link;
   rc = luashm_link_poll(ks, n, pfd, ms);
-  for (i = 0; i < n; i++)
-    if (pump(ws[i]) != 0) return ENOMEM;
-  return rc;
+  return pump_all(ws, n) != 0 ? ENOMEM : rc;
 }
 
 /* Waits until one of ws[0..n) is ready, for at most timeout seconds (negative: forever).
@@ -151,9 +157,10 @@ static int wait_any(lua_State *L, worker **ws, int n, double timeout, int frames
   luashm_link **ks =
       (luashm_link **)lua_newuserdatauv(L, (sizeof *ks + sizeof(struct pollfd)) * (size_t)n, 0);
   struct pollfd *pfd = (struct pollfd *)(ks + n);
-  int i, rc = 0, found = -1;
+  int i, rc, found = -1;
   luashm_deadline_in(&d, timeout);
-  for (;;) {
+  /* What already came (an end not yet seen, too): a timeout of 0 still finds it. */
+  for (rc = pump_all(ws, n); rc == 0;) {
     int64_t left = luashm_deadline_left(&d);
     int ms = REAP_CHECK_MS;
     for (i = 0; i < n && found < 0; i++)
@@ -576,6 +583,8 @@ static int private_job(lua_State *L) {
   luaL_Buffer b;
   if (n < 1 || n > LUASHM_CHUNK_MAX)
     return luashm_error(L, "map: %I items in a chunk (1 to %d)", n, LUASHM_CHUNK_MAX);
+  if (first < 1 || first > LUA_MAXINTEGER - n)
+    return luashm_error(L, "map: a chunk from item %I is out of range", first);
   if (items) luaL_checktype(L, 3, LUA_TTABLE);
   lua_settop(L, 3);
   luaL_checkstack(L, (int)n + 8, "map: too many items");

@@ -328,6 +328,15 @@ function TestWait:test_timeout_form()
   lu.assertTrue(ok)
 end
 
+-- A timeout of 0 looks at what already came: a worker that ended is found, not "timeout".
+function TestWait:test_a_zero_timeout_finds_a_worker_that_ended()
+  local w = shm.spawn(function() return "done" end)
+  local w2 = shm.spawn(function() return "also" end)
+  os.execute("sleep 0.2")
+  lu.assertEquals({ shm.wait({ w }, 0) }, { w, true, "done" })
+  lu.assertEquals({ w2:join(0) }, { true, "also" })
+end
+
 function TestWait:test_a_failure_and_a_joined_worker_are_reported_right()
   local done = shm.spawn(function() return 1 end)
   lu.assertTrue((done:join()))

@@ -255,7 +255,8 @@ static int serve_job(lua_State *co) {
   first = lua_tointeger(co, 3);
   n = lua_tointeger(co, 4);
   items = count > 2;
-  if (n < 1 || n > LUASHM_CHUNK_MAX || (items && count - 2 != n))
+  if (n < 1 || n > LUASHM_CHUNK_MAX || first < 1 || first > LUA_MAXINTEGER - n ||
+      (items && count - 2 != n))
     return luashm_error(co, "map: malformed job");
   if (!items) luaL_checkstack(co, (int)n + 8, "map: too many items");
   for (k = 0; k < n; k++) {
