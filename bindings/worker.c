@@ -631,6 +631,8 @@ static int worker_take(lua_State *L) {
   lua_settop(L, 3);
   if (tag == 'M') {
     n = luashm_decode(L, p, len, "map");
+    if (lo < 1 || lo > LUA_MAXINTEGER - n)
+      return luashm_error(L, "take: index %I is out of range", lo);
     for (k = n; k >= 1; k--) lua_rawseti(L, 2, lo + k - 1);
     luashm_frame_consume(&w->link);
     lua_pushboolean(L, 1);
