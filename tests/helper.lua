@@ -239,7 +239,7 @@ H.makers = {
   Channel = function() return shm.channel() end,
   Progress = function() return shm.progress(3, "x") end,
   Manager = function() return shm.manager() end,
-  Worker = function() return shm._worker.spawn(1, function() end) end, -- ranked: w.rank is set
+  Worker = function() return shm._worker.spawn(1, nil, function() end) end, -- ranked: w.rank is set
   Pool = function() return shm.pool(1) end,
 }
 

@@ -397,12 +397,11 @@ error; garbage collection shuts down too, but only in the owner process. Workers
 inherited the manager (fork) may create through it: their blocks are recorded in the same
 place, and only the owner ever unlinks. `m.name` is the name of its record block.]] },
 
-{ "shm.manager", "shm.manager([opts])", [[
-A Manager owned by the calling process.]],
-  opts = {
-    { "capacity", [[how many blocks with generated names the record holds (default 1024, at
-most 2^24)]] },
-  },
+{ "shm.manager", "shm.manager()", [[
+A Manager owned by the calling process. Its record has no fixed size: it grows as blocks are
+recorded (contract v1's `capacity` option is gone).]],
+  errors = [[`luashm: manager: unknown option 'capacity' (a manager's record grows by itself:
+there is no capacity to give)`.]],
   example = [[local m <close> = shm.manager(); local a = m:array("f64", 4); print(#m:names()) --> 1]] },
 
 { { "Manager:create", "Manager:array", "Manager:list", "Manager:lock", "Manager:barrier",
@@ -411,8 +410,8 @@ most 2^24)]] },
     "m:lock([opts])", "m:barrier(n [, opts])", "m:channel([opts])", "m:progress(total [, label])" }, [[
 As the `shm.` function of the same name, and the manager records the new block, which its
 shutdown unlinks.]],
-  errors = [[`luashm: manager 'NAME' is shut down`; a full record:
-`luashm: manager 'NAME': record is full (...); shm.manager{capacity = n} makes room for n blocks`.]],
+  errors = [[`luashm: manager 'NAME' is shut down`; a record another program rewrote:
+`luashm: manager 'NAME': its record is malformed at byte N of its entries`.]],
   example = [[local m <close> = shm.manager(); local b = m:create(64); m:shutdown(); print(shm.exists(b.name)) --> false]] },
 
 { "Manager:names", "m:names()", [[
@@ -547,9 +546,14 @@ recovered it (the half-written message of the dead sender is never seen).]],
 { topic = "Workers", kind = "Worker", var = "w", [[
 Forked Lua processes that run a function or a script and hand back their results. Values
 cross through the value codec (see `shm.encode`), so Arrays, Lists, Blocks, Locks and Channels
-travel by name and arrive attached. A worker still running when its handle is collected or
-closed (the end of the host included) is killed and reaped: no worker outlives its host, and
-Ctrl-C in the host stops every worker. `tostring(w)` shows the pid and whether it runs.]] },
+travel by name and arrive attached. Every forked worker starts with `math.random` reseeded from
+the kernel's random source (no two workers share a stream; `shm.parallel` and `shm.pool` take
+`{seed = S}` for reproducible runs). A worker still running when its handle is collected or
+closed (the end of the host included) is killed and reaped, and an ended one is reaped: no
+worker outlives its host, none stays a zombie. SIGINT (Ctrl-C) interrupts every blocking call
+(`join`, `shm.wait`, `map`, a channel's `recv` and `send`, a lock's `acquire`, a barrier's
+`wait`) with `luashm: interrupted`, leaving the object usable. `tostring(w)` shows the pid and
+whether it runs.]] },
 
 { "shm.spawn", { "shm.spawn(fn, ...)", "shm.spawn(path, ...)" }, [[
 Forks a worker that runs `fn(...)` in a copy of the parent's state as of the fork (closures,
@@ -564,8 +568,8 @@ Waits for the worker to end (at most `timeout_s` seconds) and returns `true, res
 `false, err` where `err` names the worker (pid, rank when it has one) and carries the Lua
 traceback, the signal that killed it, or its exit status; `nil, "timeout"` when it still
 runs.]],
-  errors = [[`luashm: join: timeout -1.0 is negative`;
-`luashm: join: worker P is not a child of this process`.]],
+  errors = [[`luashm: join: timeout must be a number of seconds >= 0, not -1`;
+`luashm: join: worker P is not a child of this process`; `luashm: interrupted` (SIGINT).]],
   example = [[print(shm.spawn(function() error("boom") end):join() == false) --> true]] },
 
 { "Worker:kill", "w:kill([signal])", [[
@@ -584,6 +588,22 @@ Kills (SIGKILL) and reaps the worker if it still runs, and releases the handle's
 same as `<close>` and garbage collection.]],
   example = [[local w = shm.spawn(function() while true do end end); w:close(); print(w:running()) --> false]] },
 
+{ "shm.wait", "shm.wait(workers [, timeout_s])", [[
+Waits for **any** of a sequence of Workers: returns `w, true, results...` or `w, false, err`
+for the first one that ends, or `nil, "timeout"`. Each Worker is reported once and then counts
+as joined (its `join` still gives the outcome); the next call reports the next one. A pipeline
+waits for its stages with it and stops at the first failure.]],
+  errors = [[`luashm: wait: expected a non-empty sequence of Workers`;
+`luashm: wait: every worker of the sequence was already joined`;
+`luashm: wait: item 2 of the sequence is a table, not a Worker`; `luashm: interrupted`.]],
+  example = [[local ws = {shm.spawn(function() return "a" end)}; local w, ok, v = shm.wait(ws); print(ok, v) --> true	a]] },
+
+{ "shm.default_workers", "shm.default_workers()", [[
+The worker count `shm.parallel` and `shm.pool` use when none is given: the host's `-j N`,
+else the environment's `LUASHM_WORKERS`, else `shm.cpus()`.]],
+  errors = [[`luashm: LUASHM_WORKERS='x' is not a worker count from 1 to 4096`.]],
+  example = [[print(shm.default_workers() >= 1) --> true]] },
+
 { "Worker.pid", "w.pid", [[
 The worker's process id.]],
   example = [[print(shm.spawn(function() end).pid > 0) --> true]] },
@@ -592,14 +612,19 @@ The worker's process id.]],
 The worker's rank in a `shm.parallel` or `shm.pool`, else `nil`.]],
   example = [[print(shm.spawn(function() end).rank) --> nil]] },
 
-{ "shm.parallel", { "shm.parallel(n, fn, ...)", "shm.parallel(opts, fn, ...)" }, [[
-Runs `fn(rank, n, ...)` in `n` forked workers (ranks 1 to `n`; `nil`: `shm.cpus()` or the
-host's `-j`), waits for all and returns a table of their first results by rank. If any fails,
-the others are stopped and the error names every rank that failed.]],
+{ "shm.parallel", { "shm.parallel(n, fn, ...)", "shm.parallel{n = n, fn = fn, args = {...}}",
+    "shm.parallel(opts, fn, ...)" }, [[
+Runs `fn(rank, n, ...)` in `n` forked workers (ranks 1 to `n`; `nil`: `shm.default_workers()`),
+waits for all and returns a table of their first results by rank. If any fails, the others are
+stopped and the error names every rank that failed.]],
   opts = {
     { "n", [[the worker count]] },
+    { "fn", [[the function (the option-table form: then nothing follows the table)]] },
+    { "args", [[the arguments after `rank, n` (`args.n` keeps trailing nils)]] },
     { "progress", [[`true`: a progress bar of the ranks done (on stderr, when it is a terminal)]] },
     { "label", [[the bar's label (default `"parallel"`)]] },
+    { "seed", [[an integer: rank `r` runs `math.randomseed(seed, r)` first, so that a run is
+reproducible (without it every worker is seeded from the kernel)]] },
   },
   errors = [[`luashm: parallel: rank 2 failed (the other workers were stopped)` followed by each
 failure.]],
@@ -621,21 +646,31 @@ item. The workers are forked at the first `map` and run `fn` in their copy of th
 state; they stay up for later maps with the same `fn`. `local p <close> = shm.pool(n)` closes
 at scope exit. `tostring(p)` shows the size and the state.]] },
 
-{ "shm.pool", "shm.pool([n])", [[
-A Pool of `n` workers (default `shm.cpus()` or the host's `-j`); no process starts before the
-first `map`.]],
+{ "shm.pool", "shm.pool([n [, opts]])", [[
+A Pool of `n` workers (default `shm.default_workers()`); no process starts before the first
+`map`.]],
+  opts = {
+    { "seed", [[an integer: slot `r` runs `math.randomseed(seed, r)` each time its worker is
+forked]] },
+  },
   errors = [[`luashm: pool: worker count 0 is not an integer from 1 to 4096`.]],
   example = [[local p <close> = shm.pool(2); print(p.size) --> 2]] },
 
 { "Pool:map", { "p:map(fn, items [, opts])", "p:map(fn, count [, opts])" }, [[
 Calls `fn(item)` for every item of the sequence `items` (or `fn(i)` for `i = 1..count`) on the
-pool's workers and returns the first results, in item order.]],
+pool's workers and returns the first results, in item order. Items go to the workers in
+chunks; each idle worker takes the next chunk. Calling `map` on a pool from inside its own
+`map` (an item's metamethod, or `fn` in a worker) is an error.]],
   opts = {
+    { "chunksize", [[items per round trip to a worker (default, as Python's `Pool.map`:
+`ceil(#items / (4 * workers))`; at most 131072)]] },
     { "progress", [[`true`: a progress bar of the items done]] },
     { "label", [[the bar's label (default `"map"`)]] },
   },
   errors = [[`luashm: map: item 3 failed: ...` (the workers are then restarted at the next map);
-`luashm: pool is closed`.]],
+`luashm: map: this pool is already running a map (map is not re-entrant)`;
+`luashm: map: opts.chunksize must be a positive integer, not 0`; `luashm: pool is closed`;
+`luashm: interrupted`.]],
   example = [[local p <close> = shm.pool(2); print(table.concat(p:map(function(i) return i * i end, 4), " ")) --> 1 4 9 16]] },
 
 { "Pool:close", "p:close()", [[
