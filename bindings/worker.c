@@ -597,6 +597,14 @@ static int private_job(lua_State *L) {
   return 1;
 }
 
+/* _worker.results(n): an empty table with room for n results in its array part, so that
+   storing chunks as they come back, in any order, never rehashes it. */
+static int private_results(lua_State *L) {
+  lua_Integer n = luaL_checkinteger(L, 1);
+  lua_createtable(L, n > 0 && n < (1 << 26) ? (int)n : 0, 0);
+  return 1;
+}
+
 /* w:_send(job): a job (from _worker.job) for a serving worker; false when the worker is gone.
    The worker is idle (its reply came in), so it reads the whole job at once. */
 static int worker_send(lua_State *L) {
@@ -727,10 +735,13 @@ static const luaL_Reg worker_funcs[] = {{"spawn", worker_spawn},
                                         {"partition", worker_partition},
                                         {NULL, NULL}};
 
-static const luaL_Reg private_funcs[] = {
-    {"spawn", private_spawn}, {"serve", private_serve},
-    {"wait", private_wait},   {"checkoptions", private_checkoptions},
-    {"job", private_job},     {NULL, NULL}};
+static const luaL_Reg private_funcs[] = {{"spawn", private_spawn},
+                                         {"serve", private_serve},
+                                         {"wait", private_wait},
+                                         {"checkoptions", private_checkoptions},
+                                         {"job", private_job},
+                                         {"results", private_results},
+                                         {NULL, NULL}};
 
 void luashm_open_worker(lua_State *L) {
   const char *limit = getenv(FRAME_LIMIT_ENV);

@@ -357,6 +357,7 @@ local function child(mode)
     check_options = { args = function() return { { seed = 1 }, "op", 2, "seed" } end },
     strip = { args = function() return { "luashm: x" } end },
     job = { args = function() return { 1, 2, { 5, 6 } } end },
+    results = { args = function() return { 10 } end },
     stop_all = { args = function() local w = shm.spawn(quick); return { { w } }, w end },
   }
 

@@ -239,9 +239,9 @@ static int serve_msgh(lua_State *co) {
 /* [payload, len] -> first, results... Runs on co, under the message handler; upvalues: fn and
    the index of the item being run (a lua_Integer box: 0 while none is, so that an error says
    which item raised it). A job is (first, n, items...): fn(item) for each of the n items, or
-   fn(first + k - 1) for k = 1..n when no items follow. Results replace the items on the stack
-   (or are pushed), in order: no table is built on either side. One protected call for the
-   whole job: a pcall per item would cost more than a trivial item's work. */
+   fn(first + k - 1) for k = 1..n when no items follow. The results are pushed in order: no
+   table is built on either side. One protected call for the whole job: a pcall per item would
+   cost more than a trivial item's work. */
 static int serve_job(lua_State *co) {
   const unsigned char *p = (const unsigned char *)lua_touserdata(co, 1);
   size_t len = (size_t)lua_tointeger(co, 2);
@@ -258,7 +258,8 @@ static int serve_job(lua_State *co) {
   if (n < 1 || n > LUASHM_CHUNK_MAX || first < 1 || first > LUA_MAXINTEGER - n ||
       (items && count - 2 != n))
     return luashm_error(co, "map: malformed job");
-  if (!items) luaL_checkstack(co, (int)n + 8, "map: too many items");
+  luaL_checkstack(co, (int)n + 8, "map: too many items");
+  lua_pushinteger(co, first); /* the results follow it, in order */
   for (k = 0; k < n; k++) {
     *running = first + k;
     lua_pushvalue(co, lua_upvalueindex(1));
@@ -267,11 +268,8 @@ static int serve_job(lua_State *co) {
     else
       lua_pushinteger(co, first + k);
     lua_call(co, 1, 1);
-    if (items) lua_replace(co, 5 + (int)k);
   }
   *running = 0;
-  lua_pushinteger(co, first);
-  lua_rotate(co, 5, 1);
   return (int)n + 1;
 }
 

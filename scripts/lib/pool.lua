@@ -140,8 +140,8 @@ function Pool:map(fn, items, opts)
   if state.mapping then
     error("luashm: map: this pool is already running a map (map is not re-entrant)", 0)
   end
-  local results = {}
-  if count == 0 then return results end
+  if count == 0 then return {} end
+  local results = W.results(count)
   local progress = opts and opts.progress == true and shm.progress(count, opts.label or "map")
   state.mapping = true
   local ok, err = pcall(run, self, fn, items, count, chunk, progress, results)
