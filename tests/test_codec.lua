@@ -140,6 +140,61 @@ function TestCodec:test_depth_is_bounded()
   lu.assertTrue(#err < 200, "a deep path is elided: " .. err)
 end
 
+-- Issue 18.2: a message whose objects carry objects in their views, each nested in the last
+-- (150000 deep, 1.35 MB), recursed without a limit and overflowed the C stack (SIGSEGV), under
+-- stock lua5.4 too. The view counts as a level: it is refused at the depth limit.
+local REF_NEST = "\1\1" .. ("\7\1a\5block"):rep(150000) .. "\0"
+
+function TestCodec:test_issue18_2_objects_nested_in_views_are_bounded()
+  H.assert_error({ "luashm: decode: malformed message at byte", "objects nested too deep in views" },
+    shm.decode, REF_NEST)
+  -- a legitimate object with a view (an Array's shape) still travels
+  local a = shm.array("i32", { 2, 3 })
+  local back = shm.decode(shm.encode({ a, { a } }))
+  lu.assertEquals(back[2][1].shape, { 2, 3 })
+  back[1].block:close()
+  a.block:unlink()
+  a.block:close()
+end
+
+function TestCodec:test_issue18_2_objects_nested_in_views_under_stock_lua()
+  local out, err, ok = H.run_code(H.stock_lua(), [[
+local shm = require "luashm"
+local f = io.open(arg[1], "rb")
+local msg = f:read("a")
+f:close()
+print(pcall(shm.decode, msg))
+]], (function()
+    local file = os.tmpname()
+    local f = assert(io.open(file, "wb"))
+    f:write(REF_NEST)
+    f:close()
+    return file
+  end)())
+  lu.assertTrue(ok, "stock lua5.4 died: " .. err)
+  lu.assertStrContains(out, "false\tluashm: decode: malformed message")
+  lu.assertStrContains(out, "objects nested too deep in views")
+end
+
+-- Issue 18.11: tables shared in a nest ({t, t} forty deep) made an encoding exponential in
+-- their number (tens of seconds, then memory exhausted). A message may hold a bounded number
+-- of repeated copies; sharing within the bound is still copied, as documented.
+function TestCodec:test_issue18_11_shared_table_nest_fails_fast()
+  local t = {}
+  for _ = 1, 40 do t = { t, t } end
+  local t0 = shm.now()
+  H.assert_error({ "luashm: encode: value at [1][1]", "repeats shared tables too often (more than 1048576" },
+    shm.encode, t)
+  lu.assertTrue(shm.now() - t0 < 5, "took " .. shm.now() - t0 .. " s")
+  local one = { "shared" }
+  local many = {}
+  for i = 1, 100000 do many[i] = one end
+  local back = shm.decode(shm.encode(many))
+  lu.assertEquals(#back, 100000)
+  lu.assertEquals(back[100000], { "shared" })
+  lu.assertFalse(back[1] == back[2]) -- copied, not shared
+end
+
 function TestCodec:test_blocks_travel_by_name()
   local b <close> = shm.create(1 << 20)
   b:write(0, "payload")

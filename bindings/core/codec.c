@@ -7,7 +7,9 @@
 **           | TABLE narr:varint value*narr (key value)* NIL     array part t[1..narr], then the
 **                                                              other pairs, ended by a NIL key
 **           | REF name:str kind:str view:value                 a luashm object by name
-** Tables are copied without metatables; a table reachable twice (not a cycle) is copied twice.
+** Tables are copied without metatables; a table reachable twice (not a cycle) is copied twice,
+** up to LUASHM_CODEC_MAXREPEAT repeated copies per message: a few shared tables nested in each
+** other would otherwise make a copy exponential in their number.
 */
 #include <math.h>
 #include <stdint.h>
@@ -18,6 +20,7 @@
 
 #define CODEC_VERSION 1
 #define CODEC_INIT 512 /* bytes encoded on the C stack before a growable box is needed */
+#define SET_INIT 64    /* tables seen, tracked on the C stack before a growable set is needed */
 
 enum { T_NIL, T_FALSE, T_TRUE, T_INT, T_FLOAT, T_STR, T_TABLE, T_REF };
 
@@ -39,33 +42,51 @@ typedef struct enc {
   const char *op;
   unsigned char *p; /* init, or the box at boxidx once it grew */
   size_t n, cap;
+  size_t max; /* the caller's limit on n */
+  size_t lim; /* min(cap, max): the one bound the hot path compares with */
+  luashm_toobig toobig;
+  void *ud;
   int boxidx;
   int nvals, argi; /* how many top-level values; which one is being encoded */
   int depth;
+  /* The tables met so far (an open-addressing set of their addresses: setinit, or the
+     userdata at setidx once it grew) and how many times one was met again. */
+  const void **set;
+  size_t setcap, setn, repeats;
+  int setidx;
   enc_level lvl[LUASHM_CODEC_MAXDEPTH];
   unsigned char init[CODEC_INIT];
+  const void *setinit[SET_INIT];
 } enc;
 
 /* Anchors the grown box while it is copied into the caller's buffer (no Lua code runs then, so
    one key serves every state). */
 static const char box_anchor = 0;
 
-/* Grows the buffer to hold k more bytes: a new userdata replaces the old one at boxidx, so an
-   error anywhere leaves only garbage for the collector, never a leak. */
+/* Grows the buffer to hold k more bytes, or stops the encoding once it would pass the
+   caller's limit: a new userdata replaces the old one at boxidx, so an error anywhere leaves
+   only garbage for the collector, never a leak. */
 static void enc_grow(enc *e, size_t k) {
   size_t cap = e->cap;
   unsigned char *np;
+  if (k > e->max - e->n) {
+    if (e->toobig != NULL) e->toobig(e->L, e->n + k, e->ud);
+    luashm_error(e->L, "%s: message is larger than %I bytes", e->op, (lua_Integer)e->max);
+  }
   if (k > SIZE_MAX / 2 - e->n) luashm_error(e->L, "%s: message is too large", e->op);
-  while (cap - e->n < k) cap *= 2;
-  np = (unsigned char *)lua_newuserdatauv(e->L, cap, 0);
-  memcpy(np, e->p, e->n);
-  lua_replace(e->L, e->boxidx);
-  e->p = np;
-  e->cap = cap;
+  if (e->cap - e->n < k) {
+    while (cap - e->n < k) cap *= 2;
+    np = (unsigned char *)lua_newuserdatauv(e->L, cap, 0);
+    memcpy(np, e->p, e->n);
+    lua_replace(e->L, e->boxidx);
+    e->p = np;
+    e->cap = cap;
+  }
+  e->lim = e->cap < e->max ? e->cap : e->max;
 }
 
 static inline void enc_need(enc *e, size_t k) {
-  if (LUASHM_UNLIKELY(e->cap - e->n < k)) enc_grow(e, k);
+  if (LUASHM_UNLIKELY(e->lim - e->n < k)) enc_grow(e, k);
 }
 
 static inline void enc_byte(enc *e, unsigned char c) {
@@ -73,8 +94,9 @@ static inline void enc_byte(enc *e, unsigned char c) {
   e->p[e->n++] = c;
 }
 
+/* Exactly the bytes the varint takes, so that the limit is exact too. */
 static inline void enc_varint(enc *e, uint64_t u) {
-  enc_need(e, 10);
+  enc_need(e, (size_t)(63 - __builtin_clzll(u | 1)) / 7 + 1);
   while (u >= 0x80) {
     e->p[e->n++] = (unsigned char)(u | 0x80);
     u >>= 7;
@@ -156,6 +178,45 @@ static void enc_fail(enc *e, const char *what) {
 
 static void enc_value(enc *e, int idx);
 
+static inline size_t set_slot(const void *t, size_t cap) {
+  return (size_t)(((uintptr_t)t >> 4) * 0x9E3779B97F4A7C15ULL >> 32) & (cap - 1);
+}
+
+/* Doubles the set of tables met (a new userdata at setidx, as the buffer grows). */
+static void set_grow(enc *e) {
+  size_t cap = e->setcap * 2, i, j;
+  const void **ns = (const void **)lua_newuserdatauv(e->L, cap * sizeof *ns, 0);
+  memset(ns, 0, cap * sizeof *ns);
+  for (i = 0; i < e->setcap; i++) {
+    if (e->set[i] == NULL) continue;
+    for (j = set_slot(e->set[i], cap); ns[j] != NULL; j = (j + 1) & (cap - 1)) continue;
+    ns[j] = e->set[i];
+  }
+  lua_replace(e->L, e->setidx);
+  e->set = ns;
+  e->setcap = cap;
+}
+
+/* Records table t as met; a table met before is a repeated copy, and too many are an error. */
+static void enc_seen(enc *e, const void *t) {
+  size_t i;
+  if (e->setcap == 0) { /* the first table: most messages have none, and pay nothing */
+    memset(e->setinit, 0, sizeof e->setinit);
+    e->setcap = SET_INIT;
+  }
+  for (i = set_slot(t, e->setcap); e->set[i] != NULL; i = (i + 1) & (e->setcap - 1)) {
+    if (e->set[i] != t) continue;
+    if (++e->repeats > LUASHM_CODEC_MAXREPEAT)
+      enc_fail(e, lua_pushfstring(e->L,
+                                  "repeats shared tables too often (more than %d copies of "
+                                  "tables reachable more than once; each reference is copied)",
+                                  LUASHM_CODEC_MAXREPEAT));
+    return;
+  }
+  e->set[i] = t;
+  if (++e->setn * 2 > e->setcap) set_grow(e);
+}
+
 static void enc_table(enc *e, int idx) {
   lua_State *L = e->L;
   const void *t = lua_topointer(L, idx);
@@ -163,6 +224,7 @@ static void enc_table(enc *e, int idx) {
   int d;
   for (d = 0; d < e->depth; d++)
     if (e->lvl[d].table == t) enc_fail(e, "is a cycle (a table that contains itself)");
+  enc_seen(e, t);
   if (e->depth >= LUASHM_CODEC_MAXDEPTH)
     enc_fail(e, lua_pushfstring(L, "is nested too deep (more than %d levels of tables)",
                                 LUASHM_CODEC_MAXDEPTH));
@@ -269,7 +331,8 @@ static void enc_value(enc *e, int idx) {
   }
 }
 
-void luashm_encode(lua_State *L, int first, int n, luaL_Buffer *b, const char *op) {
+void luashm_encode_max(lua_State *L, int first, int n, luaL_Buffer *b, const char *op,
+                       size_t max, luashm_toobig toobig, void *ud) {
   enc e;
   int i;
   first = lua_absindex(L, first);
@@ -278,17 +341,26 @@ void luashm_encode(lua_State *L, int first, int n, luaL_Buffer *b, const char *o
   e.p = e.init;
   e.n = 0;
   e.cap = sizeof e.init;
+  e.max = max;
+  e.lim = e.cap < max ? e.cap : max;
+  e.toobig = toobig;
+  e.ud = ud;
   e.nvals = n;
   e.depth = 0;
+  e.set = e.setinit;
+  e.setcap = e.setn = e.repeats = 0;
   luaL_checkstack(L, 8, "value codec");
   lua_pushnil(L); /* the box slot, above the caller's buffer slot */
   e.boxidx = lua_gettop(L);
+  lua_pushnil(L); /* the set's slot */
+  e.setidx = lua_gettop(L);
   enc_byte(&e, CODEC_VERSION);
   enc_varint(&e, (uint64_t)n);
   for (i = 0; i < n; i++) {
     e.argi = i + 1;
     enc_value(&e, first + i);
   }
+  lua_pop(L, 1); /* the set */
   if (e.p == e.init) {
     lua_pop(L, 1);
     luaL_addlstring(b, (const char *)e.p, e.n);
@@ -299,6 +371,10 @@ void luashm_encode(lua_State *L, int first, int n, luaL_Buffer *b, const char *o
     lua_pushnil(L);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &box_anchor);
   }
+}
+
+void luashm_encode(lua_State *L, int first, int n, luaL_Buffer *b, const char *op) {
+  luashm_encode_max(L, first, n, b, op, SIZE_MAX, NULL, NULL);
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -391,7 +467,12 @@ static void dec_ref(dec *d) {
   if (luashm_name_check(d->op, name, nlen, err) != 0) dec_fail(d, err);
   memcpy(cname, name, nlen);
   cname[nlen] = '\0';
+  /* The view is a value like any other, and counts as a level: a REF whose view is a REF...
+     must not recurse past the limit (crafted messages would overflow the C stack). */
+  if (d->depth >= LUASHM_CODEC_MAXDEPTH) dec_fail(d, "objects nested too deep in views");
+  d->depth++;
   dec_value(d); /* the view */
+  d->depth--;
   luashm_reopen(L, k, cname, lua_isnil(L, -1) ? 0 : lua_gettop(L));
   lua_remove(L, -2);
 }
