@@ -331,8 +331,8 @@ static void enc_value(enc *e, int idx) {
   }
 }
 
-void luashm_encode_max(lua_State *L, int first, int n, luaL_Buffer *b, const char *op,
-                       size_t max, luashm_toobig toobig, void *ud) {
+void luashm_encode_max(lua_State *L, int first, int n, luaL_Buffer *b, const char *op, size_t max,
+                       luashm_toobig toobig, void *ud) {
   enc e;
   int i;
   first = lua_absindex(L, first);

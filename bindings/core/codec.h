@@ -37,8 +37,8 @@ void luashm_encode(lua_State *L, int first, int n, luaL_Buffer *b, const char *o
 /* luashm_encode with a limit: the encoding stops as soon as it would pass max bytes, calling
    toobig(L, size so far, ud) (NULL: raises "luashm: <op>: message is larger than <max>
    bytes"), so a value far larger than the limit costs no more than the limit to refuse. */
-void luashm_encode_max(lua_State *L, int first, int n, luaL_Buffer *b, const char *op,
-                       size_t max, luashm_toobig toobig, void *ud);
+void luashm_encode_max(lua_State *L, int first, int n, luaL_Buffer *b, const char *op, size_t max,
+                       luashm_toobig toobig, void *ud);
 
 /* Decodes what luashm_encode wrote from p[0..len), pushes the values, returns how many. The
    bytes are untrusted: malformed input raises "luashm: <op>: malformed message at byte N: ...",
