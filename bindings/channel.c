@@ -34,6 +34,7 @@
 
 #include "codec.h"
 #include "kinds.h"
+#include "npy.h"
 #include "sync.h"
 
 #define LUASHM_CHANNEL "luashm.Channel"
@@ -66,10 +67,11 @@ typedef struct channel {
   chan_shared *s;
   unsigned char *ring;
   uint64_t cap;
+  luashm_spin recv_spin, send_spin; /* this handle's adaptive spin budgets (sync.h) */
 } channel;
 
 /* Outcomes of the locked operations; errors are raised only after the lock is released. */
-enum { CH_OK, CH_TIMEOUT, CH_SHUTDOWN, CH_TOOBIG, CH_CORRUPT, CH_LOCKFAIL, CH_INTR };
+enum { CH_OK, CH_TIMEOUT, CH_SHUTDOWN, CH_TOOBIG, CH_CORRUPT, CH_LOCKFAIL, CH_INTR, CH_TAKEN };
 
 /* ---------------------------------------------------------------------------------------
 ** The ring (used locked; every index checked against the capacity kept at open)
@@ -139,8 +141,7 @@ static void chan_unlock(chan_shared *s) {
 
 /* Called locked; sleeps on word (counted in *waiting) until it moves past the value it had
    here or the deadline passes, then relocks (CH_OK), or returns unlocked (CH_INTR,
-   CH_LOCKFAIL). No spinning first: on a loaded 2-core machine a spinning waiter steals the time
-   its peer needs to answer (measured: 2-3x slower). */
+   CH_LOCKFAIL). */
 static int chan_sleep(channel *ch, uint32_t *word, uint32_t *waiting, const luashm_deadline *d) {
   chan_shared *s = ch->s;
   uint32_t seq = __atomic_load_n(word, __ATOMIC_SEQ_CST);
@@ -159,13 +160,27 @@ static int chan_sleep(channel *ch, uint32_t *word, uint32_t *waiting, const luas
   return CH_OK;
 }
 
+/* Called locked when what the caller waits for is not there: the first time (*spun 0) it
+   spins unlocked while the peer's index keeps its value (sync.h: a spinner is not counted as
+   waiting, so the peer makes no wake syscall), later times it sleeps on word. Returns locked
+   (CH_OK: look again) or unlocked (CH_INTR, CH_LOCKFAIL). */
+static int chan_wait(channel *ch, luashm_spin *sp, uint64_t *index, uint32_t *word,
+                     uint32_t *waiting, const luashm_deadline *d, int *spun) {
+  uint64_t seen = *index;
+  if (*spun || luashm_spin_full() == 0) return chan_sleep(ch, word, waiting, d);
+  *spun = 1;
+  chan_unlock(ch->s);
+  luashm_spin_while64(sp, index, seen, d);
+  return chan_lock(ch);
+}
+
 /* Appends one message, waiting for room until the deadline. */
 static int chan_put(channel *ch, const char *msg, size_t len, double timeout, int die_midway) {
   chan_shared *s = ch->s;
   uint64_t need = record_size(len), head, tail;
   uint32_t hdr[2];
   luashm_deadline d;
-  int wake, rc;
+  int wake, rc, spun = 0;
   luashm_deadline_in(&d, timeout);
   if ((rc = chan_lock(ch)) != CH_OK) return rc;
   for (;;) {
@@ -184,7 +199,8 @@ static int chan_put(channel *ch, const char *msg, size_t len, double timeout, in
       chan_unlock(s);
       return CH_TIMEOUT;
     }
-    if ((rc = chan_sleep(ch, &s->not_full, &s->send_waiting, &d)) != CH_OK) return rc;
+    rc = chan_wait(ch, &ch->send_spin, &s->head, &s->not_full, &s->send_waiting, &d, &spun);
+    if (rc != CH_OK) return rc;
   }
   hdr[0] = (uint32_t)len;
   hdr[1] = ~(uint32_t)len;
@@ -203,14 +219,15 @@ static int chan_put(channel *ch, const char *msg, size_t len, double timeout, in
   return CH_OK;
 }
 
-/* Takes the next message into buf (bufcap bytes), waiting until the deadline. CH_TOOBIG leaves
-   it queued and sets *len to its size, so the caller can find room and come back. */
-static int chan_take(channel *ch, unsigned char *buf, size_t bufcap, size_t *len,
+/* Copies the next message into buf (bufcap bytes) WITHOUT taking it, waiting until the
+   deadline; *at is the head it was found at, for chan_settle. CH_TOOBIG sets *len to its size,
+   so the caller can find room and come back. */
+static int chan_peek(channel *ch, unsigned char *buf, size_t bufcap, size_t *len, uint64_t *at,
                      const luashm_deadline *d) {
   chan_shared *s = ch->s;
-  uint64_t head, tail, rec;
+  uint64_t head, tail;
   uint32_t hdr[2];
-  int wake, rc;
+  int rc, spun = 0;
   if ((rc = chan_lock(ch)) != CH_OK) return rc;
   for (;;) {
     head = s->head;
@@ -228,21 +245,50 @@ static int chan_take(channel *ch, unsigned char *buf, size_t bufcap, size_t *len
       chan_unlock(s);
       return CH_TIMEOUT;
     }
-    if ((rc = chan_sleep(ch, &s->not_empty, &s->recv_waiting, d)) != CH_OK) return rc;
+    rc = chan_wait(ch, &ch->recv_spin, &s->tail, &s->not_empty, &s->recv_waiting, d, &spun);
+    if (rc != CH_OK) return rc;
   }
   ring_copy_out(ch, head, hdr, sizeof hdr);
-  rec = record_size(hdr[0]);
-  if (hdr[1] != ~hdr[0] || rec > tail - head) {
+  if (hdr[1] != ~hdr[0] || record_size(hdr[0]) > tail - head) {
     chan_unlock(s);
     return CH_CORRUPT;
   }
   *len = hdr[0];
+  *at = head;
   if (hdr[0] > bufcap) {
     chan_unlock(s);
     return CH_TOOBIG;
   }
   ring_copy_out(ch, head + RECORD_HEAD, buf, hdr[0]);
-  __atomic_store_n(&s->head, head + rec, __ATOMIC_RELEASE);
+  chan_unlock(s);
+  return CH_OK;
+}
+
+/* After a peek at head `at` (len bytes of message): when the message is still the head, takes
+   it off the ring if take (first adding one to *counted, when given: the fault soak's count,
+   made in the same critical section as the commit) and returns CH_OK; returns CH_TAKEN when
+   another receiver took it meanwhile. head only grows, so an equal head is the same message. */
+static int chan_settle(channel *ch, uint64_t at, size_t len, int take, int64_t *counted) {
+  chan_shared *s = ch->s;
+  uint64_t head, tail, rec = record_size(len);
+  int wake, rc;
+  if ((rc = chan_lock(ch)) != CH_OK) return rc;
+  head = s->head;
+  tail = s->tail;
+  if (head != at) {
+    chan_unlock(s);
+    return CH_TAKEN;
+  }
+  if (!ring_sane(ch, head, tail) || rec > tail - head) {
+    chan_unlock(s);
+    return CH_CORRUPT;
+  }
+  if (!take) {
+    chan_unlock(s);
+    return CH_OK;
+  }
+  if (counted != NULL) __atomic_add_fetch(counted, 1, __ATOMIC_SEQ_CST);
+  __atomic_store_n(&s->head, head + rec, __ATOMIC_RELEASE); /* the commit */
   if (s->count > 0) s->count--;
   wake = s->send_waiting > 0;
   if (wake) __atomic_add_fetch(&s->not_full, 1, __ATOMIC_SEQ_CST);
@@ -302,6 +348,7 @@ static int channel_wrap(lua_State *L, int view) {
   ch->s = s;
   ch->ring = b->data + RING_OFF;
   ch->cap = cap;
+  ch->recv_spin = ch->send_spin = (luashm_spin)LUASHM_SPIN_INIT;
   luaL_setmetatable(L, LUASHM_CHANNEL);
   lua_insert(L, -2);
   lua_setiuservalue(L, -2, 1);
@@ -356,25 +403,32 @@ static int channel_new(lua_State *L) {
 ** Methods
 ** ------------------------------------------------------------------------------------- */
 
+/* The encoder's limit, reached: the message cannot fit, whatever the rest of it holds. */
+static void channel_toobig(lua_State *L, size_t atleast, void *ud) {
+  channel *ch = (channel *)ud;
+  if (atleast > UINT32_MAX && ch->cap - RECORD_HEAD > UINT32_MAX)
+    luashm_error(L, "send '%s': a message larger than 4 GiB cannot be sent", ch->head.b->name);
+  luashm_error(L,
+               "send '%s': a message of at least %I bytes does not fit the channel's capacity "
+               "of %I bytes (make it larger with opts.capacity, or send a Block by name)",
+               ch->head.b->name, (lua_Integer)atleast, (lua_Integer)ch->cap);
+}
+
 static int channel_put_value(lua_State *L, int die_midway) {
   channel *ch = checkchannel(L, 1);
   double timeout = luashm_opttimeout(L, 3, "send", ch->head.b->name);
+  uint64_t max = ch->cap - RECORD_HEAD; /* record_size(len) <= cap */
   luaL_Buffer buf;
   size_t len;
   int rc;
   lua_settop(L, 2);
   luaL_buffinit(L, &buf);
-  luashm_encode(L, 2, 1, &buf, "send");
+  /* The encoder stops as soon as the message passes what can fit: a huge value (or a nest of
+     shared tables) costs no more than the capacity to refuse. */
+  luashm_encode_max(L, 2, 1, &buf, "send", max < UINT32_MAX ? (size_t)max : UINT32_MAX,
+                    channel_toobig, ch);
   len = luaL_bufflen(&buf);
-  ch = checkchannel(L, 1); /* a __luashm_ref ran during encoding */
-  if (record_size(len) > ch->cap)
-    return luashm_error(L,
-                        "send '%s': a message of %I bytes does not fit the channel's capacity "
-                        "of %I bytes (make it larger with opts.capacity, or send a Block by name)",
-                        ch->head.b->name, (lua_Integer)len, (lua_Integer)ch->cap);
-  if (len > UINT32_MAX)
-    return luashm_error(L, "send '%s': a message of %I bytes is larger than 4 GiB",
-                        ch->head.b->name, (lua_Integer)len);
+  ch = checkchannel(L, 1); /* a kind's view function ran during encoding */
   rc = chan_put(ch, luaL_buffaddr(&buf), len, timeout, die_midway);
   if (rc == CH_OK) {
     lua_pushboolean(L, 1);
@@ -396,28 +450,108 @@ static int channel_die_in_send(lua_State *L) {
   return channel_put_value(L, 1);
 }
 
+/* The fault soak's additions to a receive (see channel_recv_counted), or none. */
+typedef struct recv_hook {
+  luashm_arrayinfo counts;
+  int die;
+} recv_hook;
+
+/* Decodes a message (light userdata 1, length 2) under lua_pcall, so that a failure leaves the
+   message's fate to the caller. */
+static int recv_decode(lua_State *L) {
+  const unsigned char *p = (const unsigned char *)lua_touserdata(L, 1);
+  if (luashm_decode(L, p, (size_t)lua_tointeger(L, 2), "recv") != 1)
+    return luashm_error(L, "recv: malformed message (not one value)");
+  return 1;
+}
+
+/* A message that did not decode (its error at the top): a transient failure (no file
+   descriptors, memory or room in /dev/shm left) leaves it at the head for the next recv, any
+   other takes it off, so that it cannot block the channel for ever; both raise an error that
+   says which and names the cause. Returns CH_TAKEN, having popped the error, when another
+   receiver took the message meanwhile: then it was never ours. */
+static int recv_failed(lua_State *L, channel *ch, uint64_t at, size_t len, int status, int e) {
+  int transient = status == LUA_ERRMEM || e == EMFILE || e == ENFILE || e == ENOMEM ||
+                  e == ENOSPC || e == EAGAIN;
+  int rc = chan_settle(ch, at, len, !transient, NULL);
+  const char *cause;
+  if (rc == CH_TAKEN) {
+    lua_pop(L, 1);
+    return rc;
+  }
+  if (rc != CH_OK) return channel_fail(L, ch, "recv", rc);
+  cause = lua_tostring(L, -1);
+  if (cause == NULL) cause = "an error object that is not a string";
+  if (strncmp(cause, "luashm: ", 8) == 0) cause += 8;
+  if (transient)
+    return luashm_error(L, "recv '%s': cannot receive the next message now; it stays queued (%s)",
+                        ch->head.b->name, cause);
+  return luashm_error(L,
+                      "recv '%s': the next message cannot be received and was taken off the "
+                      "channel (%s)",
+                      ch->head.b->name, cause);
+}
+
+/* The soak's count of the message at the top (an integer k, or a table whose [1] is k), or
+   NULL when it has none. */
+static int64_t *hook_count(lua_State *L, const recv_hook *hook) {
+  lua_Integer k;
+  int isint;
+  if (lua_type(L, -1) == LUA_TTABLE) {
+    lua_rawgeti(L, -1, 1);
+    k = lua_tointegerx(L, -1, &isint);
+    lua_pop(L, 1);
+  } else {
+    k = lua_tointegerx(L, -1, &isint);
+  }
+  if (!isint || k < 1 || (size_t)k > hook->counts.count) return NULL;
+  return (int64_t *)hook->counts.data + (k - 1);
+}
+
 /* Receives one message and pushes its value (returns 1), or returns 0 having pushed nothing
-   with *rc CH_TIMEOUT or CH_SHUTDOWN. Messages too big for the C stack buffer are taken into a
-   userdata on the stack, sized by a first look at the message. */
-static int channel_take_value(lua_State *L, channel *ch, const luashm_deadline *d, int *rc) {
+   with *rc CH_TIMEOUT or CH_SHUTDOWN. The delivery contract (API.md): the message is copied
+   out without moving the head, decoded outside the lock, and taken off only if it is still
+   the head (chan_settle), so a receiver killed anywhere before that commit leaves it to the
+   next receiver, and one that lost the race to another receiver simply looks again. Messages
+   too big for the C stack buffer are taken into a userdata on the stack, sized by a first
+   look at the message. */
+static int channel_take_value(lua_State *L, channel *ch, const luashm_deadline *d, int *rc,
+                              const recv_hook *hook) {
   unsigned char small[SMALL_MESSAGE];
   unsigned char *buf = small;
   size_t cap = sizeof small, len = 0;
-  int top = lua_gettop(L);
+  uint64_t at = 0;
+  int top = lua_gettop(L), status;
   for (;;) {
-    *rc = chan_take(ch, buf, cap, &len, d);
-    if (*rc != CH_TOOBIG) break;
-    lua_settop(L, top);
-    buf = (unsigned char *)lua_newuserdatauv(L, len, 0);
-    cap = len;
+    *rc = chan_peek(ch, buf, cap, &len, &at, d);
+    if (*rc == CH_TOOBIG) {
+      lua_settop(L, top);
+      buf = (unsigned char *)lua_newuserdatauv(L, len, 0);
+      cap = len;
+      continue;
+    }
+    if (*rc == CH_TIMEOUT || *rc == CH_SHUTDOWN) return 0;
+    if (*rc != CH_OK) channel_fail(L, ch, "recv", *rc);
+    luashm_attach_errno = 0;
+    lua_pushcfunction(L, recv_decode);
+    lua_pushlightuserdata(L, buf);
+    lua_pushinteger(L, (lua_Integer)len);
+    status = lua_pcall(L, 2, 1, 0);
+    /* Finalizers may have run Lua code during the decode, and closed this handle. */
     ch = checkchannel(L, 1);
+    if (status != LUA_OK) {
+      if (recv_failed(L, ch, at, len, status, luashm_attach_errno) == CH_TAKEN) continue;
+    }
+    if (hook != NULL && hook->die) raise(SIGKILL); /* fault injection: decoded, not taken */
+    *rc = chan_settle(ch, at, len, 1, hook != NULL ? hook_count(L, hook) : NULL);
+    if (*rc == CH_TAKEN) {
+      lua_pop(L, 1);
+      continue;
+    }
+    if (*rc != CH_OK) channel_fail(L, ch, "recv", *rc);
+    if (lua_gettop(L) > top + 1) lua_replace(L, top + 1); /* over the buffer userdata */
+    return 1;
   }
-  if (*rc == CH_TIMEOUT || *rc == CH_SHUTDOWN) return 0;
-  if (*rc != CH_OK) channel_fail(L, ch, "recv", *rc);
-  if (luashm_decode(L, buf, len, "recv") != 1)
-    luashm_error(L, "recv '%s': malformed message (not one value)", ch->head.b->name);
-  if (lua_gettop(L) > top + 1) lua_replace(L, top + 1); /* over the buffer userdata */
-  return 1;
 }
 
 static int channel_recv(lua_State *L) {
@@ -426,7 +560,32 @@ static int channel_recv(lua_State *L) {
   int rc;
   luashm_deadline_in(&d, luashm_opttimeout(L, 2, "recv", ch->head.b->name));
   lua_settop(L, 1);
-  if (channel_take_value(L, ch, &d, &rc)) return 1;
+  if (channel_take_value(L, ch, &d, &rc, NULL)) return 1;
+  lua_pushnil(L);
+  if (rc == CH_SHUTDOWN)
+    lua_pushliteral(L, "shutdown");
+  else
+    lua_pushliteral(L, "timeout");
+  return 2;
+}
+
+/* ch:_recv_counted(counts, timeout [, die]): the fault soak's receive (tests/test_faults.lua).
+   As recv, and when the message is an integer k (or a table whose [1] is k) and counts an i64
+   or u64 Array, counts[k] grows by one in the critical section of the commit, so no SIGKILL
+   can fall between the two. With die, the caller SIGKILLs itself once the message is
+   decoded, before the commit: the fault-injection point of a receiver killed inside recv. */
+static int channel_recv_counted(lua_State *L) {
+  channel *ch = checkchannel(L, 1);
+  recv_hook hook;
+  luashm_deadline d;
+  int rc;
+  if (!luashm_toarray(L, 2, &hook.counts) ||
+      (hook.counts.dtype != LUASHM_I64 && hook.counts.dtype != LUASHM_U64))
+    return luaL_typeerror(L, 2, "i64 Array");
+  luashm_deadline_in(&d, luashm_opttimeout(L, 3, "recv", ch->head.b->name));
+  hook.die = lua_toboolean(L, 4);
+  lua_settop(L, 2);
+  if (channel_take_value(L, ch, &d, &rc, &hook)) return 1;
   lua_pushnil(L);
   if (rc == CH_SHUTDOWN)
     lua_pushliteral(L, "shutdown");
@@ -459,7 +618,7 @@ static int channel_iter_next(lua_State *L) {
   lua_pushvalue(L, lua_upvalueindex(1));
   for (;;) {
     channel *ch = checkchannel(L, 1);
-    if (!channel_take_value(L, ch, &forever, &rc)) return 0;
+    if (!channel_take_value(L, ch, &forever, &rc, NULL)) return 0;
     if (!lua_isnil(L, -1)) return 1;
     lua_pop(L, 1);
   }
@@ -533,6 +692,7 @@ static const luaL_Reg channel_meth[] = {{"send", channel_send},
                                         {"close", channel_close},
                                         {"unlink", luashm_object_unlink},
                                         {"_die_in_send", channel_die_in_send},
+                                        {"_recv_counted", channel_recv_counted},
                                         {NULL, NULL}};
 
 static const luaL_Reg channel_metameth[] = {{"__close", channel_close},

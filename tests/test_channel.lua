@@ -200,7 +200,7 @@ end
 
 function TestChannel:test_message_larger_than_capacity_is_an_error()
   local ch = self:chan({ capacity = 1024 })
-  local err = H.assert_error({ "luashm: send '" .. ch.name .. "': a message of 2005 bytes does not fit",
+  local err = H.assert_error({ "luashm: send '" .. ch.name .. "': a message of at least 2005 bytes does not fit",
     "capacity of 1024 bytes", "send a Block by name" }, ch.send, ch, ("x"):rep(2000))
   lu.assertNotStrContains(err, "\n")
   lu.assertIsTrue(ch:send(("y"):rep(1000))) -- 8 + (1005 padded to 1008) <= 1024
@@ -450,10 +450,199 @@ function TestChannel:test_malformed_channel_blocks()
   b:pack(256, "I4", 5) -- the record header's check word no longer matches
   H.assert_error({ "channel is corrupted" }, ch.recv, ch, 0)
   b:pack(256, "I4I4", 5, ~5 & 0xffffffff) -- consistent header, but the bytes are no message
-  H.assert_error({ "luashm: recv: malformed message" }, ch.recv, ch, 0)
-  b:pack(72, "I8I8", 0, 0)
-  ch:send("recovers once the indexes are sane")
-  lu.assertEquals(ch:recv(0), "recovers once the indexes are sane")
+  -- never dropped silently: the error says it was taken off, and why
+  H.assert_error({ "luashm: recv '" .. ch.name .. "': the next message cannot be received and was taken off the channel (recv: malformed message at byte" },
+    ch.recv, ch, 0)
+  lu.assertEquals(#ch, 0)
+  lu.assertEquals({ ch:recv(0) }, { nil, "timeout" })
+  ch:send("the channel goes on")
+  lu.assertEquals(ch:recv(0), "the channel goes on")
+end
+
+-- ---------------------------------------------------------------------------------------
+-- Delivery (API.md, Channels, "delivery"; issue 18.8): a message is taken off the ring only
+-- once it is decoded, and only by the receiver that decoded it while it was still the head.
+-- ---------------------------------------------------------------------------------------
+
+-- A transient failure (no file descriptors left to attach the Block in the message) leaves the
+-- message queued, with an error that says so; once descriptors are free it is received. The
+-- old code moved the head first: the message was lost.
+function TestChannel:test_issue18_8_no_file_descriptors_left_keeps_the_message()
+  local ch = self:chan()
+  local blk <close> = shm.create(4096)
+  blk:write(0, "payload")
+  ch:send({ blk = blk, n = 7 })
+  local out, err, ok = H.run_code("ulimit -n 64; " .. H.shell_quote(H.host), [[
+local ch = shm.open(arg[1])
+local files = {}
+while true do
+  local f = io.open("/dev/null")
+  if not f then break end
+  files[#files + 1] = f
+end
+local ok, err = pcall(ch.recv, ch, 0)
+print(ok, err, #ch)
+for _, f in ipairs(files) do f:close() end
+local v = ch:recv(0)
+print(v.n, v.blk:read(0, 7), #ch)
+]], ch.name)
+  lu.assertTrue(ok, err)
+  local l1, l2 = out:match("^(.-)\n(.-)\n$")
+  lu.assertStrContains(l1, "false\tluashm: recv '" .. ch.name ..
+    "': cannot receive the next message now; it stays queued (attach '" .. blk.name .. "': ")
+  lu.assertStrContains(l1, "Too many open files)\t1")
+  lu.assertEquals(l2, "7\tpayload\t0")
+  blk:unlink()
+end
+
+-- A permanent failure (the Block in the message was unlinked) takes the message off, with an
+-- error that says so and why: it is never dropped silently, and never blocks the channel.
+function TestChannel:test_issue18_8_message_of_an_unlinked_block_is_taken_off_with_an_error()
+  local ch = self:chan()
+  local blk = shm.create(64)
+  local name = blk.name
+  ch:send({ blk, "lost" })
+  ch:send("next")
+  blk:unlink()
+  blk:close()
+  H.assert_error({ "luashm: recv '" .. ch.name .. "': the next message cannot be received and was " ..
+    "taken off the channel (attach '" .. name .. "': no such block)" }, ch.recv, ch, 0)
+  lu.assertEquals(#ch, 1)
+  lu.assertEquals(ch:recv(0), "next")
+end
+
+-- The fault-injection point: a receiver that dies after decoding, before taking the message
+-- off, leaves it to the next receiver. (_recv_counted also counts each message it takes in
+-- the critical section of the commit: the fault soak's exact accounting.)
+function TestChannel:test_issue18_8_receiver_killed_inside_recv_loses_nothing()
+  local ch = self:chan()
+  local counts = shm.array("i64", 4)
+  counts.block:unlink()
+  local blk <close> = shm.create(64)
+  blk:write(0, "ref")
+  ch:send({ 2, blk })
+  local w = shm.spawn(function() return ch:_recv_counted(counts, 5, true) end)
+  local ok, err = w:join(10)
+  lu.assertFalse(ok)
+  lu.assertStrContains(err, "killed by signal 9")
+  lu.assertEquals(#ch, 1)
+  lu.assertEquals(counts:totable(), { 0, 0, 0, 0 })
+  local v = ch:_recv_counted(counts, 0)
+  lu.assertEquals(v[1], 2)
+  lu.assertEquals(v[2]:read(0, 3), "ref")
+  lu.assertEquals(counts:totable(), { 0, 1, 0, 0 })
+  lu.assertEquals({ ch:_recv_counted(counts, 0) }, { nil, "timeout" })
+  blk:unlink()
+end
+
+-- Receivers race for each message (each decodes the head, one takes it): with Blocks in the
+-- messages, every message is still received exactly once.
+function TestChannel:test_two_receivers_messages_with_blocks_exactly_once()
+  local N = 2000
+  local ch = self:chan({ capacity = 4096 })
+  local counts = shm.array("i64", N)
+  counts.block:unlink()
+  local blk <close> = shm.create(64)
+  local rs = {}
+  for r = 1, 2 do
+    rs[r] = shm.spawn(function()
+      local n = 0
+      while ch:_recv_counted(counts) do n = n + 1 end
+      return n
+    end)
+  end
+  for i = 1, N do ch:send({ i, blk }) end
+  ch:shutdown()
+  local total = 0
+  for r = 1, 2 do
+    local ok, n = rs[r]:join(60)
+    lu.assertIsTrue(ok, n)
+    total = total + n
+  end
+  lu.assertEquals(total, N)
+  lu.assertEquals(counts:min(), 1)
+  lu.assertEquals(counts:max(), 1)
+  blk:unlink()
+end
+
+-- Issue 18.11: the encoder stops at the channel's capacity: a nest of shared tables (or any
+-- value far larger than the capacity) is refused at once, not after minutes of encoding.
+function TestChannel:test_issue18_11_send_of_a_shared_table_nest_fails_fast()
+  local ch = self:chan()
+  local t = {}
+  for _ = 1, 40 do t = { t, t } end
+  local t0 = shm.now()
+  H.assert_error({ "luashm: send '" .. ch.name .. "': a message of at least", "does not fit the " ..
+    "channel's capacity of 65536 bytes" }, ch.send, ch, t, 0)
+  local big = {}
+  for i = 1, 1000000 do big[i] = i end
+  H.assert_error({ "does not fit" }, ch.send, ch, big, 0)
+  lu.assertTrue(shm.now() - t0 < 2, "took " .. shm.now() - t0 .. " s")
+  lu.assertEquals(#ch, 0)
+end
+
+-- Issue 18.7: mutex bytes forged through the Block (garbage, or another kind of mutex) are an
+-- error on every operation, never a glibc abort; the true bytes back, the channel works.
+function TestChannel:test_issue18_7_forged_mutex_bytes_are_an_error()
+  local ch = self:chan()
+  ch:send("kept")
+  local b = ch.block
+  local saved = b:read(128, 40)
+  local unusable = "': the channel's lock is unusable (the block was overwritten)"
+  for _, forged in ipairs({ ("\255"):rep(40), ("\0"):rep(40), ("\90"):rep(40),
+    saved:sub(1, 16) .. string.pack("i4", 0) .. saved:sub(21) }) do
+    b:write(128, forged)
+    H.assert_error({ "luashm: send '" .. ch.name .. unusable }, ch.send, ch, 1, 0)
+    H.assert_error({ "luashm: recv '" .. ch.name .. unusable }, ch.recv, ch, 0)
+    H.assert_error({ "luashm: shutdown '" .. ch.name .. unusable }, ch.shutdown, ch)
+    H.assert_error({ "luashm: open '" .. ch.name .. "': malformed channel (its lock is not a valid mutex)" },
+      shm.open, ch.name)
+  end
+  b:write(128, saved)
+  lu.assertEquals(ch:recv(0), "kept")
+end
+
+-- ---------------------------------------------------------------------------------------
+-- Spinning (issue 19.1): a waiter watches the index for an adaptive budget before it sleeps;
+-- a spinner is not counted as waiting (recv_waiting, block offset 104); spinning changes no
+-- outcome. LUASHM_SPIN_US sets the budget of a fresh process.
+-- ---------------------------------------------------------------------------------------
+
+local function waiting_receivers(ch) return (ch.block:unpack(104, "I4")) end
+
+function TestChannel:test_spinning_receiver_is_not_counted_as_waiting()
+  for _, case in ipairs({ { us = 600000, spinning = 0 }, { us = 0, spinning = 1 } }) do
+    local ch = self:chan()
+    local p = assert(io.popen(("LUASHM_SPIN_US=%d %s -e %s"):format(case.us, H.shell_quote(H.host),
+      H.shell_quote("local ch = shm.open(" .. ("%q"):format(ch.name) .. ") print(ch:recv(10))"))))
+    sleep(0.3)
+    lu.assertEquals(waiting_receivers(ch), case.spinning,
+      "LUASHM_SPIN_US=" .. case.us .. ": a receiver counted as waiting after 0.3 s")
+    if case.us > 0 then
+      sleep(0.8) -- the budget spent, it sleeps: now it counts
+      lu.assertEquals(waiting_receivers(ch), 1)
+    end
+    ch:send("wake")
+    lu.assertEquals(p:read("a"), "wake\n")
+    lu.assertTrue(p:close())
+    lu.assertEquals(waiting_receivers(ch), 0)
+  end
+end
+
+function TestChannel:test_spinning_keeps_timeouts_and_full_channels()
+  local ch = self:chan({ capacity = 64 })
+  local out, err, ok = H.run_code("LUASHM_SPIN_US=1000000 " .. H.shell_quote(H.host), [[
+local ch = shm.open(arg[1])
+local t0 = shm.now()
+local v, why = ch:recv(0.05)
+local dt1 = shm.now() - t0
+while ch:send(1, 0) do end
+t0 = shm.now()
+local sent, why2 = ch:send(2, 0.05)
+print(v, why, dt1 < 0.5, sent, why2, shm.now() - t0 < 0.5)
+]], ch.name)
+  lu.assertTrue(ok, err)
+  lu.assertEquals(out, "nil\ttimeout\ttrue\tfalse\ttimeout\ttrue\n")
 end
 
 function TestChannel:test_bad_arguments()

@@ -315,6 +315,30 @@ function TestLock:test_open_rejects_a_corrupt_lock()
   lu.assertStrContains(tostring(shm.open(lk.name)), "luashm.Block")
 end
 
+-- Issue 18.7: mutex bytes forged through the Block after the lock was opened (garbage, or
+-- another kind of mutex: glibc aborts on kinds it did not expect) are an error on every call,
+-- never an abort; with the true bytes back the lock works.
+function TestLock:test_issue18_7_forged_mutex_bytes_are_an_error()
+  local lk = self:keep(shm.lock())
+  local b = lk.block
+  local saved = b:read(64, 40)
+  local invalid = "': the block no longer holds a valid mutex"
+  for _, forged in ipairs({ ("\255"):rep(40), ("\0"):rep(40), ("\90"):rep(40),
+    saved:sub(1, 16) .. string.pack("i4", 0) .. saved:sub(21),
+    saved:sub(1, 16) .. string.pack("i4", 0x7fffffff) .. saved:sub(21) }) do
+    b:write(64, forged)
+    H.assert_error({ "luashm: acquire '" .. lk.name .. invalid }, lk.acquire, lk)
+    H.assert_error({ "luashm: acquire '" .. lk.name .. invalid }, lk.acquire, lk, 0)
+    H.assert_error({ "luashm: acquire '" .. lk.name .. invalid }, lk.acquire, lk, 0.01)
+    H.assert_error({ "luashm: acquire '" .. lk.name .. invalid }, lk.guard, lk)
+    H.assert_error({ "luashm: release '" .. lk.name .. invalid }, lk.release, lk)
+    lu.assertStrContains(tostring(lk), "luashm.Lock '" .. lk.name .. "'")
+  end
+  b:write(64, saved)
+  lu.assertEquals({ lk:acquire(0) }, { true })
+  lk:release()
+end
+
 function TestLock:test_ref_and_reopener()
   local lk = self:keep(shm.lock())
   if shm.encode then

@@ -116,10 +116,10 @@ local function child(mode)
     return tostring(v)
   end
 
-  -- Methods that end their caller by design (the channel's fault-injection hook SIGKILLs
-  -- itself once its arguments pass): each call runs in a forked worker, where that SIGKILL is
-  -- the expected way to succeed and any other death is a crash.
-  local forked = { ["Channel:_die_in_send"] = true }
+  -- Methods that end their caller by design (the channel's fault-injection hooks SIGKILL
+  -- their caller once their arguments pass): each call runs in a forked worker, where that
+  -- SIGKILL is the expected way to succeed and any other death is a crash.
+  local forked = { ["Channel:_die_in_send"] = true, ["Channel:_recv_counted"] = true }
 
   local function call_forked(label, f, args, n)
     calls = calls + 1
@@ -307,6 +307,7 @@ local function child(mode)
       opts = { 2, { "name", "track", "mode" } } },
     attach = { args = function() local b = fresh_name(); return { b.name }, b end },
     exists = { args = function() local b = fresh_name(); return { b.name }, b end },
+    flush_cache = { args = function() return {} end },
     open = { args = function() local a = shm.array("u8", 3); return { a.name }, a end },
     array = { args = function() return { "f64", { 2, 3 }, { values = { 1, 2, 3, 4, 5, 6 } } } end,
       opts = { 3, { "name", "track", "mode", "values", "block", "offset" } } },
@@ -402,6 +403,9 @@ local function child(mode)
       __close = {}, __gc = {}, __tostring = {} },
     Channel = { send = { "v", 1 }, recv = { 1 }, shutdown = {}, close = {}, iter = {},
       unlink = {}, _die_in_send = { "v" },
+      _recv_counted = function(ch) -- counts in the ring's unused end: no block to dispose
+        return { shm.array("i64", 4, { block = ch.block, offset = ch.block.size - 32 }), 0 }
+      end,
       __index = { "capacity" }, __newindex = { "capacity", 1 }, __len = {}, __close = {},
       __tostring = {} },
     Manager = { create = { 64 }, array = { "u8", 4 }, list = { { 1 } }, lock = {},

@@ -8,6 +8,7 @@
 #include <linux/futex.h>
 #include <math.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -16,6 +17,10 @@
 
 #define SLICE_NS 50000000L /* a wait looks at the interrupt flag at least this often */
 #define SPINS 200          /* ~5 us of pause instructions: longer than most critical sections */
+#define SPIN_US_DEFAULT 20 /* the full adaptive budget (chosen by measurement: BENCHMARKS.md) */
+#define SPIN_MIN_NS 250    /* a budget halved below this is no spin at all */
+#define SPIN_PROBE 16      /* every this many waits spin the full budget again */
+#define SPIN_CHECK 16      /* loads of the word between looks at the clock */
 
 /* ---------------------------------------------------------------------------------------
 ** Deadlines
@@ -165,6 +170,83 @@ void luashm_futex_wake(uint32_t *word, int n) {
 }
 
 /* ---------------------------------------------------------------------------------------
+** Spinning before sleeping
+** ------------------------------------------------------------------------------------- */
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
+
+static int64_t mono_ns(void) {
+  struct timespec ts;
+  mono_now(&ts);
+  return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+int64_t luashm_spin_full(void) {
+  static int64_t full = -1;
+  if (full < 0) {
+    const char *env = getenv("LUASHM_SPIN_US");
+    char *end;
+    double us = env != NULL ? strtod(env, &end) : SPIN_US_DEFAULT;
+    if (env != NULL && (end == env || *end != '\0' || !(us >= 0) || us > 1e6))
+      us = SPIN_US_DEFAULT; /* a malformed setting is ignored rather than fatal */
+    full = (int64_t)(us * 1000);
+  }
+  return full;
+}
+
+/* The budget of this wait, 0 for none (spinning off, a budget halved to nothing between
+   probes, no time left before the deadline). */
+static int64_t spin_budget(luashm_spin *sp, const luashm_deadline *d) {
+  int64_t full = luashm_spin_full(), b, left;
+  if (full == 0) return 0;
+  if (sp->budget_ns < 0) sp->budget_ns = full;
+  b = ++sp->waits % SPIN_PROBE == 0 ? full : sp->budget_ns;
+  if (b < SPIN_MIN_NS) return 0;
+  left = luashm_deadline_left(d);
+  return b < left ? b : left;
+}
+
+/* Watches a 4- or 8-byte word (wide) while it holds val. A hit restores the full budget; a
+   miss halves the smaller of the budget and this spin. */
+static int spin_while(luashm_spin *sp, const void *word, int wide, uint64_t val,
+                      const luashm_deadline *d) {
+  int64_t b = spin_budget(sp, d), t0;
+  int i;
+  if (b == 0) return 0;
+  t0 = mono_ns();
+  for (;;) {
+    for (i = 0; i < SPIN_CHECK; i++) {
+      uint64_t now = wide ? __atomic_load_n((const uint64_t *)word, __ATOMIC_ACQUIRE)
+                          : __atomic_load_n((const uint32_t *)word, __ATOMIC_ACQUIRE);
+      if (now != val) {
+        sp->budget_ns = luashm_spin_full();
+        return 1;
+      }
+      cpu_relax();
+    }
+    if (interrupt_flag || mono_ns() - t0 >= b) break;
+  }
+  sp->budget_ns = (b < sp->budget_ns ? b : sp->budget_ns) / 2;
+  return 0;
+}
+
+int luashm_spin_while64(luashm_spin *sp, const uint64_t *word, uint64_t val,
+                        const luashm_deadline *d) {
+  return spin_while(sp, word, 1, val, d);
+}
+
+int luashm_spin_while32(luashm_spin *sp, const uint32_t *word, uint32_t val,
+                        const luashm_deadline *d) {
+  return spin_while(sp, word, 0, val, d);
+}
+
+/* ---------------------------------------------------------------------------------------
 ** Robust mutexes
 ** ------------------------------------------------------------------------------------- */
 
@@ -208,14 +290,6 @@ int luashm_mutex_valid(const pthread_mutex_t *m) {
 
 int luashm_mutex_held(const pthread_mutex_t *m) {
   return __atomic_load_n(&m->__data.__lock, __ATOMIC_RELAXED) != 0;
-}
-
-static inline void cpu_relax(void) {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  __asm__ __volatile__("yield");
-#endif
 }
 
 /* pthread's answer as ours: a dead holder's mutex is made consistent at once (the caller

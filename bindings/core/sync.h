@@ -88,6 +88,41 @@ int luashm_futex_wait(uint32_t *word, uint32_t val, const luashm_deadline *d);
 void luashm_futex_wake(uint32_t *word, int n);
 
 /* ---------------------------------------------------------------------------------------
+** Spinning before sleeping
+**
+** A wake-up through the kernel (futex wake, then the sleeper scheduled again) costs several
+** microseconds, more than a whole message round trip when both processes have a CPU. So a
+** waiter first watches the shared word without writing it, for an adaptive budget: the full
+** budget after a wait that the spin ended (a hit), half the last one after a miss, and the
+** full budget again every 16th wait to notice that the peer got fast again. A peer that is
+** slow (or waiting for a CPU on a loaded machine) thus costs little spinning. A spinning
+** process is not a sleeper: it must not be counted as waiting, so the waker skips the wake
+** syscall. Spinning is never what makes a wait correct: the caller re-checks its condition
+** under its lock and sleeps after a miss.
+** ------------------------------------------------------------------------------------- */
+
+/* One waiter's adaptive budget (process-local: a handle's, never in shared memory). */
+typedef struct luashm_spin {
+  int64_t budget_ns; /* -1: not used yet (the full budget) */
+  uint32_t waits;
+} luashm_spin;
+
+#define LUASHM_SPIN_INIT \
+  { -1, 0 }
+
+/* The full budget in nanoseconds: LUASHM_SPIN_US (microseconds, 0 turns spinning off) as the
+   process found it at its first wait, else the default. */
+int64_t luashm_spin_full(void);
+
+/* Spins while *word == val, for at most sp's budget and what is left of the deadline d (NULL:
+   no deadline), stopping at once when an interrupt is pending. Returns 1 when the word moved
+   (a hit), 0 otherwise; adapts sp's budget either way. */
+int luashm_spin_while64(luashm_spin *sp, const uint64_t *word, uint64_t val,
+                        const luashm_deadline *d);
+int luashm_spin_while32(luashm_spin *sp, const uint32_t *word, uint32_t val,
+                        const luashm_deadline *d);
+
+/* ---------------------------------------------------------------------------------------
 ** Robust mutexes
 ** ------------------------------------------------------------------------------------- */
 
