@@ -2,10 +2,12 @@
 ** The Block: a named shared-memory block mapped into this process (Python's SharedMemory).
 ** shm.create, shm.attach, shm.exists, and the Block's methods and metatable.
 */
+#include <errno.h>
 #include <string.h>
 
 #include "kinds.h"
 #include "lualib.h"
+#include "mapcache.h"
 #include "sync.h"
 #include "tracker.h"
 
@@ -33,6 +35,7 @@ static luashm_block *block_push(lua_State *L, const char *name) {
   b->size = 0;
   b->tracked = 0;
   b->held_lock = NULL;
+  b->map = NULL;
   strcpy(b->name, name);
   luaL_setmetatable(L, LUASHM_BLOCK);
   return b;
@@ -82,12 +85,18 @@ luashm_block *luashm_block_new(lua_State *L, size_t size, int optidx) {
   return b;
 }
 
+int luashm_attach_errno = 0;
+
 luashm_block *luashm_block_attach(lua_State *L, const char *name) {
   char err[LUASHM_ERRLEN];
   void *data;
   size_t size;
   luashm_block *b = block_push(L, name);
-  if (luashm_shm_attach(name, &data, &size, err) != 0) luashm_error(L, "%s", err);
+  if (luashm_mapcache_attach(name, &b->map, &data, &size, err) != 0) {
+    luashm_attach_errno = errno != 0 ? errno : EINVAL;
+    luashm_error(L, "%s", err);
+  }
+  luashm_attach_errno = 0;
   b->data = (unsigned char *)data;
   b->size = size;
   return b;
@@ -223,7 +232,11 @@ static int block_unpack(lua_State *L) {
 void luashm_block_close(luashm_block *b) {
   if (b->held_lock != NULL) luashm_mutex_unlock((pthread_mutex_t *)b->held_lock);
   b->held_lock = NULL;
-  luashm_shm_unmap(b->data, b->size);
+  if (b->map != NULL)
+    luashm_mapcache_release(b->map);
+  else
+    luashm_shm_unmap(b->data, b->size);
+  b->map = NULL;
   b->data = NULL;
 }
 
@@ -234,6 +247,7 @@ static int block_close(lua_State *L) {
 
 int luashm_block_unlink(luashm_block *b, char *err) {
   b->tracked = 0;
+  luashm_mapcache_forget(b->name); /* the name's pages must not outlive it in the cache */
   return luashm_tracker_unlink(b->name, err);
 }
 
@@ -284,8 +298,18 @@ static const luaL_Reg block_metameth[] = {{"__gc", block_close},          {"__cl
                                           {"__tostring", block_tostring}, {"__len", block_len},
                                           {"__newindex", block_newindex}, {NULL, NULL}};
 
-static const luaL_Reg block_funcs[] = {
-    {"create", block_create}, {"attach", block_attach}, {"exists", block_exists}, {NULL, NULL}};
+/* shm.flush_cache(): unmaps the mappings this process keeps for blocks it no longer uses
+   (mapcache.h); returns how many. */
+static int block_flush_cache(lua_State *L) {
+  lua_pushinteger(L, luashm_mapcache_flush());
+  return 1;
+}
+
+static const luaL_Reg block_funcs[] = {{"create", block_create},
+                                       {"attach", block_attach},
+                                       {"exists", block_exists},
+                                       {"flush_cache", block_flush_cache},
+                                       {NULL, NULL}};
 
 /* The Block takes any bytes (it is the registry's last kind) and wraps as itself. */
 static int block_probe(const unsigned char *p, size_t size) {

@@ -72,6 +72,8 @@ typedef struct luashm_block {
   void *held_lock; /* the robust mutex of this mapping that this process holds through a Lock,
                       or NULL: closing the mapping releases it first (glibc's list of held
                       robust mutexes must never point into unmapped memory) */
+  struct luashm_mapping *map; /* this handle's reference to a cached mapping (mapcache.h), or
+                                 NULL for a mapping of its own (created, or uncached) */
   char name[LUASHM_NAME_MAX + 1];
 } luashm_block;
 
@@ -93,8 +95,14 @@ int luashm_closed(lua_State *L, const luashm_block *b, const char *what);
    optidx (0 for none) is read for LUASHM_BLOCK_OPTIONS only: its caller checks its keys. */
 luashm_block *luashm_block_new(lua_State *L, size_t size, int optidx);
 
-/* Attaches an existing block by name and pushes it. */
+/* Attaches an existing block by name and pushes it: a Block handle of its own over the
+   process's cached mapping of that block when there is one (mapcache.h). */
 luashm_block *luashm_block_attach(lua_State *L, const char *name);
+
+/* The errno of the failure when luashm_block_attach last raised in this process, 0 when it
+   did not: tells a transient failure (EMFILE, ENFILE, ENOMEM, ENOSPC) from a permanent one. A
+   caller that classifies a failure resets it first. */
+extern int luashm_attach_errno;
 
 /* Releases b's mapping (and the lock held in it); idempotent. What close means for every
    object over a Block. */

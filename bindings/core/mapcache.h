@@ -1,0 +1,36 @@
+/*
+** The mapping cache: one mapping per block per process. Attaching a block this process already
+** maps (the same file: device, inode and size, looked up with one lstat of its name) shares
+** that mapping instead of making another; closing drops a reference, and the last few
+** mappings nobody references stay mapped (least recently used first out), so that a worker
+** handed the same arrays again and again pays neither mmap, nor the page faults, nor munmap.
+** Plain C, no Lua: the Block (block.c) holds one reference per handle.
+*/
+#ifndef LUASHM_MAPCACHE_H
+#define LUASHM_MAPCACHE_H
+
+#include <stddef.h>
+
+typedef struct luashm_mapping luashm_mapping;
+
+/* Attaches name: the cached mapping of the file the name holds now (one reference more), or
+   a new mapping, cached when its identity could be established. Fills *data and *size, and
+   *m with the reference to give back to luashm_mapcache_release (NULL when the mapping is not
+   cached: then the caller unmaps it itself). 0, or -1 with err (LUASHM_ERRLEN bytes) and
+   errno set to the failing call's. */
+int luashm_mapcache_attach(const char *name, luashm_mapping **m, void **data, size_t *size,
+                           char *err);
+
+/* Drops one reference; a mapping nobody references joins the unreferenced ones, of which the
+   oldest are unmapped past the cache's size (LUASHM_MAP_CACHE, default 8; 0: none kept). */
+void luashm_mapcache_release(luashm_mapping *m);
+
+/* This process unlinked name: the mappings attached by that name are unmapped as soon as no
+   handle references them (at once for the unreferenced ones), so that the cache never keeps
+   the pages of a block its own process removed. */
+void luashm_mapcache_forget(const char *name);
+
+/* Unmaps every unreferenced mapping; returns how many. */
+int luashm_mapcache_flush(void);
+
+#endif
