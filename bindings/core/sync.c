@@ -15,12 +15,13 @@
 
 #include "core.h"
 
-#define SLICE_NS 50000000L /* a wait looks at the interrupt flag at least this often */
-#define SPINS 200          /* ~5 us of pause instructions: longer than most critical sections */
-#define SPIN_US_DEFAULT 20 /* the full adaptive budget (chosen by measurement: BENCHMARKS.md) */
-#define SPIN_MIN_NS 250    /* a budget halved below this is no spin at all */
-#define SPIN_PROBE 16      /* every this many waits spin the full budget again */
-#define SPIN_CHECK 16      /* loads of the word between looks at the clock */
+#define SLICE_NS 50000000L  /* a wait looks at the interrupt flag at least this often */
+#define SPINS 200           /* ~5 us of pause instructions: longer than most critical sections */
+#define SPIN_US_DEFAULT 20  /* the full adaptive budget (chosen by measurement: BENCHMARKS.md) */
+#define SPIN_MIN_NS 250     /* a budget halved below this is no spin at all */
+#define SPIN_PROBE 16       /* every this many waits spin the full budget again... */
+#define SPIN_PROBE_MAX 1024 /* ...or up to this many while those probes miss */
+#define SPIN_CHECK 16       /* loads of the word between looks at the clock */
 
 /* ---------------------------------------------------------------------------------------
 ** Deadlines
@@ -205,35 +206,49 @@ int64_t luashm_spin_full(void) {
 static int64_t spin_budget(luashm_spin *sp, const luashm_deadline *d) {
   int64_t full = luashm_spin_full(), b, left;
   if (full == 0) return 0;
-  if (sp->budget_ns < 0) sp->budget_ns = full;
-  b = ++sp->waits % SPIN_PROBE == 0 ? full : sp->budget_ns;
+  if (sp->budget_ns < 0) {
+    sp->budget_ns = full;
+    sp->probe = SPIN_PROBE;
+  }
+  if (++sp->waits >= sp->probe) {
+    sp->waits = 0;
+    b = full;
+  } else {
+    b = sp->budget_ns;
+  }
   if (b < SPIN_MIN_NS) return 0;
   left = luashm_deadline_left(d);
   return b < left ? b : left;
 }
 
-/* Watches a 4- or 8-byte word (wide) while it holds val. A hit restores the full budget; a
-   miss halves the smaller of the budget and this spin. */
+/* Watches a 4- or 8-byte word (wide) while it holds val. A hit (the word moved within the
+   budget) restores the full budget; a miss halves the smaller of the budget and this spin. A
+   word seen moving only after the budget (this process was descheduled meanwhile, as when
+   its peer shares its CPU) counts as a miss. */
 static int spin_while(luashm_spin *sp, const void *word, int wide, uint64_t val,
                       const luashm_deadline *d) {
-  int64_t b = spin_budget(sp, d), t0;
-  int i;
+  int64_t b = spin_budget(sp, d), t0, spun;
+  int i, moved = 0;
   if (b == 0) return 0;
   t0 = mono_ns();
   for (;;) {
     for (i = 0; i < SPIN_CHECK; i++) {
-      uint64_t now = wide ? __atomic_load_n((const uint64_t *)word, __ATOMIC_ACQUIRE)
-                          : __atomic_load_n((const uint32_t *)word, __ATOMIC_ACQUIRE);
-      if (now != val) {
-        sp->budget_ns = luashm_spin_full();
-        return 1;
-      }
+      moved = (wide ? __atomic_load_n((const uint64_t *)word, __ATOMIC_ACQUIRE)
+                    : __atomic_load_n((const uint32_t *)word, __ATOMIC_ACQUIRE)) != val;
+      if (moved) break;
       cpu_relax();
     }
-    if (interrupt_flag || mono_ns() - t0 >= b) break;
+    spun = mono_ns() - t0;
+    if (moved || interrupt_flag || spun >= b) break;
   }
-  sp->budget_ns = (b < sp->budget_ns ? b : sp->budget_ns) / 2;
-  return 0;
+  if (moved && spun <= b) {
+    sp->budget_ns = luashm_spin_full();
+    sp->probe = SPIN_PROBE;
+  } else {
+    if (sp->waits == 0 && sp->probe < SPIN_PROBE_MAX) sp->probe *= 2; /* a probe missed */
+    sp->budget_ns = (b < sp->budget_ns ? b : sp->budget_ns) / 2;
+  }
+  return moved;
 }
 
 int luashm_spin_while64(luashm_spin *sp, const uint64_t *word, uint64_t val,
@@ -274,18 +289,24 @@ int luashm_mutex_init(pthread_mutex_t *m) {
    can tell a valid mutex from forged bytes: glibc trusts its kind bits and aborts (an
    assertion) on kinds it did not expect. The reference kind is read off a mutex made here with
    the same attributes, so no glibc constant is hard-coded; the owner word is only read. */
-static int reference_kind(void) {
-  static int kind = -1;
-  if (kind == -1) {
-    pthread_mutex_t m;
-    if (luashm_mutex_init(&m) == 0) kind = m.__data.__kind;
-  }
-  return kind;
+static int reference_kind = -1;
+
+static int make_reference_kind(void) {
+  pthread_mutex_t m;
+  if (luashm_mutex_init(&m) == 0) reference_kind = m.__data.__kind;
+  return reference_kind;
+}
+
+/* The check of every lock, trylock and unlock: one load and one compare once the reference
+   kind is known. */
+static inline int mutex_valid(const pthread_mutex_t *m) {
+  int kind = __atomic_load_n(&m->__data.__kind, __ATOMIC_RELAXED);
+  int ref = LUASHM_LIKELY(reference_kind != -1) ? reference_kind : make_reference_kind();
+  return kind == ref && ref != -1;
 }
 
 int luashm_mutex_valid(const pthread_mutex_t *m) {
-  int kind = __atomic_load_n(&m->__data.__kind, __ATOMIC_RELAXED);
-  return kind == reference_kind() && kind != -1;
+  return mutex_valid(m);
 }
 
 int luashm_mutex_held(const pthread_mutex_t *m) {
@@ -301,7 +322,7 @@ static int taken(pthread_mutex_t *m, int rc) {
 }
 
 int luashm_mutex_trylock(pthread_mutex_t *m) {
-  if (LUASHM_UNLIKELY(!luashm_mutex_valid(m))) return EINVAL;
+  if (LUASHM_UNLIKELY(!mutex_valid(m))) return EINVAL;
   return taken(m, pthread_mutex_trylock(m));
 }
 
@@ -328,7 +349,7 @@ static int mutex_sleep(pthread_mutex_t *m, const luashm_deadline *d) {
 
 int luashm_mutex_lock(pthread_mutex_t *m, const luashm_deadline *d) {
   int rc, i;
-  if (LUASHM_UNLIKELY(!luashm_mutex_valid(m))) return EINVAL;
+  if (LUASHM_UNLIKELY(!mutex_valid(m))) return EINVAL;
   rc = pthread_mutex_trylock(m);
   /* glibc's robust mutexes never spin: a waiter sleeps in the kernel at once and every
      release then pays a futex wake. Critical sections are short, so a waiter first spins,
@@ -349,6 +370,6 @@ int luashm_mutex_lock(pthread_mutex_t *m, const luashm_deadline *d) {
 }
 
 int luashm_mutex_unlock(pthread_mutex_t *m) {
-  if (LUASHM_UNLIKELY(!luashm_mutex_valid(m))) return EINVAL;
+  if (LUASHM_UNLIKELY(!mutex_valid(m))) return EINVAL;
   return pthread_mutex_unlock(m);
 }

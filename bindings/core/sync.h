@@ -94,21 +94,23 @@ void luashm_futex_wake(uint32_t *word, int n);
 ** microseconds, more than a whole message round trip when both processes have a CPU. So a
 ** waiter first watches the shared word without writing it, for an adaptive budget: the full
 ** budget after a wait that the spin ended (a hit), half the last one after a miss, and the
-** full budget again every 16th wait to notice that the peer got fast again. A peer that is
-** slow (or waiting for a CPU on a loaded machine) thus costs little spinning. A spinning
-** process is not a sleeper: it must not be counted as waiting, so the waker skips the wake
-** syscall. Spinning is never what makes a wait correct: the caller re-checks its condition
+** full budget again every 16th wait (every 32nd, 64th... up to 1024th while these probes
+** miss) to notice that the peer got fast again. A peer that is slow, or that waits for a
+** CPU (a loaded machine, or a peer on the spinner's own CPU), thus costs little spinning. A
+** spinning process is not a sleeper: it must not be counted as waiting, so the waker skips
+** the wake syscall. Spinning is never what makes a wait correct: the caller re-checks its condition
 ** under its lock and sleeps after a miss.
 ** ------------------------------------------------------------------------------------- */
 
 /* One waiter's adaptive budget (process-local: a handle's, never in shared memory). */
 typedef struct luashm_spin {
   int64_t budget_ns; /* -1: not used yet (the full budget) */
-  uint32_t waits;
+  uint32_t waits;    /* since the last probe at full budget */
+  uint32_t probe;    /* waits between probes: doubles while probes miss */
 } luashm_spin;
 
 #define LUASHM_SPIN_INIT \
-  { -1, 0 }
+  { -1, 0, 0 }
 
 /* The full budget in nanoseconds: LUASHM_SPIN_US (microseconds, 0 turns spinning off) as the
    process found it at its first wait, else the default. */
