@@ -82,17 +82,22 @@ luashm_block *luashm_block_new(lua_State *L, size_t size, int optidx) {
   b->data = (unsigned char *)data;
   b->size = size;
   b->tracked = track;
+  b->map = luashm_mapcache_own(b->name, data, size); /* its identity, for messages */
   return b;
 }
 
 int luashm_attach_errno = 0;
 
 luashm_block *luashm_block_attach(lua_State *L, const char *name) {
+  return luashm_block_attach_id(L, name, NULL);
+}
+
+luashm_block *luashm_block_attach_id(lua_State *L, const char *name, const luashm_fileid *id) {
   char err[LUASHM_ERRLEN];
   void *data;
   size_t size;
   luashm_block *b = block_push(L, name);
-  if (luashm_mapcache_attach(name, &b->map, &data, &size, err) != 0) {
+  if (luashm_mapcache_attach_hint(name, id, &b->map, &data, &size, err) != 0) {
     luashm_attach_errno = errno != 0 ? errno : EINVAL;
     luashm_error(L, "%s", err);
   }

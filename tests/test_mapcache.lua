@@ -119,8 +119,9 @@ function TestMapCache:test_a_resized_block_is_mapped_at_its_new_size()
 end
 
 -- What the README promises about pages: a name this process unlinks takes its mappings with
--- it once no handle uses them; a block unlinked by another process stays mapped (its pages alive) in the
--- cache until evicted or flushed.
+-- it once no handle uses them; a block unlinked by another process stays mapped (its pages
+-- alive) by the cache until this process maps another block (each new mapping looks for such
+-- stale ones), evicts it, or flushes the cache.
 function TestMapCache:test_unlinked_blocks_and_their_pages()
   local owner = self:block(1 << 20)
   shm.attach(owner.name):close()
@@ -131,16 +132,25 @@ function TestMapCache:test_unlinked_blocks_and_their_pages()
   lu.assertEquals(mappings(owner.name), 1, "a handle still uses it")
   h:close()
   lu.assertEquals(mappings(owner.name), 0, "unlinked here: unmapped with its last handle")
-  local other = self:block(1 << 20)
-  shm.attach(other.name):close()
-  other:close()
-  local w = shm.spawn(function() shm.attach(other.name):unlink() end)
-  lu.assertIsTrue((w:join(10)))
-  lu.assertFalse(shm.exists(other.name))
-  lu.assertEquals(mappings(other.name), 1, "unlinked elsewhere: held by the cache")
-  lu.assertEquals(H.sh("grep -c '/dev/shm/" .. other.name .. " (deleted)' /proc/" .. H.mypid() .. "/maps"), "1\n")
+  local function unlinked_elsewhere()
+    local b = self:block(1 << 20)
+    shm.attach(b.name):close()
+    b:close()
+    local w = shm.spawn(function() shm.attach(b.name):unlink() end)
+    lu.assertIsTrue((w:join(10)))
+    lu.assertFalse(shm.exists(b.name))
+    lu.assertEquals(mappings(b.name), 1, "unlinked elsewhere: held by the cache")
+    lu.assertEquals(H.sh("grep -c '/dev/shm/" .. b.name .. " (deleted)' /proc/" .. H.mypid() .. "/maps"), "1\n")
+    return b.name
+  end
+  local gone = unlinked_elsewhere()
   shm.flush_cache()
-  lu.assertEquals(mappings(other.name), 0)
+  lu.assertEquals(mappings(gone), 0, "flushed")
+  gone = unlinked_elsewhere()
+  local another <close> = self:block(4096)
+  shm.attach(another.name):close() -- a new mapping: the stale one goes
+  lu.assertEquals(mappings(gone), 0, "swept at the next new mapping")
+  lu.assertEquals(mappings(another.name), 2)
 end
 
 -- A forked child starts with its parent's mappings that its copies of the parent's handles
@@ -193,6 +203,68 @@ function TestMapCache:test_a_held_lock_is_released_by_its_own_handle_only()
   end)
   lu.assertEquals({ w:join(10) }, { true, true })
   lk:close()
+end
+
+-- A message carries the identity (device, inode, size) of the sender's block: a receiver that
+-- maps that very block under that name shares its mapping with no syscall, even once the name
+-- is gone (the sender sent the block it has, and a live mapping pins it). A forged identity
+-- finds nothing unless name and identity both match a mapping this process made by that name.
+local function varint(u)
+  local t = {}
+  while u >= 0x80 do
+    t[#t + 1] = string.char((u & 0x7f) | 0x80)
+    u = u >> 7
+  end
+  t[#t + 1] = string.char(u)
+  return table.concat(t)
+end
+
+local function refid_message(name, dev, ino, size)
+  return "\1\1\8" .. varint(#name) .. name .. "\5block" .. varint(dev) .. varint(ino) ..
+    varint(size) .. "\0"
+end
+
+local function identity(name)
+  local dev, ino = H.sh("stat -c '%d %i' /dev/shm/" .. name):match("^(%d+) (%d+)")
+  return math.tointeger(dev), math.tointeger(ino)
+end
+
+function TestMapCache:test_a_message_carries_the_identity()
+  local owner = self:block(4096)
+  owner:write(0, "sent")
+  local msg = shm.encode(owner)
+  lu.assertEquals(msg:byte(3), 8) -- REFID: a created block knows its identity
+  local ch, back = shm.channel(), shm.channel()
+  ch:unlink()
+  back:unlink()
+  local w = shm.spawn(function()
+    local first = ch:recv(10) -- a new mapping, cached
+    first:close()
+    back:send(true)
+    local again = ch:recv(10) -- the name is gone by now: found by identity
+    return again:read(0, 4), again.name == owner.name
+  end)
+  ch:send(owner)
+  lu.assertIsTrue(back:recv(10))
+  owner:unlink()
+  ch:send(owner)
+  lu.assertEquals({ w:join(10) }, { true, "sent", true })
+  owner:close()
+  ch:close()
+  back:close()
+  -- forged: the identity of a block this process maps, under another block's name
+  local a, b = self:block(4096), self:block(4096)
+  a:write(0, "A")
+  b:write(0, "B")
+  local cached = shm.attach(b.name)
+  local dev, ino = identity(b.name)
+  local got = shm.decode(refid_message(a.name, dev, ino, 4096))
+  lu.assertEquals(got:read(0, 1), "A")
+  local right = shm.decode(refid_message(b.name, dev, ino, 4096))
+  lu.assertEquals(right:read(0, 1), "B")
+  lu.assertEquals(mappings(b.name), 2) -- the creator's, and the one shared by cached and right
+  for _, x in ipairs({ got, right, cached, a, b }) do x:close() end
+  H.assert_error({ "no such block" }, shm.decode, refid_message("luashm_no_such_block_here", dev, ino, 4096))
 end
 
 -- LUASHM_MAP_CACHE=0 turns the cache off: every attach maps, every close unmaps.

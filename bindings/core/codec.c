@@ -7,6 +7,8 @@
 **           | TABLE narr:varint value*narr (key value)* NIL     array part t[1..narr], then the
 **                                                              other pairs, ended by a NIL key
 **           | REF name:str kind:str view:value                 a luashm object by name
+**           | REFID name:str kind:str dev ino size:varint view  the same, with the identity of
+**                                                              the sender's block (mapcache.h)
 ** Tables are copied without metatables; a table reachable twice (not a cycle) is copied twice,
 ** up to LUASHM_CODEC_MAXREPEAT repeated copies per message: a few shared tables nested in each
 ** other would otherwise make a copy exponential in their number.
@@ -17,12 +19,13 @@
 
 #include "codec.h"
 #include "kinds.h"
+#include "mapcache.h"
 
 #define CODEC_VERSION 1
 #define CODEC_INIT 512 /* bytes encoded on the C stack before a growable box is needed */
 #define SET_INIT 64    /* tables seen, tracked on the C stack before a growable set is needed */
 
-enum { T_NIL, T_FALSE, T_TRUE, T_INT, T_FLOAT, T_STR, T_TABLE, T_REF };
+enum { T_NIL, T_FALSE, T_TRUE, T_INT, T_FLOAT, T_STR, T_TABLE, T_REF, T_REFID };
 
 /* ---------------------------------------------------------------------------------------
 ** Encoding
@@ -275,9 +278,16 @@ static void enc_userdata(enc *e, int idx) {
   if (lua_type(L, idx) == LUA_TLIGHTUSERDATA) enc_fail(e, "is a light userdata and cannot be sent");
   o = luashm_toobject(L, idx);
   if (o != NULL && o->b != NULL) {
-    enc_byte(e, T_REF);
+    enc_byte(e, o->b->map != NULL ? T_REFID : T_REF);
     enc_bytes(e, o->b->name, strlen(o->b->name));
     enc_bytes(e, o->kind->name, strlen(o->kind->name));
+    if (o->b->map != NULL) {
+      luashm_fileid id;
+      luashm_mapcache_id(o->b->map, &id);
+      enc_varint(e, id.dev);
+      enc_varint(e, id.ino);
+      enc_varint(e, id.size);
+    }
     if (o->kind->view == NULL || !o->kind->view(L, idx)) lua_pushnil(L);
     enc_value(e, lua_gettop(L));
     lua_pop(L, 1);
@@ -450,9 +460,11 @@ static void dec_table(dec *d) {
   d->depth--;
 }
 
-/* A luashm object by name: reopened through its kind (luashm_reopen), whose errors (no such
-   block, not that kind) propagate. */
-static void dec_ref(dec *d) {
+/* A luashm object by name (with the identity of the sender's block when withid): reopened
+   through its kind as luashm_reopen does, the identity letting the mapping cache find this
+   process's mapping of that block with no syscall; the errors (no such block, not that kind)
+   propagate. */
+static void dec_ref(dec *d, int withid) {
   lua_State *L = d->L;
   size_t nlen, klen;
   const char *name = dec_bytes(d, &nlen);
@@ -460,6 +472,8 @@ static void dec_ref(dec *d) {
   const luashm_kind *k = luashm_kind_named(kind, klen);
   char cname[LUASHM_NAME_MAX + 1];
   char err[LUASHM_ERRLEN];
+  luashm_fileid id;
+  int view;
   if (k == NULL) {
     lua_pushlstring(L, kind, klen);
     dec_fail(d, lua_pushfstring(L, "unknown kind of object '%s'", lua_tostring(L, -1)));
@@ -467,13 +481,20 @@ static void dec_ref(dec *d) {
   if (luashm_name_check(d->op, name, nlen, err) != 0) dec_fail(d, err);
   memcpy(cname, name, nlen);
   cname[nlen] = '\0';
+  if (withid) {
+    id.dev = dec_varint(d);
+    id.ino = dec_varint(d);
+    id.size = dec_varint(d);
+  }
   /* The view is a value like any other, and counts as a level: a REF whose view is a REF...
      must not recurse past the limit (crafted messages would overflow the C stack). */
   if (d->depth >= LUASHM_CODEC_MAXDEPTH) dec_fail(d, "objects nested too deep in views");
   d->depth++;
   dec_value(d); /* the view */
   d->depth--;
-  luashm_reopen(L, k, cname, lua_isnil(L, -1) ? 0 : lua_gettop(L));
+  view = lua_isnil(L, -1) ? 0 : lua_gettop(L);
+  luashm_block_attach_id(L, cname, withid ? &id : NULL);
+  k->wrap(L, view);
   lua_remove(L, -2);
 }
 
@@ -504,7 +525,8 @@ static void dec_value(dec *d) {
       lua_pushlstring(L, s, len);
       break;
     case T_TABLE: dec_table(d); break;
-    case T_REF: dec_ref(d); break;
+    case T_REF: dec_ref(d, 0); break;
+    case T_REFID: dec_ref(d, 1); break;
     default: d->p--; dec_fail(d, "unknown value tag");
   }
 }

@@ -99,6 +99,12 @@ luashm_block *luashm_block_new(lua_State *L, size_t size, int optidx);
    process's cached mapping of that block when there is one (mapcache.h). */
 luashm_block *luashm_block_attach(lua_State *L, const char *name);
 
+/* luashm_block_attach given the identity a sender saw (a luashm_fileid, mapcache.h; NULL:
+   none), which lets a cached mapping be found with no syscall. */
+struct luashm_fileid;
+luashm_block *luashm_block_attach_id(lua_State *L, const char *name,
+                                     const struct luashm_fileid *id);
+
 /* The errno of the failure when luashm_block_attach last raised in this process, 0 when it
    did not: tells a transient failure (EMFILE, ENFILE, ENOMEM, ENOSPC) from a permanent one. A
    caller that classifies a failure resets it first. */

@@ -5,6 +5,10 @@
 ** an inode number that matches a live mapping is that very file. A new mapping is cached only
 ** when the name held the same file just before and just after the attach opened it.
 **
+** An idle mapping keeps its block's pages alive even once the block is unlinked, so idle
+** mappings whose name no longer holds their file are unmapped as soon as this process makes a
+** new mapping (and when it unlinks the name itself, or flushes).
+**
 ** Process-level state on purpose (a mapping belongs to the process, whatever Lua state holds
 ** it), guarded by a private mutex for embedders that run states in several threads. A forked
 ** child starts with its parent's mappings, and the references its copies of the parent's
@@ -137,6 +141,73 @@ static int same_file(const struct stat *a, const struct stat *b) {
   return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size;
 }
 
+/* Unmaps the idle mappings whose name no longer holds their file (unlinked, or made again for
+   another block, by any process): their pages must not stay alive for a cache that can never
+   hit them again. An lstat each, so only on a miss, which costs far more anyway. */
+static void sweep_stale(void) {
+  char path[sizeof "/dev/shm/" + LUASHM_NAME_MAX];
+  luashm_mapping *e, *newer;
+  struct stat st;
+  for (e = cache.oldest; e != NULL; e = newer) {
+    newer = e->newer;
+    shm_path(path, e->name);
+    if (lstat(path, &st) != 0 || st.st_dev != e->dev || st.st_ino != e->ino) evict(e);
+  }
+}
+
+/* The cached mapping (dev, ino, size) attached by name (any name when NULL), its reference
+   taken, or NULL. Called with cache.mu held. */
+static luashm_mapping *take(uint64_t dev, uint64_t ino, uint64_t size, const char *name) {
+  luashm_mapping *e;
+  for (e = *bucket_of((dev_t)dev, (ino_t)ino); e != NULL; e = e->next) {
+    if ((uint64_t)e->dev != dev || (uint64_t)e->ino != ino || (uint64_t)e->size != size ||
+        (name != NULL && strcmp(e->name, name) != 0))
+      continue;
+    if (e->refs++ == 0) idle_remove(e);
+    return e;
+  }
+  return NULL;
+}
+
+int luashm_mapcache_attach_hint(const char *name, const luashm_fileid *hint, luashm_mapping **m,
+                                void **data, size_t *size, char *err) {
+  luashm_mapping *e = NULL;
+  if (hint != NULL && idle_max() > 0) {
+    pthread_mutex_lock(&cache.mu);
+    e = take(hint->dev, hint->ino, hint->size, name);
+    pthread_mutex_unlock(&cache.mu);
+  }
+  if (e == NULL) return luashm_mapcache_attach(name, m, data, size, err);
+  *m = e;
+  *data = e->data;
+  *size = e->size;
+  return 0;
+}
+
+luashm_mapping *luashm_mapcache_own(const char *name, void *data, size_t size) {
+  char path[sizeof "/dev/shm/" + LUASHM_NAME_MAX];
+  struct stat st;
+  luashm_mapping *e;
+  shm_path(path, name);
+  if (lstat(path, &st) != 0 || !S_ISREG(st.st_mode) || (size_t)st.st_size != size) return NULL;
+  e = (luashm_mapping *)calloc(1, sizeof *e);
+  if (e == NULL) return NULL;
+  e->dev = st.st_dev;
+  e->ino = st.st_ino;
+  e->size = size;
+  e->data = data;
+  e->refs = 1;
+  e->doomed = 1; /* in no bucket: found by nobody, unmapped with its last handle */
+  strcpy(e->name, name);
+  return e;
+}
+
+void luashm_mapcache_id(const luashm_mapping *m, luashm_fileid *id) {
+  id->dev = (uint64_t)m->dev;
+  id->ino = (uint64_t)m->ino;
+  id->size = (uint64_t)m->size;
+}
+
 int luashm_mapcache_attach(const char *name, luashm_mapping **m, void **data, size_t *size,
                            char *err) {
   char path[sizeof "/dev/shm/" + LUASHM_NAME_MAX];
@@ -149,17 +220,14 @@ int luashm_mapcache_attach(const char *name, luashm_mapping **m, void **data, si
   known = lstat(path, &before) == 0 && S_ISREG(before.st_mode) && before.st_size > 0;
   if (known) {
     pthread_mutex_lock(&cache.mu);
-    for (e = *bucket_of(before.st_dev, before.st_ino); e != NULL; e = e->next) {
-      if (e->dev != before.st_dev || e->ino != before.st_ino || e->size != (size_t)before.st_size)
-        continue;
-      if (e->refs++ == 0) idle_remove(e);
-      pthread_mutex_unlock(&cache.mu);
+    e = take((uint64_t)before.st_dev, (uint64_t)before.st_ino, (uint64_t)before.st_size, NULL);
+    pthread_mutex_unlock(&cache.mu);
+    if (e != NULL) {
       *m = e;
       *data = e->data;
       *size = e->size;
       return 0;
     }
-    pthread_mutex_unlock(&cache.mu);
   }
   /* A miss: a new mapping, which errno and err describe if it fails. */
   if (luashm_shm_attach(name, data, size, err) != 0) return -1;
@@ -175,6 +243,7 @@ int luashm_mapcache_attach(const char *name, luashm_mapping **m, void **data, si
   e->refs = 1;
   strcpy(e->name, name);
   pthread_mutex_lock(&cache.mu);
+  sweep_stale();
   if (!cache.forks_handled)
     cache.forks_handled = pthread_atfork(on_fork_prepare, on_fork_parent, on_fork_child) == 0;
   e->next = *bucket_of(e->dev, e->ino);

@@ -10,16 +10,38 @@
 #define LUASHM_MAPCACHE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct luashm_mapping luashm_mapping;
 
+/* A block's identity: what the cache matches, and what a sender passes along with a name. */
+typedef struct luashm_fileid {
+  uint64_t dev, ino, size;
+} luashm_fileid;
+
 /* Attaches name: the cached mapping of the file the name holds now (one reference more), or
-   a new mapping, cached when its identity could be established. Fills *data and *size, and
+   a new mapping, cached when its identity could be established (a new mapping also unmaps
+   the unreferenced ones whose block was unlinked or replaced meanwhile). Fills *data and *size, and
    *m with the reference to give back to luashm_mapcache_release (NULL when the mapping is not
    cached: then the caller unmaps it itself). 0, or -1 with err (LUASHM_ERRLEN bytes) and
    errno set to the failing call's. */
 int luashm_mapcache_attach(const char *name, luashm_mapping **m, void **data, size_t *size,
                            char *err);
+
+/* luashm_mapcache_attach with the identity the sender saw (hint, untrusted): when this process
+   has a mapping of that very file, attached by that name, it is shared with no syscall at all
+   (a live mapping pins its inode: the identity cannot have passed to another file); otherwise
+   as luashm_mapcache_attach. */
+int luashm_mapcache_attach_hint(const char *name, const luashm_fileid *hint, luashm_mapping **m,
+                                void **data, size_t *size, char *err);
+
+/* The reference of a mapping this process created (data, size): never shared, unmapped with
+   its last handle, but it knows its block's identity (one lstat), for the messages that send
+   the block. NULL when the name no longer holds a regular file of that size. */
+luashm_mapping *luashm_mapcache_own(const char *name, void *data, size_t size);
+
+/* The identity of m's block. */
+void luashm_mapcache_id(const luashm_mapping *m, luashm_fileid *id);
 
 /* Drops one reference; a mapping nobody references joins the unreferenced ones, of which the
    oldest are unmapped past the cache's size (LUASHM_MAP_CACHE, default 8; 0: none kept). */
