@@ -82,7 +82,7 @@ luashm_block *luashm_block_new(lua_State *L, size_t size, int optidx) {
   b->data = (unsigned char *)data;
   b->size = size;
   b->tracked = track;
-  b->map = luashm_mapcache_own(b->name, data, size); /* its identity, for messages */
+  b->map = luashm_mapcache_own(b->name, data, size); /* knows its identity, for messages */
   return b;
 }
 

@@ -278,12 +278,12 @@ static void enc_userdata(enc *e, int idx) {
   if (lua_type(L, idx) == LUA_TLIGHTUSERDATA) enc_fail(e, "is a light userdata and cannot be sent");
   o = luashm_toobject(L, idx);
   if (o != NULL && o->b != NULL) {
-    enc_byte(e, o->b->map != NULL ? T_REFID : T_REF);
+    luashm_fileid id;
+    int withid = o->b->map != NULL && luashm_mapcache_id(o->b->map, &id);
+    enc_byte(e, withid ? T_REFID : T_REF);
     enc_bytes(e, o->b->name, strlen(o->b->name));
     enc_bytes(e, o->kind->name, strlen(o->kind->name));
-    if (o->b->map != NULL) {
-      luashm_fileid id;
-      luashm_mapcache_id(o->b->map, &id);
+    if (withid) {
       enc_varint(e, id.dev);
       enc_varint(e, id.ino);
       enc_varint(e, id.size);

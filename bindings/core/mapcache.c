@@ -36,8 +36,9 @@ struct luashm_mapping {
   size_t size;
   void *data;
   int refs;
-  int doomed;                     /* out of the buckets: unmapped when its last reference goes */
-  luashm_mapping *next;           /* in its bucket */
+  int doomed;           /* out of the buckets: unmapped when its last reference goes */
+  int unknown;          /* dev and ino not known yet (a created block's, until it is first sent) */
+  luashm_mapping *next; /* in its bucket */
   luashm_mapping *older, *newer;  /* in the idle list, while refs == 0 */
   char name[LUASHM_NAME_MAX + 1]; /* the name it was attached by (luashm_mapcache_forget) */
 };
@@ -47,8 +48,9 @@ static struct {
   luashm_mapping *bucket[BUCKETS];
   luashm_mapping *oldest, *newest; /* the idle list */
   int idle;
+  int found; /* mappings in the buckets */
   int forks_handled;
-} cache = {PTHREAD_MUTEX_INITIALIZER, {NULL}, NULL, NULL, 0, 0};
+} cache = {PTHREAD_MUTEX_INITIALIZER, {NULL}, NULL, NULL, 0, 0, 0};
 
 /* How many unreferenced mappings to keep: LUASHM_MAP_CACHE as the process found it at its
    first attach; 0 turns the cache off (every attach maps, every close unmaps). */
@@ -99,6 +101,7 @@ static void bucket_remove(luashm_mapping *e) {
   luashm_mapping **p = bucket_of(e->dev, e->ino);
   while (*p != e) p = &(*p)->next;
   *p = e->next;
+  cache.found--;
 }
 
 /* Unmaps an idle mapping and forgets it. */
@@ -185,27 +188,32 @@ int luashm_mapcache_attach_hint(const char *name, const luashm_fileid *hint, lua
 }
 
 luashm_mapping *luashm_mapcache_own(const char *name, void *data, size_t size) {
-  char path[sizeof "/dev/shm/" + LUASHM_NAME_MAX];
-  struct stat st;
-  luashm_mapping *e;
-  shm_path(path, name);
-  if (lstat(path, &st) != 0 || !S_ISREG(st.st_mode) || (size_t)st.st_size != size) return NULL;
-  e = (luashm_mapping *)calloc(1, sizeof *e);
+  luashm_mapping *e = (luashm_mapping *)calloc(1, sizeof *e);
   if (e == NULL) return NULL;
-  e->dev = st.st_dev;
-  e->ino = st.st_ino;
   e->size = size;
   e->data = data;
   e->refs = 1;
   e->doomed = 1; /* in no bucket: found by nobody, unmapped with its last handle */
+  e->unknown = 1;
   strcpy(e->name, name);
   return e;
 }
 
-void luashm_mapcache_id(const luashm_mapping *m, luashm_fileid *id) {
+int luashm_mapcache_id(luashm_mapping *m, luashm_fileid *id) {
+  if (m->unknown) {
+    char path[sizeof "/dev/shm/" + LUASHM_NAME_MAX];
+    struct stat st;
+    shm_path(path, m->name);
+    if (lstat(path, &st) != 0 || !S_ISREG(st.st_mode) || (size_t)st.st_size != m->size)
+      return 0; /* asked again next time */
+    m->dev = st.st_dev;
+    m->ino = st.st_ino;
+    m->unknown = 0;
+  }
   id->dev = (uint64_t)m->dev;
   id->ino = (uint64_t)m->ino;
   id->size = (uint64_t)m->size;
+  return 1;
 }
 
 int luashm_mapcache_attach(const char *name, luashm_mapping **m, void **data, size_t *size,
@@ -248,6 +256,7 @@ int luashm_mapcache_attach(const char *name, luashm_mapping **m, void **data, si
     cache.forks_handled = pthread_atfork(on_fork_prepare, on_fork_parent, on_fork_child) == 0;
   e->next = *bucket_of(e->dev, e->ino);
   *bucket_of(e->dev, e->ino) = e;
+  cache.found++;
   pthread_mutex_unlock(&cache.mu);
   *m = e;
   return 0;
@@ -271,7 +280,7 @@ void luashm_mapcache_forget(const char *name) {
   luashm_mapping *e, *next;
   int i;
   pthread_mutex_lock(&cache.mu);
-  for (i = 0; i < BUCKETS; i++) {
+  for (i = 0; i < BUCKETS && cache.found > 0; i++) {
     for (e = cache.bucket[i]; e != NULL; e = next) {
       next = e->next;
       if (strcmp(e->name, name) != 0) continue;

@@ -36,12 +36,15 @@ int luashm_mapcache_attach_hint(const char *name, const luashm_fileid *hint, lua
                                 void **data, size_t *size, char *err);
 
 /* The reference of a mapping this process created (data, size): never shared, unmapped with
-   its last handle, but it knows its block's identity (one lstat), for the messages that send
-   the block. NULL when the name no longer holds a regular file of that size. */
+   its last handle, but able to tell its block's identity, for the messages that send the
+   block. NULL when out of memory. */
 luashm_mapping *luashm_mapcache_own(const char *name, void *data, size_t size);
 
-/* The identity of m's block. */
-void luashm_mapcache_id(const luashm_mapping *m, luashm_fileid *id);
+/* Fills id with the identity of m's block and returns 1, or returns 0 when it cannot be known
+   (a created block's is looked up, with one lstat, the first time it is asked for: at its
+   first send; a name unlinked or made again since then gives an identity a receiver will
+   find no mapping of, or the one its name would give it anyway). */
+int luashm_mapcache_id(luashm_mapping *m, luashm_fileid *id);
 
 /* Drops one reference; a mapping nobody references joins the unreferenced ones, of which the
    oldest are unmapped past the cache's size (LUASHM_MAP_CACHE, default 8; 0: none kept). */
