@@ -45,6 +45,7 @@ typedef struct barrier {
                      copy is not trusted after that */
   int slot;       /* registered slot, -1 for none */
   pid_t slot_pid; /* the process that registered it: a forked copy of the handle did not */
+  luashm_spin spin; /* this handle's adaptive spin budget (sync.h) */
 } barrier;
 
 #define BARRIER_SIZE(n) (LUASHM_HEADER_SIZE + sizeof(shared) + (size_t)(n) * sizeof(party))
@@ -172,6 +173,7 @@ static barrier *barrier_push(lua_State *L, uint32_t n) {
   bar->n = n;
   bar->slot = -1;
   bar->slot_pid = 0;
+  bar->spin = (luashm_spin)LUASHM_SPIN_INIT;
   luaL_setmetatable(L, LUASHM_BARRIER);
   lua_insert(L, -2);
   lua_setiuservalue(L, -2, 1);
@@ -302,6 +304,8 @@ static int barrier_wait(lua_State *L) {
   s->slot[bar->slot].waiting_gen = g;
   s->slot[bar->slot].waiting = 1;
   state_unlock(s);
+  /* The round often completes within microseconds: watch for it before sleeping. */
+  luashm_spin_while32(&bar->spin, &s->gen, g, &d);
   for (;;) {
     /* Sleep a slice at most: between slices the waiter looks for parties that died. */
     luashm_deadline slice;
