@@ -151,7 +151,7 @@ function TestFaults:test_sigkill_at_random_moments_leaves_no_block_and_loses_no_
   local jobs = { write_job(JOB), write_job(CHANNEL_JOB) }
   local before = H.shm_names()
   local leaked, outputs, done, killed_host, hits = {}, 0, 0, 0, 0
-  local msgs = { trials = 0, sent = 0, got = 0, lost = 0, dup = 0 }
+  local msgs = { trials = 0, sent = 0, got = 0, lost = 0, dup = 0, senders = 0, receivers = 0 }
   local t0 = os.time()
   while done < TRIALS do
     local batch = {}
@@ -163,14 +163,19 @@ function TestFaults:test_sigkill_at_random_moments_leaves_no_block_and_loses_no_
       local pidfile = os.tmpname()
       os.remove(pidfile) -- it appears when the job has started its workers
       local delay = math.random() * (in_job and 0.008 or 0.015)
-      batch[i] = start_trial(jobs[channel and 2 or 1], pidfile, delay, victim,
-        channel and math.random(100, 400) or math.random(5, 30), in_job)
+      batch[i] = { start_trial(jobs[channel and 2 or 1], pidfile, delay, victim,
+        channel and math.random(100, 400) or math.random(5, 30), in_job),
+        role = channel and (victim == 1 and "host" or victim <= 3 and "senders" or "receivers") }
     end
-    for _, p in ipairs(batch) do
+    for _, trial in ipairs(batch) do
+      local p = trial[1]
       local out = p:read("a")
       p:close()
       if out:find("luashm: tracker:", 1, true) then outputs = outputs + 1 end
-      if out:find("@killed", 1, true) then hits = hits + 1 end
+      if out:find("@killed", 1, true) then
+        hits = hits + 1
+        if msgs[trial.role] then msgs[trial.role] = msgs[trial.role] + 1 end
+      end
       -- Nothing but the tracker's line and the message count may appear: no crash, no error
       -- from a surviving part.
       for line in out:gmatch("[^\n]+") do
@@ -196,8 +201,9 @@ function TestFaults:test_sigkill_at_random_moments_leaves_no_block_and_loses_no_
   io.stderr:write(("faults: %d trials (%d aimed at the host), %d SIGKILLs hit a running process, " ..
     "%d tracker cleanups, %d blocks found, %d s, seed %d\n"):format(done, killed_host, hits,
     outputs, #leaked, os.time() - t0, SEED))
-  io.stderr:write(("faults: %d channel jobs counted, %d messages sent, %d received, %d lost, " ..
-    "%d duplicated\n"):format(msgs.trials, msgs.sent, msgs.got, msgs.lost, msgs.dup))
+  io.stderr:write(("faults: %d channel jobs counted (SIGKILLs that hit a running sender: %d, " ..
+    "receiver: %d), %d messages sent, %d received, %d lost, %d duplicated\n"):format(msgs.trials,
+    msgs.senders, msgs.receivers, msgs.sent, msgs.got, msgs.lost, msgs.dup))
   lu.assertEquals(leaked, {}, "blocks left behind (seed " .. SEED .. ")")
   lu.assertEquals({ lost = msgs.lost, duplicated = msgs.dup }, { lost = 0, duplicated = 0 },
     "messages (seed " .. SEED .. ")")
