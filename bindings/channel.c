@@ -24,7 +24,10 @@
 **
 ** A message is committed by the single store that advances tail after its bytes are in the
 ** ring, so a sender killed mid-copy leaves no trace: the next process to lock gets EOWNERDEAD,
-** marks the mutex consistent and carries on; the partial message is simply never seen.
+** marks the mutex consistent and carries on; the partial message is simply never seen. It is
+** taken off by the single store that advances head, made only after a receiver decoded it and
+** found it still at the head (the delivery contract: see channel_take_value). Waiters spin
+** on the other side's index before they sleep (sync.h), uncounted as waiters.
 */
 #include <errno.h>
 #include <limits.h>
@@ -452,7 +455,7 @@ static int channel_die_in_send(lua_State *L) {
 
 /* The fault soak's additions to a receive (see channel_recv_counted), or none. */
 typedef struct recv_hook {
-  luashm_arrayinfo counts;
+  int counts; /* stack index of the i64 Array of counts */
   int die;
 } recv_hook;
 
@@ -493,10 +496,12 @@ static int recv_failed(lua_State *L, channel *ch, uint64_t at, size_t len, int s
 }
 
 /* The soak's count of the message at the top (an integer k, or a table whose [1] is k), or
-   NULL when it has none. */
+   NULL when it has none. The Array is looked at again: finalizers run during the decode. */
 static int64_t *hook_count(lua_State *L, const recv_hook *hook) {
+  luashm_arrayinfo counts;
   lua_Integer k;
   int isint;
+  if (!luashm_toarray(L, hook->counts, &counts)) return NULL;
   if (lua_type(L, -1) == LUA_TTABLE) {
     lua_rawgeti(L, -1, 1);
     k = lua_tointegerx(L, -1, &isint);
@@ -504,8 +509,8 @@ static int64_t *hook_count(lua_State *L, const recv_hook *hook) {
   } else {
     k = lua_tointegerx(L, -1, &isint);
   }
-  if (!isint || k < 1 || (size_t)k > hook->counts.count) return NULL;
-  return (int64_t *)hook->counts.data + (k - 1);
+  if (!isint || k < 1 || (size_t)k > counts.count) return NULL;
+  return (int64_t *)counts.data + (k - 1);
 }
 
 /* Receives one message and pushes its value (returns 1), or returns 0 having pushed nothing
@@ -576,12 +581,13 @@ static int channel_recv(lua_State *L) {
    decoded, before the commit: the fault-injection point of a receiver killed inside recv. */
 static int channel_recv_counted(lua_State *L) {
   channel *ch = checkchannel(L, 1);
+  luashm_arrayinfo counts;
   recv_hook hook;
   luashm_deadline d;
   int rc;
-  if (!luashm_toarray(L, 2, &hook.counts) ||
-      (hook.counts.dtype != LUASHM_I64 && hook.counts.dtype != LUASHM_U64))
+  if (!luashm_toarray(L, 2, &counts) || (counts.dtype != LUASHM_I64 && counts.dtype != LUASHM_U64))
     return luaL_typeerror(L, 2, "i64 Array");
+  hook.counts = 2;
   luashm_deadline_in(&d, luashm_opttimeout(L, 3, "recv", ch->head.b->name));
   hook.die = lua_toboolean(L, 4);
   lua_settop(L, 2);
