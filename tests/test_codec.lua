@@ -270,6 +270,23 @@ function TestCodec:test_malformed_messages()
 end
 
 -- Random and mutated bytes: each input decodes or raises a luashm error.
+-- Found by fuzz_codec: an invalid name in an object sent by name was quoted from the message's
+-- bytes as if they ended with NUL: the error ran on into the next value, and over a channel's
+-- ring (whose bytes are not terminated) read past the message (ASan: heap-buffer-overflow).
+function TestCodec:test_fuzz_invalid_name_is_quoted_exactly()
+  local err = H.assert_error({ "luashm: decode: malformed message at byte",
+    "decode 'lu/shm': names may not contain '/'" }, shm.decode, "\1\1\7\6lu/shm\5block\0")
+  lu.assertNotStrContains(err, "block'")
+  local ch = shm.channel({ capacity = 64, track = false })
+  ch:unlink()
+  ch:send("012345678") -- a message of 13 bytes, as the one written over it
+  local b = ch.block
+  -- over the queued record: a message of a Block named "ab/", the kind's bytes after it
+  b:write(256, string.pack("I4I4", 13, ~13 & 0xffffffff) .. "\1\1\7\3ab/\5block\0")
+  H.assert_error({ "recv 'ab/': names may not contain '/'" }, ch.recv, ch, 0)
+  ch:close()
+end
+
 function TestCodec:test_random_bytes_never_crash()
   math.randomseed(6)
   local base = shm.encode({ 1, 2.5, "s", { a = { b = true } } }, "x")

@@ -478,9 +478,11 @@ static void dec_ref(dec *d, int withid) {
     lua_pushlstring(L, kind, klen);
     dec_fail(d, lua_pushfstring(L, "unknown kind of object '%s'", lua_tostring(L, -1)));
   }
-  if (luashm_name_check(d->op, name, nlen, err) != 0) dec_fail(d, err);
-  memcpy(cname, name, nlen);
-  cname[nlen] = '\0';
+  /* The check may quote the name: give it a terminated copy, never the message's bytes (in a
+     ring they are not terminated; elsewhere the quote would run into the next value). */
+  if (nlen <= LUASHM_NAME_MAX) memcpy(cname, name, nlen);
+  cname[nlen <= LUASHM_NAME_MAX ? nlen : 0] = '\0';
+  if (luashm_name_check(d->op, cname, nlen, err) != 0) dec_fail(d, err);
   if (withid) {
     id.dev = dec_varint(d);
     id.ino = dec_varint(d);
