@@ -72,7 +72,7 @@ local handoff = B.ns(1000, function()
   to:send(arr)
   back:recv()
 end)
-to:close()
+to:shutdown() -- end of stream (close would only release this handle)
 w:join()
 for _, ch in ipairs({ to, back }) do
   ch:unlink()
