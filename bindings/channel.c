@@ -559,19 +559,22 @@ static int channel_take_value(lua_State *L, channel *ch, const luashm_deadline *
   }
 }
 
+/* recv's results: the value, or nil and why there is none. */
+static int recv_results(lua_State *L, channel *ch, const luashm_deadline *d,
+                        const recv_hook *hook) {
+  int rc;
+  if (channel_take_value(L, ch, d, &rc, hook)) return 1;
+  lua_pushnil(L);
+  lua_pushstring(L, rc == CH_SHUTDOWN ? "shutdown" : "timeout");
+  return 2;
+}
+
 static int channel_recv(lua_State *L) {
   channel *ch = checkchannel(L, 1);
   luashm_deadline d;
-  int rc;
   luashm_deadline_in(&d, luashm_opttimeout(L, 2, "recv", ch->head.b->name));
   lua_settop(L, 1);
-  if (channel_take_value(L, ch, &d, &rc, NULL)) return 1;
-  lua_pushnil(L);
-  if (rc == CH_SHUTDOWN)
-    lua_pushliteral(L, "shutdown");
-  else
-    lua_pushliteral(L, "timeout");
-  return 2;
+  return recv_results(L, ch, &d, NULL);
 }
 
 /* ch:_recv_counted(counts, timeout [, die]): the fault soak's receive (tests/test_faults.lua).
@@ -584,20 +587,13 @@ static int channel_recv_counted(lua_State *L) {
   luashm_arrayinfo counts;
   recv_hook hook;
   luashm_deadline d;
-  int rc;
   if (!luashm_toarray(L, 2, &counts) || (counts.dtype != LUASHM_I64 && counts.dtype != LUASHM_U64))
     return luaL_typeerror(L, 2, "i64 Array");
   hook.counts = 2;
   luashm_deadline_in(&d, luashm_opttimeout(L, 3, "recv", ch->head.b->name));
   hook.die = lua_toboolean(L, 4);
   lua_settop(L, 2);
-  if (channel_take_value(L, ch, &d, &rc, &hook)) return 1;
-  lua_pushnil(L);
-  if (rc == CH_SHUTDOWN)
-    lua_pushliteral(L, "shutdown");
-  else
-    lua_pushliteral(L, "timeout");
-  return 2;
+  return recv_results(L, ch, &d, &hook);
 }
 
 /* ch:shutdown(): end of stream for every process. Idempotent. */

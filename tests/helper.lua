@@ -214,6 +214,17 @@ function H.ref_message(kind, name)
   return string.char(1, 1, 7, #name) .. name .. string.char(#kind) .. kind .. string.char(0)
 end
 
+-- A snippet for a child host run under a small `ulimit -n`: opens /dev/null until no file
+-- descriptor is left, keeping them in `files` (close them to free the descriptors again).
+H.USE_UP_FDS = [[
+local files = {}
+while true do
+  local f = io.open("/dev/null")
+  if not f then break end
+  files[#files + 1] = f
+end
+]]
+
 -- This process's pid (a forked worker's own, unlike a value captured before the fork).
 function H.mypid()
   local f = assert(io.open("/proc/self/stat"))

@@ -472,14 +472,8 @@ function TestChannel:test_issue18_8_no_file_descriptors_left_keeps_the_message()
   local blk <close> = shm.create(4096)
   blk:write(0, "payload")
   ch:send({ blk = blk, n = 7 })
-  local out, err, ok = H.run_code("ulimit -n 64; " .. H.shell_quote(H.host), [[
-local ch = shm.open(arg[1])
-local files = {}
-while true do
-  local f = io.open("/dev/null")
-  if not f then break end
-  files[#files + 1] = f
-end
+  local out, err, ok = H.run_code("ulimit -n 64; " .. H.shell_quote(H.host), "local ch = shm.open(arg[1])\n" ..
+    H.USE_UP_FDS .. [[
 local ok, err = pcall(ch.recv, ch, 0)
 print(ok, err, #ch)
 for _, f in ipairs(files) do f:close() end

@@ -124,12 +124,7 @@ function TestFds:test_running_out_of_descriptors_is_an_error_then_works_again()
   local out, ok = H.sh("ulimit -n 64 && " .. H.shell_quote(H.host) .. " -e " .. H.shell_quote([[
 local keep = shm.create(64) -- starts the tracker while there are descriptors left
 keep:write(0, "kept")
-local files = {}
-while true do
-  local f = io.open("/dev/null")
-  if not f then break end
-  files[#files + 1] = f
-end
+]] .. H.USE_UP_FDS .. [[
 for _, c in ipairs({
   { "create", function() return shm.create(64) end },
   { "attach", function() return shm.attach(keep.name) end },

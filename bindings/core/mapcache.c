@@ -6,8 +6,8 @@
 ** when the name held the same file just before and just after the attach opened it.
 **
 ** An idle mapping keeps its block's pages alive even once the block is unlinked, so idle
-** mappings whose name no longer holds their file are unmapped as soon as this process makes a
-** new mapping (and when it unlinks the name itself, or flushes).
+** mappings whose name no longer holds their file are unmapped when this process makes a new
+** mapping (looking at most every 10 ms), when it unlinks the name itself, or flushes.
 **
 ** Process-level state on purpose (a mapping belongs to the process, whatever Lua state holds
 ** it), guarded by a private mutex for embedders that run states in several threads. A forked
@@ -23,12 +23,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "posix.h"
 
 #define BUCKETS 256
 #define IDLE_DEFAULT 8
 #define IDLE_MAX 4096
+#define SWEEP_NS 10000000 /* new mappings look for stale idle ones at most this often */
 
 struct luashm_mapping {
   dev_t dev;
@@ -50,7 +52,8 @@ static struct {
   int idle;
   int found; /* mappings in the buckets */
   int forks_handled;
-} cache = {PTHREAD_MUTEX_INITIALIZER, {NULL}, NULL, NULL, 0, 0, 0};
+  int64_t swept; /* when the last sweep_stale ran (CLOCK_MONOTONIC ns) */
+} cache = {PTHREAD_MUTEX_INITIALIZER, {NULL}, NULL, NULL, 0, 0, 0, 0};
 
 /* How many unreferenced mappings to keep: LUASHM_MAP_CACHE as the process found it at its
    first attach; 0 turns the cache off (every attach maps, every close unmaps). */
@@ -146,11 +149,18 @@ static int same_file(const struct stat *a, const struct stat *b) {
 
 /* Unmaps the idle mappings whose name no longer holds their file (unlinked, or made again for
    another block, by any process): their pages must not stay alive for a cache that can never
-   hit them again. An lstat each, so only on a miss, which costs far more anyway. */
+   hit them again. An lstat each, so only on a miss, and at most every SWEEP_NS: a worker
+   mapping a new block every few microseconds must not pay eight lstats for each. */
 static void sweep_stale(void) {
   char path[sizeof "/dev/shm/" + LUASHM_NAME_MAX];
   luashm_mapping *e, *newer;
   struct stat st;
+  struct timespec now;
+  int64_t t;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  t = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+  if (cache.oldest == NULL || t - cache.swept < SWEEP_NS) return;
+  cache.swept = t;
   for (e = cache.oldest; e != NULL; e = newer) {
     newer = e->newer;
     shm_path(path, e->name);

@@ -21,7 +21,8 @@ typedef struct luashm_fileid {
 
 /* Attaches name: the cached mapping of the file the name holds now (one reference more), or
    a new mapping, cached when its identity could be established (a new mapping also unmaps
-   the unreferenced ones whose block was unlinked or replaced meanwhile). Fills *data and *size, and
+   the unreferenced ones whose block was unlinked or replaced meanwhile, looking at most
+   every 10 ms). Fills *data and *size, and
    *m with the reference to give back to luashm_mapcache_release (NULL when the mapping is not
    cached: then the caller unmaps it itself). 0, or -1 with err (LUASHM_ERRLEN bytes) and
    errno set to the failing call's. */

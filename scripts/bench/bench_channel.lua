@@ -227,12 +227,7 @@ w:join()
 local arr = shm.array("u8", 100 * MB)
 arr:fill(7)
 local to, back = shm.channel(), shm.channel()
-local server = shm.spawn(function()
-  for a in to:iter() do
-    back:send(a[1])
-    a:close()
-  end
-end)
+local server = B.handoff_server(to, back)
 local function handoff(a)
   to:send(a)
   return back:recv()
@@ -261,14 +256,7 @@ server:join()
 local bulk = math.huge
 for _ = 1, 3 do bulk = math.min(bulk, run(("%s bulk %d"):format(peer, 100 * MB))) end
 os.remove(peer)
--- The issue's peer: the bytes written from Lua into a pipe to a reader (as bench_worker.lua).
-local bytes = arr.block:read()
-local lua_pipe = B.ns_loop(1, function()
-  local p = io.popen("cat > /dev/null", "w")
-  p:write(bytes)
-  p:close()
-end, 3)
-bytes = nil
+local lua_pipe = B.lua_pipe_ns(arr.block) -- the issue's peer, as in bench_worker.lua
 B.row("channels", "hand the same 100 MB array to a persistent worker", same, "its bytes through a pipe (from Lua)", lua_pipe, 1e-4)
 B.row("channels", "hand the same 100 MB array to a persistent worker", same, "its bytes through a pipe (C)", bulk)
 B.row("channels", "hand a new 100 MB array to a persistent worker (median of 10)", fresh[5], "its bytes through a pipe (from Lua)", lua_pipe, 1e-3)

@@ -89,29 +89,27 @@ do
   pmt.__index = methods
   debug.setmetatable(plain, pmt)
 end
+local function acq_rel(l)
+  return B.ns_loop(UN, function(n)
+    for _ = 1, n do
+      l:acquire()
+      l:release()
+    end
+  end, 3)
+end
 local best = { acq_rel = math.huge, with = math.huge, lua_acq_rel = math.huge, guard = math.huge,
   plain_acq_rel = math.huge }
 for _ = 1, 3 do
   local p = B.python(PY_UNCONTENDED)
   best.acq_rel = math.min(best.acq_rel, p.acq_rel)
   best.with = math.min(best.with, p.with)
-  best.lua_acq_rel = math.min(best.lua_acq_rel, B.ns_loop(UN, function(n)
-    for _ = 1, n do
-      lk:acquire()
-      lk:release()
-    end
-  end, 3))
+  best.lua_acq_rel = math.min(best.lua_acq_rel, acq_rel(lk))
   best.guard = math.min(best.guard, B.ns_loop(UN, function(n)
     for _ = 1, n do
       local g <close> = lk:guard()
     end
   end, 3))
-  best.plain_acq_rel = math.min(best.plain_acq_rel, B.ns_loop(UN, function(n)
-    for _ = 1, n do
-      plain:acquire()
-      plain:release()
-    end
-  end, 3))
+  best.plain_acq_rel = math.min(best.plain_acq_rel, acq_rel(plain))
 end
 B.row("sync", "uncontended acquire() + release()", best.lua_acq_rel, "Python mp.Lock acquire+release",
   best.acq_rel, 1 / 1.1)

@@ -62,12 +62,7 @@ B.row("workers", "spawn + join (trivial function)", t, "Python fork Process star
 local arr = shm.array("u8", 100 * MB)
 arr:fill(7)
 local to, back = shm.channel(), shm.channel()
-local w = shm.spawn(function()
-  for a in to:iter() do
-    back:send(a[1])
-    a:close()
-  end
-end)
+local w = B.handoff_server(to, back)
 local handoff = B.ns(1000, function()
   to:send(arr)
   back:recv()
@@ -82,13 +77,7 @@ local pool = shm.pool(1)
 local fn = function(a) return a[1] end
 pool:map(fn, { arr })
 local handoff_pool = B.ns(300, function() pool:map(fn, { arr }) end)
-local bytes = arr.block:read()
-local pipe = B.ns_loop(1, function()
-  local p = io.popen("cat > /dev/null", "w")
-  p:write(bytes)
-  p:close()
-end, 3)
-bytes = nil
+local pipe = B.lua_pipe_ns(arr.block)
 pool:close()
 B.row("workers", "hand a 100 MB array to a worker by name", handoff, "its bytes through a pipe", pipe, 0.001)
 B.row("workers", "hand a 100 MB array to a worker by name", handoff, "Python Queue + SharedMemory(name)", py.handoff, 1.0)

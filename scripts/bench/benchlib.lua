@@ -76,4 +76,26 @@ function B.row(group, what, ours, peer_name, peer, goal, unit)
   io.flush()
 end
 
+-- Nanoseconds to write a Block's bytes from Lua into a pipe to a reader (`cat`), best of 3:
+-- the peer of the hand-off rows.
+function B.lua_pipe_ns(block)
+  local bytes = block:read()
+  return B.ns_loop(1, function()
+    local p = io.popen("cat > /dev/null", "w")
+    p:write(bytes)
+    p:close()
+  end, 3)
+end
+
+-- Spawns the hand-off server of the hand-off rows: for each Array received on `to` it sends
+-- its first element back on `back` and closes its handle, until `to` is shut down.
+function B.handoff_server(to, back)
+  return shm.spawn(function()
+    for a in to:iter() do
+      back:send(a[1])
+      a:close()
+    end
+  end)
+end
+
 return B
