@@ -178,7 +178,7 @@ q.put(None); p.join()
 -- Unpinned (where the scheduler puts them), as most programs run.
 local pipe_free = run(("%s rt %d 0"):format(peer, N))
 local rt_free = luashm_rt(N, false)
-B.row("channels", "round trip of a small message (2 processes)", rt_free, "raw pipe round trip (C)", pipe_free, 1.0)
+B.row("channels", "round trip of a small message (2 processes)", rt_free, "raw pipe round trip (C)", pipe_free, 2.0)
 B.row("channels", "round trip of a small message (2 processes)", rt_free, "Python mp.Queue", py.roundtrip, 1.0)
 
 -- Pinned, each process on its own CPU, with 0, 1 and 2 CPU hogs.
