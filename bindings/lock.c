@@ -23,8 +23,13 @@ typedef struct lock {
   pthread_mutex_t *mu; /* in the block */
 } lock;
 
-/* The guard only points back at its lock, which its user value keeps alive. */
+/* The guard only points back at its lock, which its user value keeps alive. Its first word is
+   the address of guard_tag: the cheap check of its scope exit (as luashm_tokind does for
+   kinds), which runs at the end of every guarded scope. */
+static const char guard_tag = 0;
+
 typedef struct guard {
+  const char *tag;
   lock *lk;
 } guard;
 
@@ -154,6 +159,7 @@ static int lock_guard(lua_State *L) {
   lock_outcome(L, lk, rc);
   if (LUASHM_UNLIKELY(lua_getiuservalue(L, 1, 2) == LUA_TNIL)) {
     guard *g = (guard *)lua_newuserdatauv(L, sizeof(guard), 1);
+    g->tag = &guard_tag;
     g->lk = lk;
     luaL_setmetatable(L, LUASHM_GUARD);
     lua_pushvalue(L, 1);
@@ -168,15 +174,22 @@ static int lock_guard(lua_State *L) {
   return 1;
 }
 
+static guard *toguard(lua_State *L, int i) {
+  guard *g = (guard *)lua_touserdata(L, i);
+  if (LUASHM_UNLIKELY(g == NULL || lua_rawlen(L, i) < sizeof *g || g->tag != &guard_tag))
+    luaL_typeerror(L, i, LUASHM_GUARD);
+  return g;
+}
+
 /* A guard's scope exit. If the lock was closed inside the scope, closing released it. */
 static int guard_close(lua_State *L) {
-  lock *lk = ((guard *)luaL_checkudata(L, 1, LUASHM_GUARD))->lk;
+  lock *lk = toguard(L, 1)->lk;
   if (lk->head.b->data == NULL) return 0;
   return lock_unlock(L, lk);
 }
 
 static int guard_tostring(lua_State *L) {
-  lock *lk = ((guard *)luaL_checkudata(L, 1, LUASHM_GUARD))->lk;
+  lock *lk = toguard(L, 1)->lk;
   lua_pushfstring(L, "luashm.LockGuard '%s'", lk->head.b->name);
   return 1;
 }
