@@ -122,10 +122,20 @@ and the block is still there; `false`: it outlives the tree]] },
 
 { "shm.attach", "shm.attach(name)", [[
 Maps the existing block called `name` as a plain Block (whatever it holds); its size comes
-from the system. Attaching never registers the block for cleanup and never unlinks anything.]],
+from the system. Attaching never registers the block for cleanup and never unlinks anything.
+A block this process already maps (the same file: device, inode and size) shares that mapping
+behind a handle of its own (the mapping cache: see `shm.flush_cache`).]],
   errors = [[`luashm: attach 'NAME': no such block`; a bad name (empty, longer than 250 bytes,
 containing `/` or NUL) is an error too.]],
   example = [[local b = shm.create(16); print(shm.attach(b.name).size) --> 16]] },
+
+{ "shm.flush_cache", "shm.flush_cache()", [[
+Unmaps the mappings this process keeps for blocks no handle uses any more and returns how many.
+A process keeps the last 8 such mappings (`LUASHM_MAP_CACHE=N` sets how many, `0` turns the
+cache off), so that attaching the same block again costs no `mmap`; a block unlinked by another
+process keeps its pages alive in such a mapping until it is evicted, found stale by a later
+attach, or flushed.]],
+  example = [[local b = shm.create(64); shm.attach(b.name):close(); print(shm.flush_cache()) --> 1]] },
 
 { "shm.exists", "shm.exists(name)", [[
 `true` when a block called `name` exists, else `false`. Never raises (a bad name or a
@@ -521,7 +531,9 @@ Returns `true`, or `false, "timeout"`.]],
 { "Channel:recv", "ch:recv([timeout_s])", [[
 The next value, waiting at most `timeout_s` seconds: or `nil, "timeout"`, or `nil, "shutdown"`
 once the channel is shut down and drained. A message that cannot be decoded is an error naming
-the cause, never dropped silently.]],
+the cause, never dropped silently: after a transient failure (no file descriptors left) it
+stays queued for the next `recv`, after a permanent one (a block in it was unlinked) it is taken
+off, and the error says which. A receiver killed inside `recv` leaves the message to the next.]],
   example = [[local ch = shm.channel(); print(ch:recv(0)) --> nil	timeout]] },
 
 { "Channel:shutdown", "ch:shutdown()", [[
