@@ -43,6 +43,7 @@ typedef struct luashm_kind {
   X(manager)            \
   X(progress)           \
   X(channel)            \
+  X(dict)               \
   X(list)               \
   X(block)
 

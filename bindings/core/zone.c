@@ -1,0 +1,1060 @@
+/*
+** The Dict's engine (see zone.h): stripes, each with its undo log, allocator, hash chains and
+** LRU list; the operations; the recovery of a stripe whose holder died. The checker that walks a
+** whole zone is in zone_check.c; what both share is in zone_impl.h.
+*/
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sync.h"
+#include "zone_impl.h"
+
+/* ---------------------------------------------------------------------------------------
+** Geometry: everything a process needs is computed from the capacity alone
+** ------------------------------------------------------------------------------------- */
+
+int zone_geometry(uint64_t capacity, zone *z) {
+  uint64_t avail;
+  memset(z, 0, sizeof *z);
+  if (capacity < HEAD_SIZE + SHARD_FIXED || capacity > ZONE_CAPACITY_MAX) return -1;
+  z->capacity = capacity;
+  z->nshards = 1;
+  while (z->nshards < SHARD_MAX && capacity / (z->nshards * 2u) >= SHARD_TARGET) {
+    z->nshards *= 2;
+    z->shard_bits++;
+  }
+  z->shard_bytes = (uint32_t)(((capacity - HEAD_SIZE) / z->nshards) & ~(uint64_t)63);
+  if (z->shard_bytes < SHARD_FIXED) return -1;
+  avail = z->shard_bytes - SHARD_FIXED;
+  z->nbuckets = 1;
+  while ((uint64_t)z->nbuckets * 2 * 64 <= avail) z->nbuckets *= 2;
+  z->heap_off = (uint32_t)((SHARD_FIXED + 4 * (uint64_t)z->nbuckets + 63) & ~(uint64_t)63);
+  z->heap_end = z->shard_bytes;
+  return z->heap_end >= z->heap_off && z->heap_end - z->heap_off >= MIN_HEAP ? 0 : -1;
+}
+
+uint64_t zone_min_capacity(void) {
+  static uint64_t min = 0;
+  zone z;
+  if (min == 0) {
+    uint64_t c = HEAD_SIZE + SHARD_FIXED;
+    while (zone_geometry(c, &z) != 0) c += 64;
+    min = c;
+  }
+  return min;
+}
+
+uint64_t zone_max_value(const zone *z, size_t klen) {
+  uint64_t heap = z->heap_end - z->heap_off, head = ENTRY_HEAD + PAD8((uint64_t)klen);
+  return heap > head ? heap - head : 0;
+}
+
+int64_t zone_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* A 64-bit hash of the key with the zone's seed (murmur3's finaliser over 8-byte words): the
+   top bits pick the stripe, the low 32 bits the bucket and are kept in the entry. */
+static uint64_t fmix(uint64_t k) {
+  k ^= k >> 33;
+  k *= 0xff51afd7ed558ccdULL;
+  k ^= k >> 33;
+  k *= 0xc4ceb9fe1a85ec53ULL;
+  k ^= k >> 33;
+  return k;
+}
+
+uint64_t zone_hash(const zone *z, const char *k, size_t n) {
+  const unsigned char *p = (const unsigned char *)k;
+  uint64_t h = z->seed ^ ((uint64_t)n * 0x9e3779b97f4a7c15ULL), w = 0;
+  for (; n >= 8; p += 8, n -= 8) {
+    memcpy(&w, p, 8);
+    h = (h ^ fmix(w)) * 0x9e3779b97f4a7c15ULL + 0x52dce729;
+    h = (h << 27) | (h >> 37);
+  }
+  w = 0;
+  memcpy(&w, p, n);
+  return fmix(h ^ fmix(w ^ ((uint64_t)n << 56)));
+}
+
+/* ---------------------------------------------------------------------------------------
+** Crash points (fault injection for the tests)
+** ------------------------------------------------------------------------------------- */
+
+long zone_crash_countdown = 0;
+static long crash_passed = 0;
+
+void zone_crash_point(void) {
+  crash_passed++;
+  if (--zone_crash_countdown == 0) raise(SIGKILL);
+}
+
+long zone_crash_after(long n) {
+  long passed = crash_passed;
+  zone_crash_countdown = n > 0 ? n : 0;
+  crash_passed = 0;
+  return passed;
+}
+
+/* ---------------------------------------------------------------------------------------
+** The undo log: every store to a stripe's shared words goes through zset, which records the
+** word's old value first. Only the bytes of a block just allocated (a key, a value) are copied
+** without logging: after an undo that block is free again and those bytes mean nothing.
+** ------------------------------------------------------------------------------------- */
+
+int zone_bad(txn *t, const char *why) {
+  if (t->bad == NULL) t->bad = why;
+  return -1;
+}
+
+void zset(txn *t, uint32_t off, uint64_t v) {
+  unsigned char *rec;
+  /* The last line of defence: never a store outside the stripe's fields and heap, nor into
+     the mutex or the log itself, whatever an offset read from the zone said. */
+  if (LIKELY(t->bad == NULL) &&
+      UNLIKELY(off % 8 != 0 || off < S_FIELDS || off > t->z->shard_bytes - 8 ||
+               (off >= S_LOGN && off < S_LOGN + 8) || (off >= S_LOG && off < S_LOG + LOG_MAX * 16)))
+    zone_bad(t, "a store outside the stripe");
+  if (UNLIKELY(t->n >= LOG_MAX)) zone_bad(t, "an operation outgrew the undo log");
+  if (UNLIKELY(t->bad != NULL)) return;
+  rec = t->s + S_LOG + (size_t)t->n * 16;
+  st64(rec, off);
+  st64(rec + 8, ld64(t->s + off));
+  BARRIER();
+  st64(t->s + S_LOGN, ++t->n);
+  BARRIER();
+  CRASH_POINT();
+  st64(t->s + off, v);
+  BARRIER();
+}
+
+void zset32(txn *t, uint32_t off, uint32_t v) {
+  unsigned char w[8];
+  uint64_t nw;
+  memcpy(w, t->s + (off & ~7u), 8);
+  memcpy(w + (off & 7u), &v, 4);
+  memcpy(&nw, w, 8);
+  zset(t, off & ~7u, nw);
+}
+
+/* Records a word that a raw copy is about to overwrite (the footer of a free block taken
+   whole), so that an undo puts it back. */
+static void zlog(txn *t, uint32_t off) {
+  zset(t, off, ld64(t->s + off));
+}
+
+/* Undoes the log in reverse (each word gets its oldest recorded value back), then empties it.
+   Repeating an interrupted undo gives the same result. The records are checked first, all of
+   them: a forged log changes nothing. */
+static int undo(zone *z, unsigned char *s) {
+  uint64_t n = ld64(s + S_LOGN), i;
+  if (n > LOG_MAX) return -1;
+  for (i = 0; i < n; i++) {
+    uint64_t off = ld64(s + S_LOG + i * 16);
+    if (off % 8 != 0 || off < S_FIELDS || off > z->shard_bytes - 8 || off == S_LOGN ||
+        (off >= S_LOG && off < S_LOG + LOG_MAX * 16))
+      return -1;
+  }
+  for (i = n; i-- > 0;) {
+    st64(s + ld64(s + S_LOG + i * 16), ld64(s + S_LOG + i * 16 + 8));
+    BARRIER();
+    CRASH_POINT();
+  }
+  st64(s + S_LOGN, 0);
+  BARRIER();
+  return 0;
+}
+
+/* The commit: the operation's changes are all in place; forgetting the log makes them final. */
+static void commit(txn *t) {
+  BARRIER();
+  CRASH_POINT();
+  st64(t->s + S_LOGN, 0);
+  BARRIER();
+  t->n = 0;
+}
+
+/* Puts back what the operation changed so far (it could not finish). */
+static void rollback(txn *t) {
+  undo(t->z, t->s);
+  t->n = 0;
+  t->bad = NULL;
+}
+
+/* ---------------------------------------------------------------------------------------
+** Stripes: locking, recovery, reset
+** ------------------------------------------------------------------------------------- */
+
+/* Empties a stripe: one free block, no entries. Raw stores, no log: it is a redo, which whoever
+   locks the stripe next repeats while the stripe's generation is behind the zone's (the last
+   store below). */
+static void reset_shard(zone *z, unsigned char *s) {
+  uint32_t heap = z->heap_end - z->heap_off, c = class_of(heap);
+  st64(s + S_ENTRIES, 0);
+  st64(s + S_LRU, 0);
+  st64(s + S_MAP, 0);
+  st64(s + S_MAP + 8, 0);
+  memset(s + S_FREELIST, 0, NCLASS * 4);
+  memset(s + S_BUCKETS, 0, (size_t)z->nbuckets * 4);
+  CRASH_POINT();
+  st64(s + z->heap_off, pack2(heap, 0));
+  st64(s + z->heap_off + 8, 0);
+  st64(s + z->heap_end - 8, heap);
+  st32(s + S_FREELIST + 4 * c, z->heap_off);
+  st64(s + S_MAP + 8 * (c / 64), (uint64_t)1 << (c % 64));
+  st64(s + S_FREE, heap);
+  BARRIER();
+  st64(s + S_GEN, ld64(z->base + H_GEN));
+  BARRIER();
+}
+
+static void unlock_shard(zone *z, uint32_t i) {
+  luashm_mutex_unlock((pthread_mutex_t *)SHARD(z, i));
+}
+
+/* Locks stripe i and makes it consistent: a log left by a process that died inside an
+   operation is undone, a flush_all it has not applied yet is applied. */
+static int lock_shard(zone *z, uint32_t i) {
+  unsigned char *s = SHARD(z, i);
+  int rc = luashm_mutex_lock((pthread_mutex_t *)s, NULL);
+  if (UNLIKELY(rc != 0)) {
+    if (rc == EINTR) return ZONE_INTR;
+    if (rc != LUASHM_OWNER_DIED) {
+      z->shard = (int)i;
+      return ZONE_LOCKFAIL;
+    }
+    st64(s + S_RECOVERED, ld64(s + S_RECOVERED) + 1);
+  }
+  if (UNLIKELY(ld64(s + S_LOGN) != 0) && undo(z, s) != 0) {
+    unlock_shard(z, i);
+    z->shard = (int)i;
+    z->why = "its undo log is malformed";
+    return ZONE_CORRUPT;
+  }
+  if (UNLIKELY(ld64(s + S_GEN) != ld64(z->base + H_GEN))) reset_shard(z, s);
+  return ZONE_OK;
+}
+
+int zone_lock_all(zone *z) {
+  uint32_t i;
+  for (i = 0; i < z->nshards; i++) {
+    int rc = lock_shard(z, i);
+    if (rc != ZONE_OK) {
+      while (i-- > 0) unlock_shard(z, i);
+      return rc;
+    }
+  }
+  return ZONE_OK;
+}
+
+void zone_unlock_all(zone *z) {
+  uint32_t i;
+  for (i = 0; i < z->nshards; i++) unlock_shard(z, i);
+}
+
+static void txn_begin(txn *t, zone *z, uint32_t i) {
+  t->z = z;
+  t->s = SHARD(z, i);
+  t->i = i;
+  t->n = 0;
+  t->now = 0;
+  t->bad = NULL;
+}
+
+/* Ends the operation on stripe t->i and unlocks it: commits, or, when a check failed on the way,
+   undoes and reports the zone as corrupt. */
+static int finish(txn *t, int rc) {
+  if (UNLIKELY(t->bad != NULL)) {
+    t->z->why = t->bad;
+    t->z->shard = (int)t->i;
+    rollback(t);
+    rc = ZONE_CORRUPT;
+  } else {
+    commit(t);
+  }
+  unlock_shard(t->z, t->i);
+  return rc;
+}
+
+/* Locks the stripe of a key and begins an operation on it. */
+static int begin_key(txn *t, zone *z, const char *k, size_t klen, uint32_t *hash) {
+  uint64_t h = zone_hash(z, k, klen);
+  uint32_t i = z->shard_bits == 0 ? 0 : (uint32_t)(h >> (64 - z->shard_bits));
+  int rc = lock_shard(z, i);
+  *hash = (uint32_t)h;
+  if (rc == ZONE_OK) txn_begin(t, z, i);
+  return rc;
+}
+
+/* ---------------------------------------------------------------------------------------
+** Entries and free blocks, read with every field checked
+** ------------------------------------------------------------------------------------- */
+
+int zone_ent(txn *t, uint32_t off, ent *e) {
+  const zone *z = t->z;
+  unsigned char *p;
+  uint32_t w;
+  if (off % 8 != 0 || off < z->heap_off || off > z->heap_end - ENTRY_MIN)
+    return zone_bad(t, "a link points outside the heap");
+  p = t->s + off;
+  w = ld32(p);
+  e->off = off;
+  e->p = p;
+  e->size = w & ~7u;
+  if (!(w & F_INUSE)) return zone_bad(t, "a link points at a free block");
+  if (e->size < ENTRY_MIN || e->size > z->heap_end - off)
+    return zone_bad(t, "an entry's size runs past the heap");
+  e->type = (int)ld32(p + 4);
+  e->hnext = ld32(p + E_HNEXT);
+  e->hash = ld32(p + E_HASH);
+  e->prev = ld32(p + E_PREV);
+  e->next = ld32(p + E_NEXT);
+  e->expires = (int64_t)ld64(p + E_EXPIRES);
+  e->klen = ld32(p + E_KLEN);
+  e->vlen = ld32(p + E_VLEN);
+  if (e->type < ZONE_BOOL || e->type > ZONE_STR) return zone_bad(t, "an entry has no valid type");
+  if (e->klen == 0 || e->klen > ZONE_KEY_MAX ||
+      ENTRY_HEAD + PAD8((uint64_t)e->klen) + PAD8((uint64_t)e->vlen) > e->size)
+    return zone_bad(t, "an entry's key and value overrun its block");
+  if ((e->type == ZONE_BOOL && e->vlen != 1) ||
+      ((e->type == ZONE_INT || e->type == ZONE_FLOAT) && e->vlen != 8))
+    return zone_bad(t, "an entry's value length does not match its type");
+  return 0;
+}
+
+int zone_free_block(txn *t, uint32_t off, fblk *f) {
+  const zone *z = t->z;
+  uint32_t w;
+  if (off % 8 != 0 || off < z->heap_off || off > z->heap_end - MIN_FREE)
+    return zone_bad(t, "a free-list link points outside the heap");
+  w = ld32(t->s + off);
+  f->off = off;
+  f->size = w & ~7u;
+  if (w & (F_INUSE | F_PREVFREE)) return zone_bad(t, "a free-list link points at a used block");
+  if (f->size < MIN_FREE || f->size > z->heap_end - off)
+    return zone_bad(t, "a free block's size runs past the heap");
+  if (ld64(t->s + off + f->size - 8) != f->size)
+    return zone_bad(t, "a free block's footer disagrees with its header");
+  f->next = ld32(t->s + off + F_NEXT);
+  f->prev = ld32(t->s + off + F_PREV);
+  return 0;
+}
+
+#define TRY(x)              \
+  do {                      \
+    if ((x) < 0) return -1; \
+  } while (0)
+
+/* The chain walk: 1 and *e when the key is there (*prev: its predecessor in the chain, 0 for
+   the bucket), 0 when not, -1 when the chain is malformed. */
+static int find(txn *t, uint32_t hash, const char *k, size_t klen, ent *e, uint32_t *prev) {
+  uint32_t off = ld32(t->s + S_BUCKETS + 4 * (hash & (t->z->nbuckets - 1))), before = 0;
+  uint64_t steps;
+  for (steps = 0; off != 0; steps++) {
+    if (steps > MAX_BLOCKS(t->z)) return zone_bad(t, "a hash chain loops");
+    TRY(zone_ent(t, off, e));
+    if (e->hash == hash && e->klen == klen && memcmp(e->p + ENTRY_HEAD, k, klen) == 0) {
+      *prev = before;
+      return 1;
+    }
+    before = off;
+    off = e->hnext;
+  }
+  return 0;
+}
+
+/* The chain predecessor of an entry reached otherwise (through the LRU list). */
+static int chain_prev(txn *t, const ent *e, uint32_t *prev) {
+  uint32_t off = ld32(t->s + S_BUCKETS + 4 * (e->hash & (t->z->nbuckets - 1))), before = 0;
+  uint64_t steps;
+  ent x;
+  for (steps = 0; off != 0 && steps <= MAX_BLOCKS(t->z); steps++) {
+    if (off == e->off) {
+      *prev = before;
+      return 0;
+    }
+    TRY(zone_ent(t, off, &x));
+    before = off;
+    off = x.hnext;
+  }
+  return zone_bad(t, "an entry is missing from its hash chain");
+}
+
+static int64_t now_of(txn *t) {
+  if (t->now == 0) t->now = zone_now();
+  return t->now;
+}
+
+static int expired(txn *t, const ent *e) {
+  return e->expires != ZONE_NEVER && now_of(t) >= e->expires;
+}
+
+/* ---------------------------------------------------------------------------------------
+** The allocator: blocks tile the heap, each with a header word (size, in use, previous block
+** free); free blocks carry list links and a footer (their size), are never adjacent (freeing
+** coalesces), and hang in NCLASS lists by size, with a bitmap of the lists not empty.
+** ------------------------------------------------------------------------------------- */
+
+static void map_set(txn *t, unsigned c, int on) {
+  uint32_t off = S_MAP + 8 * (c / 64);
+  uint64_t w = ld64(t->s + off), bit = (uint64_t)1 << (c % 64);
+  zset(t, off, on ? w | bit : w & ~bit);
+}
+
+static int list_remove(txn *t, const fblk *f) {
+  unsigned c = class_of(f->size);
+  fblk x;
+  if (f->prev != 0) {
+    TRY(zone_free_block(t, f->prev, &x));
+    if (x.next != f->off) return zone_bad(t, "a free list's links disagree");
+    zset32(t, f->prev + F_NEXT, f->next);
+  } else {
+    if (ld32(t->s + S_FREELIST + 4 * c) != f->off)
+      return zone_bad(t, "a free block is not where its list starts");
+    zset32(t, S_FREELIST + 4 * c, f->next);
+    if (f->next == 0) map_set(t, c, 0);
+  }
+  if (f->next != 0) {
+    TRY(zone_free_block(t, f->next, &x));
+    if (x.prev != f->off) return zone_bad(t, "a free list's links disagree");
+    zset32(t, f->next + F_PREV, f->prev);
+  }
+  return 0;
+}
+
+static int list_push(txn *t, uint32_t off, uint32_t size) {
+  unsigned c = class_of(size);
+  uint32_t head = ld32(t->s + S_FREELIST + 4 * c);
+  fblk x;
+  zset32(t, off + F_NEXT, head);
+  zset32(t, off + F_PREV, 0);
+  if (head != 0) {
+    TRY(zone_free_block(t, head, &x));
+    zset32(t, head + F_PREV, off);
+  } else {
+    map_set(t, c, 1);
+  }
+  zset32(t, S_FREELIST + 4 * c, off);
+  return 0;
+}
+
+/* The lowest list at or above class c that is not empty, or NCLASS. */
+static unsigned map_find(txn *t, unsigned c) {
+  for (; c < NCLASS; c = (c / 64 + 1) * 64) {
+    uint64_t w = ld64(t->s + S_MAP + 8 * (c / 64)) >> (c % 64);
+    if (w != 0) return c + (unsigned)__builtin_ctzll(w);
+  }
+  return NCLASS;
+}
+
+/* A block of need bytes (a multiple of 8): its offset (its header still says free), 0 when no
+   free block is large enough, -1 when the zone is malformed. Good fit: the smallest class
+   whose blocks all fit, else the first fit in need's own class. Splits off what is left. */
+static int64_t zalloc(txn *t, uint32_t need, uint32_t *got) {
+  unsigned c = class_of(need), k = map_find(t, c <= LAST_EXACT ? c : c + 1);
+  uint32_t off;
+  uint64_t steps = 0;
+  fblk f;
+  if (k < NCLASS) {
+    TRY(zone_free_block(t, ld32(t->s + S_FREELIST + 4 * k), &f));
+  } else {
+    for (off = ld32(t->s + S_FREELIST + 4 * c);; off = f.next) {
+      if (off == 0) return 0;
+      if (++steps > MAX_BLOCKS(t->z)) return zone_bad(t, "a free list loops");
+      TRY(zone_free_block(t, off, &f));
+      if (f.size >= need) break;
+    }
+  }
+  if (f.size < need) return zone_bad(t, "a free block is smaller than its list says");
+  TRY(list_remove(t, &f));
+  if (f.size - need >= MIN_FREE) {
+    uint32_t r = f.off + need, rest = f.size - need;
+    zset(t, r, pack2(rest, 0));
+    zset(t, f.off + f.size - 8, rest);
+    TRY(list_push(t, r, rest));
+    *got = need;
+  } else {
+    uint32_t next = f.off + f.size;
+    if (next < t->z->heap_end) {
+      uint32_t w = ld32(t->s + next);
+      if (!(w & F_INUSE) || !(w & F_PREVFREE))
+        return zone_bad(t, "a free block's neighbour has the wrong flags");
+      zset32(t, next, w & ~F_PREVFREE);
+    }
+    zlog(t, f.off + f.size - 8);
+    *got = f.size;
+  }
+  zset(t, S_FREE, ld64(t->s + S_FREE) - *got);
+  return f.off;
+}
+
+/* Frees the used block at off (size bytes), coalescing with free neighbours. */
+static int zfree(txn *t, uint32_t off, uint32_t size) {
+  uint32_t w = ld32(t->s + off), total = size, next;
+  fblk f;
+  if (w & F_PREVFREE) {
+    uint64_t psize;
+    if (off < t->z->heap_off + MIN_FREE)
+      return zone_bad(t, "a block's previous-free flag is wrong");
+    psize = ld64(t->s + off - 8);
+    if (psize % 8 != 0 || psize < MIN_FREE || psize > off - t->z->heap_off)
+      return zone_bad(t, "a free block's footer is out of bounds");
+    TRY(zone_free_block(t, off - (uint32_t)psize, &f));
+    if (f.size != psize) return zone_bad(t, "a free block's footer disagrees with its header");
+    TRY(list_remove(t, &f));
+    off = f.off;
+    total += f.size;
+  }
+  next = off + total;
+  if (next < t->z->heap_end) {
+    if (next > t->z->heap_end - MIN_FREE) return zone_bad(t, "a block runs past the heap");
+    w = ld32(t->s + next);
+    if (w & F_INUSE) {
+      zset32(t, next, w | F_PREVFREE);
+    } else {
+      TRY(zone_free_block(t, next, &f));
+      TRY(list_remove(t, &f));
+      total += f.size;
+    }
+  }
+  zset(t, off, pack2(total, 0));
+  zset(t, off + total - 8, total);
+  TRY(list_push(t, off, total));
+  zset(t, S_FREE, ld64(t->s + S_FREE) + size);
+  return 0;
+}
+
+/* ---------------------------------------------------------------------------------------
+** The LRU list (most recent at the head) and removing an entry
+** ------------------------------------------------------------------------------------- */
+
+static int lru_unlink(txn *t, const ent *e) {
+  ent x;
+  if (e->prev != 0) {
+    TRY(zone_ent(t, e->prev, &x));
+    if (x.next != e->off) return zone_bad(t, "the LRU list's links disagree");
+    zset32(t, e->prev + E_NEXT, e->next);
+  } else {
+    if (ld32(t->s + S_LRU_HEAD) != e->off) return zone_bad(t, "the LRU list's head is wrong");
+    zset32(t, S_LRU_HEAD, e->next);
+  }
+  if (e->next != 0) {
+    TRY(zone_ent(t, e->next, &x));
+    if (x.prev != e->off) return zone_bad(t, "the LRU list's links disagree");
+    zset32(t, e->next + E_PREV, e->prev);
+  } else {
+    if (ld32(t->s + S_LRU_TAIL) != e->off) return zone_bad(t, "the LRU list's tail is wrong");
+    zset32(t, S_LRU_TAIL, e->prev);
+  }
+  return 0;
+}
+
+static int lru_push(txn *t, uint32_t off) {
+  uint32_t head = ld32(t->s + S_LRU_HEAD);
+  ent x;
+  zset32(t, off + E_PREV, 0);
+  zset32(t, off + E_NEXT, head);
+  if (head != 0) {
+    TRY(zone_ent(t, head, &x));
+    zset32(t, head + E_PREV, off);
+  } else {
+    zset32(t, S_LRU_TAIL, off);
+  }
+  zset32(t, S_LRU_HEAD, off);
+  return 0;
+}
+
+static int lru_touch(txn *t, const ent *e) {
+  if (ld32(t->s + S_LRU_HEAD) == e->off) return 0;
+  TRY(lru_unlink(t, e));
+  return lru_push(t, e->off);
+}
+
+/* Unlinks e (whose chain predecessor is prev) from its chain and the LRU list and frees it. */
+static int remove_ent(txn *t, const ent *e, uint32_t prev) {
+  if (prev != 0) {
+    ent x;
+    TRY(zone_ent(t, prev, &x));
+    if (x.hnext != e->off) return zone_bad(t, "a hash chain's links disagree");
+    zset32(t, prev + E_HNEXT, e->hnext);
+  } else {
+    uint32_t b = S_BUCKETS + 4 * (e->hash & (t->z->nbuckets - 1));
+    if (ld32(t->s + b) != e->off) return zone_bad(t, "an entry is not where its chain starts");
+    zset32(t, b, e->hnext);
+  }
+  TRY(lru_unlink(t, e));
+  zset(t, S_ENTRIES, ld64(t->s + S_ENTRIES) - 1);
+  return zfree(t, e->off, e->size);
+}
+
+/* ---------------------------------------------------------------------------------------
+** Values
+** ------------------------------------------------------------------------------------- */
+
+static uint32_t value_len(const zone_value *v) {
+  return v->type == ZONE_STR ? (uint32_t)v->len : v->type == ZONE_BOOL ? 1 : 8;
+}
+
+/* The bytes of a value as stored (numbers in native order). */
+static const void *value_bytes(const zone_value *v, unsigned char *tmp) {
+  if (v->type == ZONE_STR) return v->s;
+  if (v->type == ZONE_BOOL) {
+    tmp[0] = v->i != 0;
+  } else if (v->type == ZONE_INT) {
+    memcpy(tmp, &v->i, 8);
+  } else {
+    memcpy(tmp, &v->f, 8);
+  }
+  return tmp;
+}
+
+/* Reads e's value into *out (a string into buf: the caller made sure it fits). */
+static void value_read(const ent *e, zone_value *out, char *buf) {
+  const unsigned char *v = e->p + ENTRY_HEAD + PAD8(e->klen);
+  out->type = e->type;
+  if (e->type == ZONE_STR) {
+    memcpy(buf, v, e->vlen);
+    out->s = buf;
+    out->len = e->vlen;
+  } else if (e->type == ZONE_BOOL) {
+    out->i = v[0] != 0;
+  } else if (e->type == ZONE_INT) {
+    memcpy(&out->i, v, 8);
+  } else {
+    memcpy(&out->f, v, 8);
+  }
+}
+
+/* Rewrites e's value where it is, word by word through the log, when the new one needs the
+   same block (give or take a little slack) and is small: numbers always are. */
+static int rewrite_in_place(txn *t, const ent *e, const zone_value *v, int64_t expires) {
+  uint32_t vlen = value_len(v), words = (uint32_t)PAD8(vlen) / 8, i,
+           voff = e->off + ENTRY_HEAD + (uint32_t)PAD8(e->klen);
+  uint64_t need = ENTRY_HEAD + PAD8((uint64_t)e->klen) + PAD8(vlen);
+  unsigned char tmp[8];
+  const unsigned char *src;
+  if (need > e->size || e->size - need >= INPLACE_SLACK || PAD8(vlen) > INPLACE_MAX) return 0;
+  src = (const unsigned char *)value_bytes(v, tmp);
+  for (i = 0; i < words; i++) {
+    unsigned char w[8] = {0};
+    memcpy(w, src + 8 * i, vlen - 8 * i < 8 ? vlen - 8 * i : 8);
+    zset(t, voff + 8 * i, ld64(w));
+  }
+  zset32(t, e->off + 4, (uint32_t)v->type);
+  zset32(t, e->off + E_VLEN, vlen);
+  zset(t, e->off + E_EXPIRES, (uint64_t)expires);
+  TRY(lru_touch(t, e));
+  return 1;
+}
+
+/* Writes a new entry into the block at off (size bytes) and links it at the head of its chain
+   and of the LRU list. */
+static int insert(txn *t, uint32_t off, uint32_t size, uint32_t hash, const char *k, size_t klen,
+                  const zone_value *v, int64_t expires) {
+  uint32_t b = S_BUCKETS + 4 * (hash & (t->z->nbuckets - 1)), vlen = value_len(v);
+  unsigned char tmp[8], *p = t->s + off;
+  zset(t, off, pack2(size | F_INUSE, (uint32_t)v->type));
+  zset(t, off + E_HNEXT, pack2(ld32(t->s + b), hash));
+  zset(t, off + E_PREV, 0);
+  zset(t, off + E_EXPIRES, (uint64_t)expires);
+  zset(t, off + E_KLEN, pack2((uint32_t)klen, vlen));
+  if (UNLIKELY(t->bad != NULL)) return -1;
+  memcpy(p + ENTRY_HEAD, k, klen);
+  CRASH_POINT();
+  memcpy(p + ENTRY_HEAD + PAD8(klen), value_bytes(v, tmp), vlen);
+  zset32(t, b, off);
+  TRY(lru_push(t, off));
+  zset(t, S_ENTRIES, ld64(t->s + S_ENTRIES) + 1);
+  return 0;
+}
+
+/* Makes room by removing one entry other than avoid: an expired one among the oldest few (or
+   among all of them when live entries must stay), else the least recently used. Returns 2
+   when a live entry went, 1 an expired one, 0 when nothing could go, -1 when malformed. */
+static int evict_one(txn *t, int keep_live, uint32_t avoid) {
+  uint32_t off = ld32(t->s + S_LRU_TAIL), victim = 0, prev;
+  uint64_t steps, limit = keep_live ? MAX_BLOCKS(t->z) : EXPIRED_SCAN;
+  ent e, v;
+  for (steps = 0; off != 0 && steps <= limit; steps++) {
+    TRY(zone_ent(t, off, &e));
+    if (expired(t, &e)) {
+      TRY(chain_prev(t, &e, &prev));
+      TRY(remove_ent(t, &e, prev));
+      return 1;
+    }
+    if (victim == 0 && off != avoid) {
+      victim = off;
+      v = e;
+    }
+    off = e.prev;
+  }
+  if (keep_live || victim == 0) return 0;
+  TRY(chain_prev(t, &v, &prev));
+  TRY(remove_ent(t, &v, prev));
+  zset(t, S_EVICTED, ld64(t->s + S_EVICTED) + 1);
+  return 2;
+}
+
+/* The body of set/safe_set/add/replace on a locked stripe (and of incr's first store). Each
+   round runs in one logged step: it either completes (commit by the caller) or, when no block
+   is large enough, is rolled back, and one entry is evicted (committed on its own, as any
+   eviction may happen at any time) before the next round. */
+static int store_locked(txn *t, int how, uint32_t hash, const char *k, size_t klen,
+                        const zone_value *v, int64_t ttl_ns, int *evicted) {
+  uint64_t need = ENTRY_HEAD + PAD8((uint64_t)klen) + PAD8(value_len(v)), round;
+  if (v->type != ZONE_NIL && need > t->z->heap_end - t->z->heap_off) return ZONE_NOMEM;
+  for (round = 0; round <= MAX_BLOCKS(t->z) + 1; round++) {
+    ent e;
+    uint32_t prev = 0, got = 0;
+    int found = find(t, hash, k, klen, &e, &prev), r;
+    int64_t off, expires;
+    TRY(found);
+    if (found && expired(t, &e)) {
+      TRY(remove_ent(t, &e, prev));
+      found = 0;
+    }
+    if (how == ZONE_ADD && found) return ZONE_EXISTS;
+    if (how == ZONE_REPLACE && !found) return ZONE_NOTFOUND;
+    if (v->type == ZONE_NIL) {
+      if (found) TRY(remove_ent(t, &e, prev));
+      return ZONE_OK;
+    }
+    expires = ttl_ns > 0 ? now_of(t) + ttl_ns : ZONE_NEVER;
+    if (found) {
+      TRY(r = rewrite_in_place(t, &e, v, expires));
+      if (r) return ZONE_OK;
+      TRY(remove_ent(t, &e, prev));
+    }
+    TRY(off = zalloc(t, (uint32_t)need, &got));
+    if (off > 0) {
+      TRY(insert(t, (uint32_t)off, got, hash, k, klen, v, expires));
+      return ZONE_OK;
+    }
+    rollback(t);
+    TRY(r = evict_one(t, how == ZONE_SAFE_SET, found ? e.off : 0));
+    if (r == 0) return ZONE_NOMEM;
+    if (r == 2) *evicted = 1;
+    commit(t);
+  }
+  return zone_bad(t, "making room does not end");
+}
+
+/* ---------------------------------------------------------------------------------------
+** The operations
+** ------------------------------------------------------------------------------------- */
+
+int zone_get(zone *z, const char *k, size_t klen, zone_value *out, char *buf, size_t cap,
+             size_t *need, int *stale) {
+  txn t;
+  uint32_t hash, prev;
+  ent e;
+  int rc = begin_key(&t, z, k, klen, &hash), found;
+  *stale = 0;
+  if (rc != ZONE_OK) return rc;
+  found = find(&t, hash, k, klen, &e, &prev);
+  if (found <= 0) return finish(&t, ZONE_NOTFOUND);
+  if (expired(&t, &e)) {
+    *stale = 1;
+    remove_ent(&t, &e, prev);
+    return finish(&t, ZONE_NOTFOUND);
+  }
+  if (e.type == ZONE_STR && e.vlen > cap) {
+    *need = e.vlen;
+    return finish(&t, ZONE_SMALLBUF);
+  }
+  value_read(&e, out, buf);
+  lru_touch(&t, &e);
+  return finish(&t, ZONE_OK);
+}
+
+int zone_store(zone *z, int how, const char *k, size_t klen, const zone_value *v, int64_t ttl_ns,
+               int *evicted) {
+  txn t;
+  uint32_t hash;
+  int rc = begin_key(&t, z, k, klen, &hash);
+  *evicted = 0;
+  if (rc != ZONE_OK) return rc;
+  rc = store_locked(&t, how, hash, k, klen, v, ttl_ns, evicted);
+  return finish(&t, rc < 0 ? ZONE_CORRUPT : rc);
+}
+
+/* n added to the number v (both checked numbers): integers wrap, anything else is a float. */
+static zone_value add_number(const zone_value *v, const zone_value *n) {
+  zone_value r;
+  memset(&r, 0, sizeof r);
+  if (v->type == ZONE_INT && n->type == ZONE_INT) {
+    r.type = ZONE_INT;
+    r.i = (int64_t)((uint64_t)v->i + (uint64_t)n->i);
+  } else {
+    r.type = ZONE_FLOAT;
+    r.f = (v->type == ZONE_INT ? (double)v->i : v->f) + (n->type == ZONE_INT ? (double)n->i : n->f);
+  }
+  return r;
+}
+
+int zone_incr(zone *z, const char *k, size_t klen, const zone_value *n, const zone_value *init,
+              int64_t ttl_ns, zone_value *out, int *evicted) {
+  txn t;
+  uint32_t hash, prev;
+  ent e;
+  int rc = begin_key(&t, z, k, klen, &hash), found;
+  *evicted = 0;
+  if (rc != ZONE_OK) return rc;
+  found = find(&t, hash, k, klen, &e, &prev);
+  if (found < 0) return finish(&t, ZONE_CORRUPT);
+  if (found && expired(&t, &e)) {
+    remove_ent(&t, &e, prev);
+    found = 0;
+  }
+  if (found) {
+    zone_value old;
+    if (e.type != ZONE_INT && e.type != ZONE_FLOAT) {
+      out->type = e.type;
+      return finish(&t, ZONE_NOTNUM);
+    }
+    value_read(&e, &old, NULL);
+    *out = add_number(&old, n);
+    /* A number always fits its own block: only a forged one does not. */
+    if (rewrite_in_place(&t, &e, out, e.expires) == 0)
+      zone_bad(&t, "a number's block has the wrong size");
+    return finish(&t, ZONE_OK);
+  }
+  if (init == NULL) return finish(&t, ZONE_NOTFOUND);
+  *out = add_number(init, n);
+  rc = store_locked(&t, ZONE_SET, hash, k, klen, out, ttl_ns, evicted);
+  return finish(&t, rc < 0 ? ZONE_CORRUPT : rc);
+}
+
+/* ttl and expire: the live entry of k, or ZONE_NOTFOUND (an expired one is removed). */
+static int find_live(txn *t, zone *z, const char *k, size_t klen, ent *e) {
+  uint32_t hash, prev;
+  int rc = begin_key(t, z, k, klen, &hash), found;
+  if (rc != ZONE_OK) return rc;
+  found = find(t, hash, k, klen, e, &prev);
+  if (found > 0 && expired(t, e)) {
+    remove_ent(t, e, prev);
+    found = 0;
+  }
+  if (found <= 0) return finish(t, ZONE_NOTFOUND);
+  return -1; /* found: the stripe stays locked */
+}
+
+int zone_ttl(zone *z, const char *k, size_t klen, int64_t *left_ns) {
+  txn t;
+  ent e;
+  int rc = find_live(&t, z, k, klen, &e);
+  if (rc >= 0) return rc;
+  *left_ns = e.expires == ZONE_NEVER ? 0 : e.expires - now_of(&t);
+  return finish(&t, ZONE_OK);
+}
+
+int zone_expire(zone *z, const char *k, size_t klen, int64_t ttl_ns) {
+  txn t;
+  ent e;
+  int rc = find_live(&t, z, k, klen, &e);
+  if (rc >= 0) return rc;
+  zset(&t, e.off + E_EXPIRES, ttl_ns > 0 ? (uint64_t)(now_of(&t) + ttl_ns) : ZONE_NEVER);
+  return finish(&t, ZONE_OK);
+}
+
+int zone_flush_all(zone *z) {
+  uint32_t i;
+  int rc = zone_lock_all(z);
+  if (rc != ZONE_OK) return rc;
+  /* The commit: from this store on, every stripe is behind and reads as empty. */
+  st64(z->base + H_GEN, ld64(z->base + H_GEN) + 1);
+  BARRIER();
+  CRASH_POINT();
+  for (i = 0; i < z->nshards; i++) reset_shard(z, SHARD(z, i));
+  zone_unlock_all(z);
+  return ZONE_OK;
+}
+
+int zone_flush_expired(zone *z, uint64_t max, uint64_t *n) {
+  uint32_t i;
+  *n = 0;
+  for (i = 0; i < z->nshards; i++) {
+    txn t;
+    uint32_t off, prev;
+    uint64_t steps;
+    int rc = lock_shard(z, i);
+    if (rc != ZONE_OK) return rc;
+    txn_begin(&t, z, i);
+    off = ld32(t.s + S_LRU_TAIL);
+    for (steps = 0; off != 0 && (max == 0 || *n < max); steps++) {
+      ent e;
+      if (steps > MAX_BLOCKS(z)) zone_bad(&t, "the LRU list loops");
+      if (t.bad != NULL || zone_ent(&t, off, &e) < 0) break;
+      off = e.prev;
+      if (!expired(&t, &e)) continue;
+      if (chain_prev(&t, &e, &prev) < 0 || remove_ent(&t, &e, prev) < 0) break;
+      commit(&t);
+      (*n)++;
+    }
+    if ((rc = finish(&t, ZONE_OK)) != ZONE_OK) return rc;
+  }
+  return ZONE_OK;
+}
+
+/* Visits the live entries of every stripe (the caller holds every lock), most recent first,
+   until fn returns nonzero. -1 when a list is malformed (z->why). */
+static int each_live(zone *z, int (*fn)(const ent *e, void *ud), void *ud) {
+  uint32_t i;
+  for (i = 0; i < z->nshards; i++) {
+    txn t;
+    uint32_t off;
+    uint64_t steps;
+    txn_begin(&t, z, i);
+    off = ld32(t.s + S_LRU_HEAD);
+    for (steps = 0; off != 0; steps++) {
+      ent e;
+      if (steps > MAX_BLOCKS(z)) zone_bad(&t, "the LRU list loops");
+      if (t.bad != NULL || zone_ent(&t, off, &e) < 0) {
+        z->why = t.bad;
+        z->shard = (int)i;
+        return -1;
+      }
+      off = e.next;
+      if (!expired(&t, &e) && fn(&e, ud)) return 0;
+    }
+  }
+  return 0;
+}
+
+typedef struct snap {
+  int values;
+  uint64_t max, count;
+  unsigned char *buf;
+  size_t cap, used;
+} snap;
+
+static int snap_one(const ent *e, void *ud) {
+  snap *s = (snap *)ud;
+  size_t rec = 4 + e->klen + (s->values ? 5 + (size_t)e->vlen : 0);
+  if (s->used + rec <= s->cap) {
+    unsigned char *p = s->buf + s->used;
+    memcpy(p, &e->klen, 4);
+    memcpy(p + 4, e->p + ENTRY_HEAD, e->klen);
+    if (s->values) {
+      p += 4 + e->klen;
+      p[0] = (unsigned char)e->type;
+      memcpy(p + 1, &e->vlen, 4);
+      memcpy(p + 5, e->p + ENTRY_HEAD + PAD8(e->klen), e->vlen);
+    }
+  }
+  s->used += rec;
+  return ++s->count == s->max;
+}
+
+int zone_snapshot(zone *z, int values, uint64_t max, unsigned char *buf, size_t cap, size_t *used,
+                  size_t *need, uint64_t *count) {
+  snap s = {values, max, 0, buf, cap, 0};
+  int rc = zone_lock_all(z);
+  if (rc != ZONE_OK) return rc;
+  rc = each_live(z, snap_one, &s) < 0 ? ZONE_CORRUPT : ZONE_OK;
+  zone_unlock_all(z);
+  if (rc != ZONE_OK) return rc;
+  *count = s.count;
+  *used = s.used;
+  if (s.used > cap) {
+    *need = s.used;
+    return ZONE_SMALLBUF;
+  }
+  return ZONE_OK;
+}
+
+static int count_one(const ent *e, void *ud) {
+  (void)e;
+  ++*(uint64_t *)ud;
+  return 0;
+}
+
+int zone_count(zone *z, uint64_t *n) {
+  int rc = zone_lock_all(z);
+  *n = 0;
+  if (rc != ZONE_OK) return rc;
+  rc = each_live(z, count_one, n) < 0 ? ZONE_CORRUPT : ZONE_OK;
+  zone_unlock_all(z);
+  return rc;
+}
+
+int zone_free_space(zone *z, uint64_t *n) {
+  uint32_t i;
+  int rc = zone_lock_all(z);
+  *n = 0;
+  if (rc != ZONE_OK) return rc;
+  for (i = 0; i < z->nshards; i++) {
+    uint64_t f = ld64(SHARD(z, i) + S_FREE), heap = z->heap_end - z->heap_off;
+    *n += f < heap ? f : heap;
+  }
+  zone_unlock_all(z);
+  return ZONE_OK;
+}
+
+/* ---------------------------------------------------------------------------------------
+** Making and opening a zone
+** ------------------------------------------------------------------------------------- */
+
+int zone_format(unsigned char *p, uint64_t capacity) {
+  zone z;
+  uint64_t seed = 0;
+  uint32_t i;
+  if (zone_geometry(capacity, &z) != 0) return -1;
+  if (getrandom(&seed, sizeof seed, GRND_NONBLOCK) != (ssize_t)sizeof seed)
+    seed = (uint64_t)zone_now() ^ ((uint64_t)getpid() << 32);
+  z.base = p;
+  z.seed = seed;
+  st64(p + H_CAPACITY, capacity);
+  st32(p + H_NSHARDS, z.nshards);
+  st32(p + H_SHARD_BYTES, z.shard_bytes);
+  st32(p + H_NBUCKETS, z.nbuckets);
+  st32(p + H_HEAP_OFF, z.heap_off);
+  st64(p + H_SEED, seed);
+  st64(p + H_GEN, 0);
+  for (i = 0; i < z.nshards; i++) {
+    if (luashm_mutex_init((pthread_mutex_t *)SHARD(&z, i)) != 0) return -1;
+    reset_shard(&z, SHARD(&z, i));
+  }
+  return 0;
+}
+
+int zone_open(zone *z, unsigned char *p, uint64_t size, const char **why) {
+  if (zone_geometry(size, z) != 0) {
+    *why = "its size cannot hold a dict";
+    return -1;
+  }
+  if (ld64(p + H_CAPACITY) != size || ld32(p + H_NSHARDS) != z->nshards ||
+      ld32(p + H_SHARD_BYTES) != z->shard_bytes || ld32(p + H_NBUCKETS) != z->nbuckets ||
+      ld32(p + H_HEAP_OFF) != z->heap_off) {
+    *why = "its header does not match its size";
+    return -1;
+  }
+  z->base = p;
+  z->seed = ld64(p + H_SEED);
+  return 0;
+}
+
+int zone_peek(unsigned char *p, uint64_t size, uint64_t *entries, uint64_t *used) {
+  zone z;
+  const char *why;
+  uint32_t i;
+  uint64_t heap;
+  if (zone_open(&z, p, size, &why) != 0) return -1;
+  heap = z.heap_end - z.heap_off;
+  *entries = 0;
+  *used = 0;
+  for (i = 0; i < z.nshards; i++) {
+    const unsigned char *s = SHARD(&z, i);
+    uint64_t n = ld64(s + S_ENTRIES), f = ld64(s + S_FREE);
+    if (ld64(s + S_GEN) != ld64(p + H_GEN)) n = 0, f = heap;
+    *entries += n < MAX_BLOCKS(&z) ? n : MAX_BLOCKS(&z);
+    *used += heap - (f < heap ? f : heap);
+  }
+  return 0;
+}
