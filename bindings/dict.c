@@ -63,12 +63,18 @@ static const char *keytext(lua_State *L, const char *k, size_t len) {
   return lua_tostring(L, -1);
 }
 
+/* How an argument shows in an error: a number as itself, anything else by its type. */
+static const char *argtext(lua_State *L, int i) {
+  if (lua_type(L, i) == LUA_TNUMBER) return luaL_tolstring(L, i, NULL);
+  return lua_isnone(L, i) ? "nil" : luaL_typename(L, i);
+}
+
 /* The key at i: a string of 1..ZONE_KEY_MAX bytes. */
 static const char *checkkey(lua_State *L, dict *d, int i, const char *op, size_t *len) {
   const char *k;
   if (lua_type(L, i) != LUA_TSTRING)
     luashm_error(L, "%s '%s': key must be a string, not %s", op, d->head.b->name,
-                 luaL_typename(L, i));
+                 lua_isnone(L, i) ? "nil" : luaL_typename(L, i));
   k = lua_tolstring(L, i, len);
   if (*len == 0) luashm_error(L, "%s '%s': key is empty", op, d->head.b->name);
   if (*len > ZONE_KEY_MAX)
@@ -102,12 +108,13 @@ static void checkvalue(lua_State *L, dict *d, int i, const char *op, const char 
     case LUA_TNIL:
     case LUA_TNONE:
       if (nil_ok) return;
-      break;
+      luashm_error(L, "%s '%s': value of key '%s' is nil (%s needs a value; delete removes)", op,
+                   d->head.b->name, keytext(L, k, klen), op);
+      return;
     default: break;
   }
-  luashm_error(L, "%s '%s': value of key '%s' is %s (a dict holds booleans, numbers and strings%s)",
-               op, d->head.b->name, keytext(L, k, klen), luaL_typename(L, i),
-               nil_ok ? "; nil deletes" : "");
+  luashm_error(L, "%s '%s': value of key '%s' is a %s (a dict holds booleans, numbers and strings)",
+               op, d->head.b->name, keytext(L, k, klen), luaL_typename(L, i));
 }
 
 /* A number argument at i (an increment, an initial value). */
@@ -116,7 +123,7 @@ static void checknumber(lua_State *L, dict *d, int i, const char *op, const char
   memset(v, 0, sizeof *v);
   if (lua_type(L, i) != LUA_TNUMBER)
     luashm_error(L, "%s '%s': %s for key '%s' must be a number, not %s", op, d->head.b->name, what,
-                 keytext(L, k, klen), luaL_typename(L, i));
+                 keytext(L, k, klen), argtext(L, i));
   if (lua_isinteger(L, i)) {
     v->type = ZONE_INT;
     v->i = (int64_t)lua_tointeger(L, i);
@@ -137,7 +144,7 @@ static int64_t checkttl(lua_State *L, dict *d, int i, const char *op, const char
     luashm_error(L,
                  "%s '%s': ttl for key '%s' must be a number of seconds >= 0 (0: never "
                  "expires), not %s",
-                 op, d->head.b->name, keytext(L, k, klen), luaL_tolstring(L, i, NULL));
+                 op, d->head.b->name, keytext(L, k, klen), argtext(L, i));
   if (t == 0 || t > LUASHM_TIMEOUT_MAX) return 0;
   t = ceil(t * 1e9);
   return t < 1 ? 1 : (int64_t)t;
@@ -151,7 +158,7 @@ static uint64_t checkmax(lua_State *L, dict *d, int i, const char *op) {
   n = lua_tointegerx(L, i, &isint);
   if (lua_type(L, i) != LUA_TNUMBER || !isint || n < 0)
     luashm_error(L, "%s '%s': max must be an integer >= 0 (0: all), not %s", op, d->head.b->name,
-                 luaL_tolstring(L, i, NULL));
+                 argtext(L, i));
   return (uint64_t)n;
 }
 
@@ -214,9 +221,10 @@ static int dict_wrap(lua_State *L, int view) {
   return 1;
 }
 
+/* A block with the dict header is a dict, whatever its size: a truncated or forged one is then
+   an error at open (dict_wrap), not a plain Block. */
 static int dict_probe(const unsigned char *p, size_t size) {
-  return luashm_header_is(p, size, "dict", DICT_VERSION) &&
-         size >= LUASHM_HEADER_SIZE + zone_min_capacity();
+  return luashm_header_is(p, size, "dict", DICT_VERSION);
 }
 
 static void dict_describe(const unsigned char *p, size_t size, char *out, size_t n) {
@@ -484,6 +492,7 @@ static int dict_snapshot(lua_State *L, const char *op, int values, uint64_t max)
     lua_rawset(L, -3);
     pos += 5 + vlen;
   }
+  if (lua_gettop(L) > top + 1) lua_replace(L, top + 1); /* over the buffer userdata */
   return 1;
 }
 

@@ -576,8 +576,9 @@ static int lru_touch(txn *t, const ent *e) {
   return lru_push(t, e->off);
 }
 
-/* Unlinks e (whose chain predecessor is prev) from its chain and the LRU list and frees it. */
-static int remove_ent(txn *t, const ent *e, uint32_t prev) {
+/* Unlinks e (whose chain predecessor is prev) from its chain and the LRU list; its block stays
+   allocated (see remove_ent). */
+static int unlink_ent(txn *t, const ent *e, uint32_t prev) {
   if (prev != 0) {
     ent x;
     TRY(zone_ent(t, prev, &x));
@@ -590,7 +591,35 @@ static int remove_ent(txn *t, const ent *e, uint32_t prev) {
   }
   TRY(lru_unlink(t, e));
   zset(t, S_ENTRIES, ld64(t->s + S_ENTRIES) - 1);
+  return 0;
+}
+
+/* Unlinks e and frees its block. Within one logged step nothing may be allocated after a
+   free: the new block could overlap the freed one, and its key and value, copied without the
+   log, would overwrite bytes (the freed entry's, a neighbour's header) that an undo must find
+   intact. So a step that frees ends there, or only unlinks and frees last. */
+static int remove_ent(txn *t, const ent *e, uint32_t prev) {
+  TRY(unlink_ent(t, e, prev));
   return zfree(t, e->off, e->size);
+}
+
+/* The size of the free block that freeing e would make (e and its free neighbours). */
+static int64_t room_of(txn *t, const ent *e) {
+  uint64_t room = e->size;
+  uint32_t next = e->off + e->size;
+  fblk f;
+  if (ld32(e->p) & F_PREVFREE) {
+    uint64_t psize = e->off >= t->z->heap_off + MIN_FREE ? ld64(e->p - 8) : 0;
+    if (psize % 8 != 0 || psize < MIN_FREE || psize > e->off - t->z->heap_off)
+      return zone_bad(t, "a free block's footer is out of bounds");
+    TRY(zone_free_block(t, e->off - (uint32_t)psize, &f));
+    room += f.size;
+  }
+  if (next < t->z->heap_end && !(ld32(t->s + next) & F_INUSE)) {
+    TRY(zone_free_block(t, next, &f));
+    room += f.size;
+  }
+  return (int64_t)room;
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -701,10 +730,13 @@ static int evict_one(txn *t, int keep_live, uint32_t avoid) {
   return 2;
 }
 
-/* The body of set/safe_set/add/replace on a locked stripe (and of incr's first store). Each
-   round runs in one logged step: it either completes (commit by the caller) or, when no block
-   is large enough, is rolled back, and one entry is evicted (committed on its own, as any
-   eviction may happen at any time) before the next round. */
+/* The body of set/safe_set/add/replace on a locked stripe (and of incr's first store). The
+   new entry goes into a block that was free before the step began; the entry it replaces is
+   unlinked in the same step and freed last. When no free block is large enough, a step of its
+   own makes room (committed alone, as an eviction may happen at any time): an expired entry
+   goes first, then the entry being replaced when its own room will do (a process killed right
+   after that leaves the key absent, as if evicted), then (set, add, replace) the least recently
+   used entry; and the store starts again. */
 static int store_locked(txn *t, int how, uint32_t hash, const char *k, size_t klen,
                         const zone_value *v, int64_t ttl_ns, int *evicted) {
   uint64_t need = ENTRY_HEAD + PAD8((uint64_t)klen) + PAD8(value_len(v)), round;
@@ -713,11 +745,12 @@ static int store_locked(txn *t, int how, uint32_t hash, const char *k, size_t kl
     ent e;
     uint32_t prev = 0, got = 0;
     int found = find(t, hash, k, klen, &e, &prev), r;
-    int64_t off, expires;
+    int64_t off, room = 0, expires;
     TRY(found);
     if (found && expired(t, &e)) {
       TRY(remove_ent(t, &e, prev));
-      found = 0;
+      commit(t);
+      continue;
     }
     if (how == ZONE_ADD && found) return ZONE_EXISTS;
     if (how == ZONE_REPLACE && !found) return ZONE_NOTFOUND;
@@ -729,17 +762,22 @@ static int store_locked(txn *t, int how, uint32_t hash, const char *k, size_t kl
     if (found) {
       TRY(r = rewrite_in_place(t, &e, v, expires));
       if (r) return ZONE_OK;
-      TRY(remove_ent(t, &e, prev));
     }
     TRY(off = zalloc(t, (uint32_t)need, &got));
     if (off > 0) {
+      if (found) TRY(unlink_ent(t, &e, prev));
       TRY(insert(t, (uint32_t)off, got, hash, k, klen, v, expires));
+      if (found) TRY(zfree(t, e.off, e.size));
       return ZONE_OK;
     }
-    rollback(t);
-    TRY(r = evict_one(t, how == ZONE_SAFE_SET, found ? e.off : 0));
-    if (r == 0) return ZONE_NOMEM;
-    if (r == 2) *evicted = 1;
+    if (found) TRY(room = room_of(t, &e));
+    if (found && (uint64_t)room >= need) {
+      TRY(remove_ent(t, &e, prev));
+    } else {
+      TRY(r = evict_one(t, how == ZONE_SAFE_SET, found ? e.off : 0));
+      if (r == 0) return ZONE_NOMEM;
+      if (r == 2) *evicted = 1;
+    }
     commit(t);
   }
   return zone_bad(t, "making room does not end");
@@ -808,8 +846,8 @@ int zone_incr(zone *z, const char *k, size_t klen, const zone_value *n, const zo
   if (rc != ZONE_OK) return rc;
   found = find(&t, hash, k, klen, &e, &prev);
   if (found < 0) return finish(&t, ZONE_CORRUPT);
-  if (found && expired(&t, &e)) {
-    remove_ent(&t, &e, prev);
+  if (found && expired(&t, &e)) { /* a step of its own: a store may follow */
+    if (remove_ent(&t, &e, prev) == 0) commit(&t);
     found = 0;
   }
   if (found) {
