@@ -1,10 +1,8 @@
 /*
-** The Dict's engine (see zone.h): stripes, each with its undo log, allocator, hash chains and
-** LRU list; the operations; the recovery of a stripe whose holder died. The checker that walks a
-** whole zone is in zone_check.c; what both share is in zone_impl.h.
+** The Dict's engine (see zone.h): the geometry, the hash, the chains and the LRU list of each
+** stripe, values, and the operations. The storage layer under it (undo log, locking and
+** recovery, allocator) is zone_stripe.c; the checker zone_check.c; what they share zone_impl.h.
 */
-#include <errno.h>
-#include <signal.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
@@ -83,273 +81,15 @@ uint64_t zone_hash(const zone *z, const char *k, size_t n) {
   return fmix(h ^ fmix(w ^ ((uint64_t)n << 56)));
 }
 
-/* ---------------------------------------------------------------------------------------
-** Crash points (fault injection for the tests)
-** ------------------------------------------------------------------------------------- */
-
-long zone_crash_countdown = 0;
-static long crash_passed = 0;
-
-void zone_crash_point(void) {
-  crash_passed++;
-  if (--zone_crash_countdown == 0) raise(SIGKILL);
-}
-
-long zone_crash_after(long n) {
-  long passed = crash_passed;
-  zone_crash_countdown = n > 0 ? n : 0;
-  crash_passed = 0;
-  return passed;
-}
-
-/* ---------------------------------------------------------------------------------------
-** The undo log: every store to a stripe's shared words goes through zset, which records the
-** word's old value first. Only the bytes of a block just allocated (a key, a value) are copied
-** without logging: after an undo that block is free again and those bytes mean nothing.
-** ------------------------------------------------------------------------------------- */
-
-int zone_bad(txn *t, const char *why) {
-  if (t->bad == NULL) t->bad = why;
-  return -1;
-}
-
-void zset(txn *t, uint32_t off, uint64_t v) {
-  unsigned char *rec;
-  /* The last line of defence: never a store outside the stripe's fields and heap, nor into
-     the mutex or the log itself, whatever an offset read from the zone said. */
-  if (LIKELY(t->bad == NULL) &&
-      UNLIKELY(off % 8 != 0 || off < S_FIELDS || off > t->z->shard_bytes - 8 ||
-               (off >= S_LOGN && off < S_LOGN + 8) || (off >= S_LOG && off < S_LOG + LOG_MAX * 16)))
-    zone_bad(t, "a store outside the stripe");
-  if (UNLIKELY(t->n >= LOG_MAX)) zone_bad(t, "an operation outgrew the undo log");
-  if (UNLIKELY(t->bad != NULL)) return;
-  rec = t->s + S_LOG + (size_t)t->n * 16;
-  st64(rec, off);
-  st64(rec + 8, ld64(t->s + off));
-  BARRIER();
-  st64(t->s + S_LOGN, ++t->n);
-  BARRIER();
-  CRASH_POINT();
-  st64(t->s + off, v);
-  BARRIER();
-}
-
-void zset32(txn *t, uint32_t off, uint32_t v) {
-  unsigned char w[8];
-  uint64_t nw;
-  memcpy(w, t->s + (off & ~7u), 8);
-  memcpy(w + (off & 7u), &v, 4);
-  memcpy(&nw, w, 8);
-  zset(t, off & ~7u, nw);
-}
-
-/* Records a word that a raw copy is about to overwrite (the footer of a free block taken
-   whole), so that an undo puts it back. */
-static void zlog(txn *t, uint32_t off) {
-  zset(t, off, ld64(t->s + off));
-}
-
-/* Undoes the log in reverse (each word gets its oldest recorded value back), then empties it.
-   Repeating an interrupted undo gives the same result. The records are checked first, all of
-   them: a forged log changes nothing. */
-static int undo(zone *z, unsigned char *s) {
-  uint64_t n = ld64(s + S_LOGN), i;
-  if (n > LOG_MAX) return -1;
-  for (i = 0; i < n; i++) {
-    uint64_t off = ld64(s + S_LOG + i * 16);
-    if (off % 8 != 0 || off < S_FIELDS || off > z->shard_bytes - 8 || off == S_LOGN ||
-        (off >= S_LOG && off < S_LOG + LOG_MAX * 16))
-      return -1;
-  }
-  for (i = n; i-- > 0;) {
-    st64(s + ld64(s + S_LOG + i * 16), ld64(s + S_LOG + i * 16 + 8));
-    BARRIER();
-    CRASH_POINT();
-  }
-  st64(s + S_LOGN, 0);
-  BARRIER();
-  return 0;
-}
-
-/* The commit: the operation's changes are all in place; forgetting the log makes them final. */
-static void commit(txn *t) {
-  BARRIER();
-  CRASH_POINT();
-  st64(t->s + S_LOGN, 0);
-  BARRIER();
-  t->n = 0;
-}
-
-/* Puts back what the operation changed so far (it could not finish). */
-static void rollback(txn *t) {
-  undo(t->z, t->s);
-  t->n = 0;
-  t->bad = NULL;
-}
-
-/* ---------------------------------------------------------------------------------------
-** Stripes: locking, recovery, reset
-** ------------------------------------------------------------------------------------- */
-
-/* Empties a stripe: one free block, no entries. Raw stores, no log: it is a redo, which whoever
-   locks the stripe next repeats while the stripe's generation is behind the zone's (the last
-   store below). */
-static void reset_shard(zone *z, unsigned char *s) {
-  uint32_t heap = z->heap_end - z->heap_off, c = class_of(heap);
-  st64(s + S_ENTRIES, 0);
-  st64(s + S_LRU, 0);
-  st64(s + S_MAP, 0);
-  st64(s + S_MAP + 8, 0);
-  memset(s + S_FREELIST, 0, NCLASS * 4);
-  memset(s + S_BUCKETS, 0, (size_t)z->nbuckets * 4);
-  CRASH_POINT();
-  st64(s + z->heap_off, pack2(heap, 0));
-  st64(s + z->heap_off + 8, 0);
-  st64(s + z->heap_end - 8, heap);
-  st32(s + S_FREELIST + 4 * c, z->heap_off);
-  st64(s + S_MAP + 8 * (c / 64), (uint64_t)1 << (c % 64));
-  st64(s + S_FREE, heap);
-  BARRIER();
-  st64(s + S_GEN, ld64(z->base + H_GEN));
-  BARRIER();
-}
-
-static void unlock_shard(zone *z, uint32_t i) {
-  luashm_mutex_unlock((pthread_mutex_t *)SHARD(z, i));
-}
-
-/* Locks stripe i and makes it consistent: a log left by a process that died inside an
-   operation is undone, a flush_all it has not applied yet is applied. */
-static int lock_shard(zone *z, uint32_t i) {
-  unsigned char *s = SHARD(z, i);
-  int rc = luashm_mutex_lock((pthread_mutex_t *)s, NULL);
-  if (UNLIKELY(rc != 0)) {
-    if (rc == EINTR) return ZONE_INTR;
-    if (rc != LUASHM_OWNER_DIED) {
-      z->shard = (int)i;
-      return ZONE_LOCKFAIL;
-    }
-    st64(s + S_RECOVERED, ld64(s + S_RECOVERED) + 1);
-  }
-  if (UNLIKELY(ld64(s + S_LOGN) != 0) && undo(z, s) != 0) {
-    unlock_shard(z, i);
-    z->shard = (int)i;
-    z->why = "its undo log is malformed";
-    return ZONE_CORRUPT;
-  }
-  if (UNLIKELY(ld64(s + S_GEN) != ld64(z->base + H_GEN))) reset_shard(z, s);
-  return ZONE_OK;
-}
-
-int zone_lock_all(zone *z) {
-  uint32_t i;
-  for (i = 0; i < z->nshards; i++) {
-    int rc = lock_shard(z, i);
-    if (rc != ZONE_OK) {
-      while (i-- > 0) unlock_shard(z, i);
-      return rc;
-    }
-  }
-  return ZONE_OK;
-}
-
-void zone_unlock_all(zone *z) {
-  uint32_t i;
-  for (i = 0; i < z->nshards; i++) unlock_shard(z, i);
-}
-
-static void txn_begin(txn *t, zone *z, uint32_t i) {
-  t->z = z;
-  t->s = SHARD(z, i);
-  t->i = i;
-  t->n = 0;
-  t->now = 0;
-  t->bad = NULL;
-}
-
-/* Ends the operation on stripe t->i and unlocks it: commits, or, when a check failed on the way,
-   undoes and reports the zone as corrupt. */
-static int finish(txn *t, int rc) {
-  if (UNLIKELY(t->bad != NULL)) {
-    t->z->why = t->bad;
-    t->z->shard = (int)t->i;
-    rollback(t);
-    rc = ZONE_CORRUPT;
-  } else {
-    commit(t);
-  }
-  unlock_shard(t->z, t->i);
-  return rc;
-}
-
 /* Locks the stripe of a key and begins an operation on it. */
 static int begin_key(txn *t, zone *z, const char *k, size_t klen, uint32_t *hash) {
   uint64_t h = zone_hash(z, k, klen);
   uint32_t i = z->shard_bits == 0 ? 0 : (uint32_t)(h >> (64 - z->shard_bits));
-  int rc = lock_shard(z, i);
+  int rc = zone_lock_shard(z, i);
   *hash = (uint32_t)h;
-  if (rc == ZONE_OK) txn_begin(t, z, i);
+  if (rc == ZONE_OK) zone_begin(t, z, i);
   return rc;
 }
-
-/* ---------------------------------------------------------------------------------------
-** Entries and free blocks, read with every field checked
-** ------------------------------------------------------------------------------------- */
-
-int zone_ent(txn *t, uint32_t off, ent *e) {
-  const zone *z = t->z;
-  unsigned char *p;
-  uint32_t w;
-  if (off % 8 != 0 || off < z->heap_off || off > z->heap_end - ENTRY_MIN)
-    return zone_bad(t, "a link points outside the heap");
-  p = t->s + off;
-  w = ld32(p);
-  e->off = off;
-  e->p = p;
-  e->size = w & ~7u;
-  if (!(w & F_INUSE)) return zone_bad(t, "a link points at a free block");
-  if (e->size < ENTRY_MIN || e->size > z->heap_end - off)
-    return zone_bad(t, "an entry's size runs past the heap");
-  e->type = (int)ld32(p + 4);
-  e->hnext = ld32(p + E_HNEXT);
-  e->hash = ld32(p + E_HASH);
-  e->prev = ld32(p + E_PREV);
-  e->next = ld32(p + E_NEXT);
-  e->expires = (int64_t)ld64(p + E_EXPIRES);
-  e->klen = ld32(p + E_KLEN);
-  e->vlen = ld32(p + E_VLEN);
-  if (e->type < ZONE_BOOL || e->type > ZONE_STR) return zone_bad(t, "an entry has no valid type");
-  if (e->klen == 0 || e->klen > ZONE_KEY_MAX ||
-      ENTRY_HEAD + PAD8((uint64_t)e->klen) + PAD8((uint64_t)e->vlen) > e->size)
-    return zone_bad(t, "an entry's key and value overrun its block");
-  if ((e->type == ZONE_BOOL && e->vlen != 1) ||
-      ((e->type == ZONE_INT || e->type == ZONE_FLOAT) && e->vlen != 8))
-    return zone_bad(t, "an entry's value length does not match its type");
-  return 0;
-}
-
-int zone_free_block(txn *t, uint32_t off, fblk *f) {
-  const zone *z = t->z;
-  uint32_t w;
-  if (off % 8 != 0 || off < z->heap_off || off > z->heap_end - MIN_FREE)
-    return zone_bad(t, "a free-list link points outside the heap");
-  w = ld32(t->s + off);
-  f->off = off;
-  f->size = w & ~7u;
-  if (w & (F_INUSE | F_PREVFREE)) return zone_bad(t, "a free-list link points at a used block");
-  if (f->size < MIN_FREE || f->size > z->heap_end - off)
-    return zone_bad(t, "a free block's size runs past the heap");
-  if (ld64(t->s + off + f->size - 8) != f->size)
-    return zone_bad(t, "a free block's footer disagrees with its header");
-  f->next = ld32(t->s + off + F_NEXT);
-  f->prev = ld32(t->s + off + F_PREV);
-  return 0;
-}
-
-#define TRY(x)              \
-  do {                      \
-    if ((x) < 0) return -1; \
-  } while (0)
 
 /* The chain walk: 1 and *e when the key is there (*prev: its predecessor in the chain, 0 for
    the bucket), 0 when not, -1 when the chain is malformed. */
@@ -393,141 +133,6 @@ static int64_t now_of(txn *t) {
 
 static int expired(txn *t, const ent *e) {
   return e->expires != ZONE_NEVER && now_of(t) >= e->expires;
-}
-
-/* ---------------------------------------------------------------------------------------
-** The allocator: blocks tile the heap, each with a header word (size, in use, previous block
-** free); free blocks carry list links and a footer (their size), are never adjacent (freeing
-** coalesces), and hang in NCLASS lists by size, with a bitmap of the lists not empty.
-** ------------------------------------------------------------------------------------- */
-
-static void map_set(txn *t, unsigned c, int on) {
-  uint32_t off = S_MAP + 8 * (c / 64);
-  uint64_t w = ld64(t->s + off), bit = (uint64_t)1 << (c % 64);
-  zset(t, off, on ? w | bit : w & ~bit);
-}
-
-static int list_remove(txn *t, const fblk *f) {
-  unsigned c = class_of(f->size);
-  fblk x;
-  if (f->prev != 0) {
-    TRY(zone_free_block(t, f->prev, &x));
-    if (x.next != f->off) return zone_bad(t, "a free list's links disagree");
-    zset32(t, f->prev + F_NEXT, f->next);
-  } else {
-    if (ld32(t->s + S_FREELIST + 4 * c) != f->off)
-      return zone_bad(t, "a free block is not where its list starts");
-    zset32(t, S_FREELIST + 4 * c, f->next);
-    if (f->next == 0) map_set(t, c, 0);
-  }
-  if (f->next != 0) {
-    TRY(zone_free_block(t, f->next, &x));
-    if (x.prev != f->off) return zone_bad(t, "a free list's links disagree");
-    zset32(t, f->next + F_PREV, f->prev);
-  }
-  return 0;
-}
-
-static int list_push(txn *t, uint32_t off, uint32_t size) {
-  unsigned c = class_of(size);
-  uint32_t head = ld32(t->s + S_FREELIST + 4 * c);
-  fblk x;
-  zset32(t, off + F_NEXT, head);
-  zset32(t, off + F_PREV, 0);
-  if (head != 0) {
-    TRY(zone_free_block(t, head, &x));
-    zset32(t, head + F_PREV, off);
-  } else {
-    map_set(t, c, 1);
-  }
-  zset32(t, S_FREELIST + 4 * c, off);
-  return 0;
-}
-
-/* The lowest list at or above class c that is not empty, or NCLASS. */
-static unsigned map_find(txn *t, unsigned c) {
-  for (; c < NCLASS; c = (c / 64 + 1) * 64) {
-    uint64_t w = ld64(t->s + S_MAP + 8 * (c / 64)) >> (c % 64);
-    if (w != 0) return c + (unsigned)__builtin_ctzll(w);
-  }
-  return NCLASS;
-}
-
-/* A block of need bytes (a multiple of 8): its offset (its header still says free), 0 when no
-   free block is large enough, -1 when the zone is malformed. Good fit: the smallest class
-   whose blocks all fit, else the first fit in need's own class. Splits off what is left. */
-static int64_t zalloc(txn *t, uint32_t need, uint32_t *got) {
-  unsigned c = class_of(need), k = map_find(t, c <= LAST_EXACT ? c : c + 1);
-  uint32_t off;
-  uint64_t steps = 0;
-  fblk f;
-  if (k < NCLASS) {
-    TRY(zone_free_block(t, ld32(t->s + S_FREELIST + 4 * k), &f));
-  } else {
-    for (off = ld32(t->s + S_FREELIST + 4 * c);; off = f.next) {
-      if (off == 0) return 0;
-      if (++steps > MAX_BLOCKS(t->z)) return zone_bad(t, "a free list loops");
-      TRY(zone_free_block(t, off, &f));
-      if (f.size >= need) break;
-    }
-  }
-  if (f.size < need) return zone_bad(t, "a free block is smaller than its list says");
-  TRY(list_remove(t, &f));
-  if (f.size - need >= MIN_FREE) {
-    uint32_t r = f.off + need, rest = f.size - need;
-    zset(t, r, pack2(rest, 0));
-    zset(t, f.off + f.size - 8, rest);
-    TRY(list_push(t, r, rest));
-    *got = need;
-  } else {
-    uint32_t next = f.off + f.size;
-    if (next < t->z->heap_end) {
-      uint32_t w = ld32(t->s + next);
-      if (!(w & F_INUSE) || !(w & F_PREVFREE))
-        return zone_bad(t, "a free block's neighbour has the wrong flags");
-      zset32(t, next, w & ~F_PREVFREE);
-    }
-    zlog(t, f.off + f.size - 8);
-    *got = f.size;
-  }
-  zset(t, S_FREE, ld64(t->s + S_FREE) - *got);
-  return f.off;
-}
-
-/* Frees the used block at off (size bytes), coalescing with free neighbours. */
-static int zfree(txn *t, uint32_t off, uint32_t size) {
-  uint32_t w = ld32(t->s + off), total = size, next;
-  fblk f;
-  if (w & F_PREVFREE) {
-    uint64_t psize;
-    if (off < t->z->heap_off + MIN_FREE)
-      return zone_bad(t, "a block's previous-free flag is wrong");
-    psize = ld64(t->s + off - 8);
-    if (psize % 8 != 0 || psize < MIN_FREE || psize > off - t->z->heap_off)
-      return zone_bad(t, "a free block's footer is out of bounds");
-    TRY(zone_free_block(t, off - (uint32_t)psize, &f));
-    if (f.size != psize) return zone_bad(t, "a free block's footer disagrees with its header");
-    TRY(list_remove(t, &f));
-    off = f.off;
-    total += f.size;
-  }
-  next = off + total;
-  if (next < t->z->heap_end) {
-    if (next > t->z->heap_end - MIN_FREE) return zone_bad(t, "a block runs past the heap");
-    w = ld32(t->s + next);
-    if (w & F_INUSE) {
-      zset32(t, next, w | F_PREVFREE);
-    } else {
-      TRY(zone_free_block(t, next, &f));
-      TRY(list_remove(t, &f));
-      total += f.size;
-    }
-  }
-  zset(t, off, pack2(total, 0));
-  zset(t, off + total - 8, total);
-  TRY(list_push(t, off, total));
-  zset(t, S_FREE, ld64(t->s + S_FREE) + size);
-  return 0;
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -600,26 +205,7 @@ static int unlink_ent(txn *t, const ent *e, uint32_t prev) {
    intact. So a step that frees ends there, or only unlinks and frees last. */
 static int remove_ent(txn *t, const ent *e, uint32_t prev) {
   TRY(unlink_ent(t, e, prev));
-  return zfree(t, e->off, e->size);
-}
-
-/* The size of the free block that freeing e would make (e and its free neighbours). */
-static int64_t room_of(txn *t, const ent *e) {
-  uint64_t room = e->size;
-  uint32_t next = e->off + e->size;
-  fblk f;
-  if (ld32(e->p) & F_PREVFREE) {
-    uint64_t psize = e->off >= t->z->heap_off + MIN_FREE ? ld64(e->p - 8) : 0;
-    if (psize % 8 != 0 || psize < MIN_FREE || psize > e->off - t->z->heap_off)
-      return zone_bad(t, "a free block's footer is out of bounds");
-    TRY(zone_free_block(t, e->off - (uint32_t)psize, &f));
-    room += f.size;
-  }
-  if (next < t->z->heap_end && !(ld32(t->s + next) & F_INUSE)) {
-    TRY(zone_free_block(t, next, &f));
-    room += f.size;
-  }
-  return (int64_t)room;
+  return zone_free(t, e->off, e->size);
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -749,7 +335,7 @@ static int store_locked(txn *t, int how, uint32_t hash, const char *k, size_t kl
     TRY(found);
     if (found && expired(t, &e)) {
       TRY(remove_ent(t, &e, prev));
-      commit(t);
+      zone_commit(t);
       continue;
     }
     if (how == ZONE_ADD && found) return ZONE_EXISTS;
@@ -763,14 +349,14 @@ static int store_locked(txn *t, int how, uint32_t hash, const char *k, size_t kl
       TRY(r = rewrite_in_place(t, &e, v, expires));
       if (r) return ZONE_OK;
     }
-    TRY(off = zalloc(t, (uint32_t)need, &got));
+    TRY(off = zone_alloc(t, (uint32_t)need, &got));
     if (off > 0) {
       if (found) TRY(unlink_ent(t, &e, prev));
       TRY(insert(t, (uint32_t)off, got, hash, k, klen, v, expires));
-      if (found) TRY(zfree(t, e.off, e.size));
+      if (found) TRY(zone_free(t, e.off, e.size));
       return ZONE_OK;
     }
-    if (found) TRY(room = room_of(t, &e));
+    if (found) TRY(room = zone_room(t, &e));
     if (found && (uint64_t)room >= need) {
       TRY(remove_ent(t, &e, prev));
     } else {
@@ -778,7 +364,7 @@ static int store_locked(txn *t, int how, uint32_t hash, const char *k, size_t kl
       if (r == 0) return ZONE_NOMEM;
       if (r == 2) *evicted = 1;
     }
-    commit(t);
+    zone_commit(t);
   }
   return zone_bad(t, "making room does not end");
 }
@@ -796,19 +382,19 @@ int zone_get(zone *z, const char *k, size_t klen, zone_value *out, char *buf, si
   *stale = 0;
   if (rc != ZONE_OK) return rc;
   found = find(&t, hash, k, klen, &e, &prev);
-  if (found <= 0) return finish(&t, ZONE_NOTFOUND);
+  if (found <= 0) return zone_finish(&t, ZONE_NOTFOUND);
   if (expired(&t, &e)) {
     *stale = 1;
     remove_ent(&t, &e, prev);
-    return finish(&t, ZONE_NOTFOUND);
+    return zone_finish(&t, ZONE_NOTFOUND);
   }
   if (e.type == ZONE_STR && e.vlen > cap) {
     *need = e.vlen;
-    return finish(&t, ZONE_SMALLBUF);
+    return zone_finish(&t, ZONE_SMALLBUF);
   }
   value_read(&e, out, buf);
   lru_touch(&t, &e);
-  return finish(&t, ZONE_OK);
+  return zone_finish(&t, ZONE_OK);
 }
 
 int zone_store(zone *z, int how, const char *k, size_t klen, const zone_value *v, int64_t ttl_ns,
@@ -819,7 +405,7 @@ int zone_store(zone *z, int how, const char *k, size_t klen, const zone_value *v
   *evicted = 0;
   if (rc != ZONE_OK) return rc;
   rc = store_locked(&t, how, hash, k, klen, v, ttl_ns, evicted);
-  return finish(&t, rc < 0 ? ZONE_CORRUPT : rc);
+  return zone_finish(&t, rc < 0 ? ZONE_CORRUPT : rc);
 }
 
 /* n added to the number v (both checked numbers): integers wrap, anything else is a float. */
@@ -845,28 +431,28 @@ int zone_incr(zone *z, const char *k, size_t klen, const zone_value *n, const zo
   *evicted = 0;
   if (rc != ZONE_OK) return rc;
   found = find(&t, hash, k, klen, &e, &prev);
-  if (found < 0) return finish(&t, ZONE_CORRUPT);
+  if (found < 0) return zone_finish(&t, ZONE_CORRUPT);
   if (found && expired(&t, &e)) { /* a step of its own: a store may follow */
-    if (remove_ent(&t, &e, prev) == 0) commit(&t);
+    if (remove_ent(&t, &e, prev) == 0) zone_commit(&t);
     found = 0;
   }
   if (found) {
     zone_value old;
     if (e.type != ZONE_INT && e.type != ZONE_FLOAT) {
       out->type = e.type;
-      return finish(&t, ZONE_NOTNUM);
+      return zone_finish(&t, ZONE_NOTNUM);
     }
     value_read(&e, &old, NULL);
     *out = add_number(&old, n);
     /* A number always fits its own block: only a forged one does not. */
     if (rewrite_in_place(&t, &e, out, e.expires) == 0)
       zone_bad(&t, "a number's block has the wrong size");
-    return finish(&t, ZONE_OK);
+    return zone_finish(&t, ZONE_OK);
   }
-  if (init == NULL) return finish(&t, ZONE_NOTFOUND);
+  if (init == NULL) return zone_finish(&t, ZONE_NOTFOUND);
   *out = add_number(init, n);
   rc = store_locked(&t, ZONE_SET, hash, k, klen, out, ttl_ns, evicted);
-  return finish(&t, rc < 0 ? ZONE_CORRUPT : rc);
+  return zone_finish(&t, rc < 0 ? ZONE_CORRUPT : rc);
 }
 
 /* ttl and expire: the live entry of k, or ZONE_NOTFOUND (an expired one is removed). */
@@ -879,7 +465,7 @@ static int find_live(txn *t, zone *z, const char *k, size_t klen, ent *e) {
     remove_ent(t, e, prev);
     found = 0;
   }
-  if (found <= 0) return finish(t, ZONE_NOTFOUND);
+  if (found <= 0) return zone_finish(t, ZONE_NOTFOUND);
   return -1; /* found: the stripe stays locked */
 }
 
@@ -889,7 +475,7 @@ int zone_ttl(zone *z, const char *k, size_t klen, int64_t *left_ns) {
   int rc = find_live(&t, z, k, klen, &e);
   if (rc >= 0) return rc;
   *left_ns = e.expires == ZONE_NEVER ? 0 : e.expires - now_of(&t);
-  return finish(&t, ZONE_OK);
+  return zone_finish(&t, ZONE_OK);
 }
 
 int zone_expire(zone *z, const char *k, size_t klen, int64_t ttl_ns) {
@@ -898,7 +484,7 @@ int zone_expire(zone *z, const char *k, size_t klen, int64_t ttl_ns) {
   int rc = find_live(&t, z, k, klen, &e);
   if (rc >= 0) return rc;
   zset(&t, e.off + E_EXPIRES, ttl_ns > 0 ? (uint64_t)(now_of(&t) + ttl_ns) : ZONE_NEVER);
-  return finish(&t, ZONE_OK);
+  return zone_finish(&t, ZONE_OK);
 }
 
 int zone_flush_all(zone *z) {
@@ -909,7 +495,7 @@ int zone_flush_all(zone *z) {
   st64(z->base + H_GEN, ld64(z->base + H_GEN) + 1);
   BARRIER();
   CRASH_POINT();
-  for (i = 0; i < z->nshards; i++) reset_shard(z, SHARD(z, i));
+  for (i = 0; i < z->nshards; i++) zone_reset_shard(z, SHARD(z, i));
   zone_unlock_all(z);
   return ZONE_OK;
 }
@@ -921,9 +507,9 @@ int zone_flush_expired(zone *z, uint64_t max, uint64_t *n) {
     txn t;
     uint32_t off, prev;
     uint64_t steps;
-    int rc = lock_shard(z, i);
+    int rc = zone_lock_shard(z, i);
     if (rc != ZONE_OK) return rc;
-    txn_begin(&t, z, i);
+    zone_begin(&t, z, i);
     off = ld32(t.s + S_LRU_TAIL);
     for (steps = 0; off != 0 && (max == 0 || *n < max); steps++) {
       ent e;
@@ -932,10 +518,10 @@ int zone_flush_expired(zone *z, uint64_t max, uint64_t *n) {
       off = e.prev;
       if (!expired(&t, &e)) continue;
       if (chain_prev(&t, &e, &prev) < 0 || remove_ent(&t, &e, prev) < 0) break;
-      commit(&t);
+      zone_commit(&t);
       (*n)++;
     }
-    if ((rc = finish(&t, ZONE_OK)) != ZONE_OK) return rc;
+    if ((rc = zone_finish(&t, ZONE_OK)) != ZONE_OK) return rc;
   }
   return ZONE_OK;
 }
@@ -948,7 +534,7 @@ static int each_live(zone *z, int (*fn)(const ent *e, void *ud), void *ud) {
     txn t;
     uint32_t off;
     uint64_t steps;
-    txn_begin(&t, z, i);
+    zone_begin(&t, z, i);
     off = ld32(t.s + S_LRU_HEAD);
     for (steps = 0; off != 0; steps++) {
       ent e;
@@ -1057,7 +643,7 @@ int zone_format(unsigned char *p, uint64_t capacity) {
   st64(p + H_GEN, 0);
   for (i = 0; i < z.nshards; i++) {
     if (luashm_mutex_init((pthread_mutex_t *)SHARD(&z, i)) != 0) return -1;
-    reset_shard(&z, SHARD(&z, i));
+    zone_reset_shard(&z, SHARD(&z, i));
   }
   return 0;
 }

@@ -154,14 +154,47 @@ typedef struct fblk {
   uint32_t off, size, next, prev;
 } fblk;
 
+/* Returns -1 from the calling function when x is negative (a check failed: t->bad says why). */
+#define TRY(x)              \
+  do {                      \
+    if ((x) < 0) return -1; \
+  } while (0)
+
+/* zone.c: the geometry of a capacity (0, or -1 when it cannot hold a dict); a key's hash. */
 int zone_geometry(uint64_t capacity, zone *z);
 uint64_t zone_hash(const zone *z, const char *k, size_t n);
-int zone_bad(txn *t, const char *why);
-int zone_ent(txn *t, uint32_t off, ent *e);
-int zone_free_block(txn *t, uint32_t off, fblk *f);
-int zone_lock_all(zone *z);
-void zone_unlock_all(zone *z);
+
+/* zone_stripe.c: the undo log. zset stores v at a stripe-relative offset (8-aligned) after
+   logging the word's old value; zset32 does so for 4 bytes of a word. zone_commit forgets the
+   log (the step is done). zone_bad records the first inconsistency and returns -1: the step
+   goes no further, its stores are skipped and zone_finish undoes it. */
 void zset(txn *t, uint32_t off, uint64_t v);
 void zset32(txn *t, uint32_t off, uint32_t v);
+void zone_commit(txn *t);
+int zone_bad(txn *t, const char *why);
+
+/* zone_stripe.c: locking. zone_lock_shard locks stripe i and recovers it (undoes a dead
+   holder's log, applies a pending flush); ZONE_OK or an error, unlocked. zone_begin starts a
+   step on a locked stripe; zone_finish commits it (or undoes it when t->bad) and unlocks,
+   returning rc (ZONE_CORRUPT when undone). zone_reset_shard empties a locked stripe (a redo:
+   its last store records the zone's generation). */
+int zone_lock_shard(zone *z, uint32_t i);
+void zone_unlock_shard(zone *z, uint32_t i);
+int zone_lock_all(zone *z);
+void zone_unlock_all(zone *z);
+void zone_begin(txn *t, zone *z, uint32_t i);
+int zone_finish(txn *t, int rc);
+void zone_reset_shard(zone *z, unsigned char *s);
+
+/* zone_stripe.c: the checked readers (0, or -1 via zone_bad). */
+int zone_ent(txn *t, uint32_t off, ent *e);
+int zone_free_block(txn *t, uint32_t off, fblk *f);
+
+/* zone_stripe.c: the allocator. zone_alloc: a block of need bytes (a multiple of 8) from the
+   free lists, its offset (*got: its size), 0 when none is large enough, -1. zone_free: frees a
+   used block, coalescing. zone_room: the size of the free block that freeing e would make. */
+int64_t zone_alloc(txn *t, uint32_t need, uint32_t *got);
+int zone_free(txn *t, uint32_t off, uint32_t size);
+int64_t zone_room(txn *t, const ent *e);
 
 #endif
