@@ -2,7 +2,8 @@
 -- with its output checked against an independent computation: the Mandelbrot image (PNG parsed
 -- back, checked by Python's zlib, pixels against a plain serial render, the same bytes for any
 -- worker count or schedule), the pipeline's histogram against a direct count, the NumPy bridge
--- both ways, the word counts against tr | sort | uniq -c, and the two small examples. No
+-- both ways, the word counts (and the group-by's, with a shared dict) against tr | sort | uniq -c,
+-- and the two small examples. No
 -- example may leave a block or a process behind. (stats.lua runs in test_mpi.lua.)
 local lu = require "luaunit"
 local H = require "helper"
@@ -392,6 +393,48 @@ function TestMonteCarlo:test_a_seed_reproduces_the_run()
   lu.assertEquals(counts[2], inside)
   local _, other = montecarlo(3, 300000, 2025)
   lu.assertNotEquals(other, counts)
+end
+
+------------------------------------------------------------------------------------------------
+-- Group-by with a shared dict
+------------------------------------------------------------------------------------------------
+
+TestGroupby = {}
+
+function TestGroupby:test_three_ways_agree_with_tr_sort_uniq()
+  local files = { "/usr/share/common-licenses/GPL-3", "/usr/share/common-licenses/Apache-2.0" }
+  local out = run({ j = 2 }, "groupby.lua", "-n", 100000, "-r", 3, files[1], files[2])
+  local counts, total, distinct = parse_wordcount(out)
+  local want, want_total, want_distinct = shell_counts(files)
+  for w, n in pairs(want) do want[w] = 3 * n end
+  lu.assertEquals(total, 3 * want_total)
+  lu.assertEquals(distinct, want_distinct)
+  lu.assertEquals(counts, want)
+  lu.assertStrMatches(out, "2 files, %d+ bytes x 3 rounds: .* 2 workers\n.*")
+  for _, way in ipairs({ "dict: ", "combined: ", "tables: " }) do
+    lu.assertStrMatches(out, ".*\n" .. way .. "[^\n]+ [%d.]+ s\n.*")
+  end
+end
+
+function TestGroupby:test_a_dict_too_small_for_the_words_is_reported_not_wrong()
+  -- 30,000 distinct words do not fit a 1 MiB dict: it evicts, and the script must say so.
+  local file = os.tmpname()
+  local f = assert(io.open(file, "w"))
+  for i = 0, 29999 do
+    local w, n = {}, i
+    for k = 1, 4 do
+      w[k] = string.char(97 + n % 26)
+      n = n // 26
+    end
+    f:write(table.concat(w), i % 10 == 9 and "\n" or " ")
+  end
+  f:close()
+  local out, ok = H.sh(H.shell_quote(H.host) .. " -j 2 " .. H.shell_quote(EX .. "groupby.lua")
+    .. " -r 1 -c 1 " .. file .. " 2>&1")
+  os.remove(file)
+  lu.assertTrue(not ok, out)
+  lu.assertStrContains(out, "groupby: the dict lost counts (")
+  lu.assertStrContains(out, "it was too small, make it larger with -c MIB")
 end
 
 ------------------------------------------------------------------------------------------------

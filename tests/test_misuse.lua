@@ -117,9 +117,11 @@ local function child(mode)
   end
 
   -- Methods that end their caller by design (the channel's fault-injection hooks SIGKILL
-  -- their caller once their arguments pass): each call runs in a forked worker, where that
-  -- SIGKILL is the expected way to succeed and any other death is a crash.
-  local forked = { ["Channel:_die_in_send"] = true, ["Channel:_recv_counted"] = true }
+  -- their caller once their arguments pass; the dict's arms its crash points): each call runs
+  -- in a forked worker, where that SIGKILL is the expected way to succeed and any other death
+  -- is a crash.
+  local forked = { ["Channel:_die_in_send"] = true, ["Channel:_recv_counted"] = true,
+    ["Dict:_crash_after"] = true }
 
   local function call_forked(label, f, args, n)
     calls = calls + 1
@@ -198,6 +200,12 @@ local function child(mode)
   make.Worker = function() return shm.spawn(quick) end
   make.Pool = function() return shm.pool(1) end
   make.Progress = function() return shm.progress(100, "sweep") end
+  make.Dict = function()
+    local d = shm.dict({ capacity = 8192 })
+    d:set("k", "v")
+    d:set("n", 1)
+    return d
+  end
 
   -- The metatable name each kind of object must carry.
   local tname = {
@@ -206,6 +214,7 @@ local function child(mode)
     List = "luashm.List", Lock = "luashm.Lock", Guard = "luashm.LockGuard",
     Barrier = "luashm.Barrier", Channel = "luashm.Channel", Manager = "luashm.Manager",
     Worker = "luashm.Worker", Pool = "luashm.Pool", Progress = "luashm.Progress",
+    Dict = "luashm.Dict",
   }
 
   -- Ways to put an object in a used-up state: each must leave every method failing cleanly.
@@ -226,6 +235,8 @@ local function child(mode)
     Pool = { closed = function(o) o:close() end,
       started = function(o) o:map(quick, 1) end },
     Progress = { closed = function(o) o:close() end, unlinked = function(o) o:unlink() end },
+    Dict = { closed = function(o) o:close() end, block_closed = function(o) o.block:close() end,
+      unlinked = function(o) o:unlink() end, flushed = function(o) o:flush_all() end },
   }
 
   -- ---------------------------------------------------------------------------------------
@@ -245,7 +256,7 @@ local function child(mode)
     -- One object of each type, then closed and unlinked ones. Their names are protected.
     local objs = {}
     for _, k in ipairs({ "Block", "Array1", "List", "Lock", "Guard", "Barrier", "Channel",
-      "Manager", "Worker", "Pool", "Progress" }) do
+      "Manager", "Worker", "Pool", "Progress", "Dict" }) do
       local o, extra = make[k]()
       objs[k], objs[k .. ".extra"] = o, extra
       shared[o] = true
@@ -262,6 +273,7 @@ local function child(mode)
       { "a shut Manager", make.Manager(), function(o) o:shutdown() end },
       { "a closed Pool", make.Pool(), function(o) o:close() end },
       { "a closed Progress", make.Progress(), function(o) o:close() end },
+      { "a closed Dict", make.Dict(), function(o) o:close() end },
       { "an unlinked Block", make.Block(), function(o) o:unlink() end },
     }
     for _, c in ipairs(closed) do
@@ -344,6 +356,8 @@ local function child(mode)
     help = { args = function() return { "shm.create" } end },
     tracker = { args = function() return {} end },
     progress = { args = function() return { 10, "label" } end },
+    dict = { args = function() return { { capacity = 8192 } } end,
+      opts = { 1, { "capacity", "name", "track" } } },
   }
   -- The private pieces that scripts/lib builds on (shm._worker) are swept too: they are
   -- reachable from any script.
@@ -409,8 +423,8 @@ local function child(mode)
       __index = { "capacity" }, __newindex = { "capacity", 1 }, __len = {}, __close = {},
       __tostring = {} },
     Manager = { create = { 64 }, array = { "u8", 4 }, list = { { 1 } }, lock = {},
-      barrier = { 1 }, channel = {}, progress = { 10 }, names = {}, shutdown = {},
-      __index = { "name" }, __close = {}, __gc = {}, __tostring = {} },
+      barrier = { 1 }, channel = {}, progress = { 10 }, dict = { { capacity = 8192 } },
+      names = {}, shutdown = {}, __index = { "name" }, __close = {}, __gc = {}, __tostring = {} },
     Worker = { join = { 5 }, kill = { "TERM" }, running = {}, close = {}, _send = { "job" },
       _take = {}, _stop = { 0.5 }, _finish = {}, __index = { "pid" }, __close = {}, __gc = {},
       __tostring = {} },
@@ -418,6 +432,11 @@ local function child(mode)
       __gc = {}, __tostring = {} },
     Progress = { add = { 1 }, close = {}, unlink = {}, __index = { "count" }, __close = {},
       __gc = {}, __tostring = {} },
+    Dict = { get = { "k" }, set = { "k", "v", 1 }, safe_set = { "k", 1 }, add = { "a", true },
+      replace = { "k", 2.5 }, incr = { "n", 1, 0, 5 }, delete = { "k" }, flush_all = {},
+      flush_expired = { 1 }, ttl = { "k" }, expire = { "k", 1 }, keys = { 2 }, count = {},
+      totable = {}, capacity = {}, free_space = {}, close = {}, unlink = {}, _check = {},
+      _crash_after = { 0 }, __index = { "name" }, __close = {}, __tostring = {}, __pairs = {} },
   }
   local reuse = { Worker = true, Pool = true }
   -- Option tables of methods: the argument's position (receiver excluded) and its fields.
@@ -426,6 +445,7 @@ local function child(mode)
     ["Manager:create"] = { 2, { "name", "track", "mode" } },
     ["Manager:list"] = { 2, { "name", "slot_bytes" } },
     ["Manager:channel"] = { 1, { "capacity", "name" } },
+    ["Manager:dict"] = { 1, { "capacity", "name" } },
   }
   -- Values a function legitimately takes and would then run for ever: not misuse.
   local endless = {
