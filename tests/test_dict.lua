@@ -583,10 +583,11 @@ local corrupt = 0
 for round = 1, 300 do
   d:flush_all()
   for i = 1, 200 do d:set("k" .. i, i % 2 == 0 and ("v"):rep(i) or i, i % 7 == 0 and 100 or nil) end
-  -- Forge some bytes anywhere after the mutex of each stripe (a forged mutex can only hang).
+  -- Forge some bytes anywhere after the (40-byte) mutex of each stripe (a forged mutex can
+  -- only hang).
   for _ = 1, math.random(1, 8) do
     local s = math.random(0, 1)
-    local off = 128 + s * stripe + math.random(64, stripe - 8)
+    local off = 128 + s * stripe + math.random(40, stripe - 8)
     local word = math.random(0, 3) == 0 and math.random(0, 1 << 20) or math.random(math.mininteger, math.maxinteger)
     d.block:pack(off - off % 4, "<i4", word & 0x7fffffff)
   end
@@ -613,19 +614,20 @@ end
 function TestDict:test_a_forged_undo_log_is_refused()
   local d = self:dict({ capacity = SMALL })
   d:set("a", 1)
-  -- Stripe 0 starts at 128; its undo count at +72, its records at +704.
-  d.block:pack(128 + 72, "<I8", 3)
-  d.block:pack(128 + 704, "<I8I8", 8, 0) -- into the mutex: refused
+  -- The x86-64 layout: stripe 0 starts at block offset 128, its undo count at +40 (after the
+  -- 40-byte mutex), its records at +48, its fields at +2112 (the LRU head at +2136).
+  d.block:pack(128 + 40, "<I8", 3)
+  d.block:pack(128 + 48, "<I8I8", 8, 0) -- into the mutex: refused
   H.assert_error({ "luashm: get '" .. d.name .. "': dict is corrupted (stripe 0: its undo log is malformed)" },
     d.get, d, "a")
-  d.block:pack(128 + 72, "<I8", 1000)
+  d.block:pack(128 + 40, "<I8", 1000)
   H.assert_error({ "its undo log is malformed" }, d.set, d, "a", 2)
-  d.block:pack(128 + 72, "<I8", 0)
+  d.block:pack(128 + 40, "<I8", 0)
   lu.assertEquals(d:get("a"), 1)
   local ok, why = d:_check()
   lu.assertTrue(ok, why)
   -- A corrupt link: _check says where, the operations say so.
-  d.block:pack(128 + 96, "<I4", 8) -- the LRU head into the stripe's header
+  d.block:pack(128 + 2136, "<I4", 8) -- the LRU head into the stripe's header
   lu.assertEquals({ d:_check() }, { false, "stripe 0: a link points outside the heap" })
   exercise(d)
 end
@@ -714,11 +716,10 @@ function TestDictCrash:test_killed_at_every_point_of_set_incr_delete()
     incr = function(d) d:incr("n", 3) end,
     incr_new = function(d) d:incr("m", 1, 10) end,
     delete = function(d) d:delete("k13") end,
-    delete_absent = function(d) d:delete("k12") end,
     delete_between_free = function(d) d:delete("k6") end,
     add = function(d) d:add("a", true) end,
     expire = function(d) d:expire("k2", 100) end,
-    get_moves_lru = function(d) d:get("k2") end,
+    get_marks_used = function(d) d:get("k2") end,
     flush_all = function(d) d:flush_all() end,
   }
   local total = 0

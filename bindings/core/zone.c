@@ -175,10 +175,10 @@ static int lru_push(txn *t, uint32_t off) {
   return 0;
 }
 
-static int lru_touch(txn *t, const ent *e) {
-  if (ld32(t->s + S_LRU_HEAD) == e->off) return 0;
-  TRY(lru_unlink(t, e));
-  return lru_push(t, e->off);
+/* A use of e: the eviction walk will give it a second chance. Nothing is written when it is
+   marked already, so repeated reads store nothing shared but the lock. */
+static void touch(txn *t, const ent *e) {
+  if (!e->used) zset32(t, e->off + E_TYPE, (uint32_t)e->type | E_USED);
 }
 
 /* Unlinks e (whose chain predecessor is prev) from its chain and the LRU list; its block stays
@@ -246,8 +246,17 @@ static void value_read(const ent *e, zone_value *out, char *buf) {
   }
 }
 
+/* Stores a word (4 bytes) through the log only when it changes. */
+static void zput(txn *t, uint32_t off, uint64_t v) {
+  if (ld64(t->s + off) != v) zset(t, off, v);
+}
+static void zput32(txn *t, uint32_t off, uint32_t v) {
+  if (ld32(t->s + off) != v) zset32(t, off, v);
+}
+
 /* Rewrites e's value where it is, word by word through the log, when the new one needs the
-   same block (give or take a little slack) and is small: numbers always are. */
+   same block (give or take a little slack) and is small: numbers always are. An increment
+   logs one word. */
 static int rewrite_in_place(txn *t, const ent *e, const zone_value *v, int64_t expires) {
   uint32_t vlen = value_len(v), words = (uint32_t)PAD8(vlen) / 8, i,
            voff = e->off + ENTRY_HEAD + (uint32_t)PAD8(e->klen);
@@ -259,12 +268,11 @@ static int rewrite_in_place(txn *t, const ent *e, const zone_value *v, int64_t e
   for (i = 0; i < words; i++) {
     unsigned char w[8] = {0};
     memcpy(w, src + 8 * i, vlen - 8 * i < 8 ? vlen - 8 * i : 8);
-    zset(t, voff + 8 * i, ld64(w));
+    zput(t, voff + 8 * i, ld64(w));
   }
-  zset32(t, e->off + 4, (uint32_t)v->type);
-  zset32(t, e->off + E_VLEN, vlen);
-  zset(t, e->off + E_EXPIRES, (uint64_t)expires);
-  TRY(lru_touch(t, e));
+  zput32(t, e->off + E_TYPE, (uint32_t)v->type | E_USED);
+  zput32(t, e->off + E_VLEN, vlen);
+  zput(t, e->off + E_EXPIRES, (uint64_t)expires);
   return 1;
 }
 
@@ -289,31 +297,43 @@ static int insert(txn *t, uint32_t off, uint32_t size, uint32_t hash, const char
   return 0;
 }
 
-/* Makes room by removing one entry other than avoid: an expired one among the oldest few (or
-   among all of them when live entries must stay), else the least recently used. Returns 2
-   when a live entry went, 1 an expired one, 0 when nothing could go, -1 when malformed. */
+/* Makes room by removing one entry other than avoid, walking the list from its oldest end
+   (the clock's hand): an expired entry goes at once. With keep_live (safe_set) nothing else may
+   go and the walk covers the list looking for an expired one. Otherwise the first entry not
+   used since the walk last passed it goes; one used meanwhile gets its second chance: it is
+   marked unused and moved to the head (a step committed on its own, so the log never fills),
+   and the walk goes on. Returns 2 when a live entry went, 1 an expired one, 0 when nothing
+   could go, -1 when malformed. */
 static int evict_one(txn *t, int keep_live, uint32_t avoid) {
-  uint32_t off = ld32(t->s + S_LRU_TAIL), victim = 0, prev;
-  uint64_t steps, limit = keep_live ? MAX_BLOCKS(t->z) : EXPIRED_SCAN;
-  ent e, v;
-  for (steps = 0; off != 0 && steps <= limit; steps++) {
+  uint32_t off = ld32(t->s + S_LRU_TAIL), prev;
+  uint64_t steps;
+  ent e;
+  for (steps = 0; off != 0; steps++) {
+    if (steps > 2 * MAX_BLOCKS(t->z) + 2) return zone_bad(t, "the LRU list loops");
     TRY(zone_ent(t, off, &e));
+    off = e.prev;
     if (expired(t, &e)) {
       TRY(chain_prev(t, &e, &prev));
       TRY(remove_ent(t, &e, prev));
       return 1;
     }
-    if (victim == 0 && off != avoid) {
-      victim = off;
-      v = e;
+    if (keep_live || e.off == avoid) continue;
+    if (e.used) {
+      zset32(t, e.off + E_TYPE, (uint32_t)e.type);
+      if (e.prev != 0) {
+        TRY(lru_unlink(t, &e));
+        TRY(lru_push(t, e.off));
+      }
+      if (UNLIKELY(t->bad != NULL)) return -1;
+      zone_commit(t);
+      continue;
     }
-    off = e.prev;
+    TRY(chain_prev(t, &e, &prev));
+    TRY(remove_ent(t, &e, prev));
+    zset(t, S_EVICTED, ld64(t->s + S_EVICTED) + 1);
+    return 2;
   }
-  if (keep_live || victim == 0) return 0;
-  TRY(chain_prev(t, &v, &prev));
-  TRY(remove_ent(t, &v, prev));
-  zset(t, S_EVICTED, ld64(t->s + S_EVICTED) + 1);
-  return 2;
+  return 0;
 }
 
 /* The body of set/safe_set/add/replace on a locked stripe (and of incr's first store). The
@@ -321,8 +341,8 @@ static int evict_one(txn *t, int keep_live, uint32_t avoid) {
    unlinked in the same step and freed last. When no free block is large enough, a step of its
    own makes room (committed alone, as an eviction may happen at any time): an expired entry
    goes first, then the entry being replaced when its own room will do (a process killed right
-   after that leaves the key absent, as if evicted), then (set, add, replace) the least recently
-   used entry; and the store starts again. */
+   after that leaves the key absent, as if evicted), then (set, add, replace) an entry not used
+   lately (evict_one); and the store starts again. */
 static int store_locked(txn *t, int how, uint32_t hash, const char *k, size_t klen,
                         const zone_value *v, int64_t ttl_ns, int *evicted) {
   uint64_t need = ENTRY_HEAD + PAD8((uint64_t)klen) + PAD8(value_len(v)), round;
@@ -393,7 +413,7 @@ int zone_get(zone *z, const char *k, size_t klen, zone_value *out, char *buf, si
     return zone_finish(&t, ZONE_SMALLBUF);
   }
   value_read(&e, out, buf);
-  lru_touch(&t, &e);
+  touch(&t, &e);
   return zone_finish(&t, ZONE_OK);
 }
 

@@ -6,15 +6,18 @@
 **
 **   zone header (64 bytes): u64 capacity, u32 nshards, u32 stripe bytes, u32 buckets per
 **     stripe, u32 heap offset, u64 hash seed, u64 flush generation
-**   stripes, each `stripe bytes` long, 64-aligned; inside a stripe (stripe-relative offsets):
+**   stripes, each `stripe bytes` long, 64-aligned; inside a stripe (stripe-relative offsets,
+**   x86-64 figures: the mutex's size sets the first two):
 **     0     pthread_mutex_t (robust, process-shared)
-**     64    u64 generation applied, u64 undo records in use, u64 entries, u64 free bytes,
-**           u32 LRU head, u32 LRU tail, u64 recovered, u64 evicted, u64[2] free-list map
-**     192   u32 free-list heads [NCLASS]
-**     704   undo log: {u64 offset, u64 old value} [LOG_MAX]
+**     40    u64 undo records in use
+**     48    undo log: {u64 offset, u64 old value} [LOG_MAX]
+**     2112  u64 generation applied, u64 entries, u64 free bytes, u32 LRU head, u32 LRU tail,
+**           u64 recovered, u64 evicted, u64[2] free-list map
+**     2240  u32 free-list heads [NCLASS]
 **     2752  u32 buckets [nbuckets] (offset of the first entry of each chain, 0 = none)
 **     heap  blocks to the end of the stripe: a used block is an entry
-**             +0 u32 size | flags, +4 u32 type, +8 u32 chain next, +12 u32 hash (low 32 bits),
+**             +0 u32 size | flags, +4 u32 type | used, +8 u32 chain next, +12 u32 hash (low 32
+*bits),
 **             +16 u32 LRU prev, +20 u32 LRU next, +24 i64 expiry (monotonic ns, 0 = never),
 **             +32 u32 key length, +36 u32 value length, +40 key, padded to 8, then value;
 **           a free block: +0 u32 size | flags, +8 u32 next, +12 u32 prev, last 8 bytes its size.
@@ -49,26 +52,30 @@
 #define NCLASS 128
 #define LAST_EXACT 28 /* classes 0..28 hold one size each: 32..256 bytes */
 
-#define S_FIELDS 64
-#define S_GEN 64
-#define S_LOGN 72
-#define S_ENTRIES 80
-#define S_FREE 88
-#define S_LRU 96
-#define S_LRU_HEAD 96
-#define S_LRU_TAIL 100
-#define S_RECOVERED 104
-#define S_EVICTED 112
-#define S_MAP 120
-#define S_FREELIST 192
-#define S_LOG (S_FREELIST + NCLASS * 4)
-#define S_BUCKETS (S_LOG + LOG_MAX * 16)
+/* The stripe's first cache line holds what every operation writes: the mutex, the count of
+   undo records and the first record (an increment logs one); the rest follows. */
+#define S_LOGN ((sizeof(pthread_mutex_t) + 7) & ~(size_t)7)
+#define S_LOG (S_LOGN + 8)
+#define S_FIELDS ((S_LOG + LOG_MAX * 16 + 63) & ~(size_t)63)
+#define S_GEN (S_FIELDS + 0)
+#define S_ENTRIES (S_FIELDS + 8)
+#define S_FREE (S_FIELDS + 16)
+#define S_LRU (S_FIELDS + 24)
+#define S_LRU_HEAD (S_FIELDS + 24)
+#define S_LRU_TAIL (S_FIELDS + 28)
+#define S_RECOVERED (S_FIELDS + 32)
+#define S_EVICTED (S_FIELDS + 40)
+#define S_MAP (S_FIELDS + 48)
+#define S_FREELIST (S_FIELDS + 128)
+#define S_BUCKETS (S_FREELIST + NCLASS * 4)
 #define SHARD_FIXED S_BUCKETS
 
 #define F_INUSE 1u
 #define F_PREVFREE 2u
 #define F_NEXT 8
 #define F_PREV 12
+#define E_TYPE 4
+#define E_USED (1u << 8) /* in the type word: used since the eviction walk last passed */
 #define E_HNEXT 8
 #define E_HASH 12
 #define E_PREV 16
@@ -82,14 +89,12 @@
 #define MIN_HEAP 1024
 #define INPLACE_MAX 256  /* a new value up to this size may be rewritten in place... */
 #define INPLACE_SLACK 64 /* ...when it leaves less than this unused in the entry's block */
-#define EXPIRED_SCAN 16  /* entries from the LRU tail looked at for an expired one first */
 
 #define PAD8(n) (((n) + 7) & ~(uint64_t)7)
 #define SHARD(z, i) ((z)->base + HEAD_SIZE + (size_t)(i) * (z)->shard_bytes)
 #define MAX_BLOCKS(z) ((uint64_t)((z)->heap_end - (z)->heap_off) / MIN_FREE)
 
-_Static_assert(sizeof(pthread_mutex_t) <= S_FIELDS, "the stripe's mutex fits its slot");
-_Static_assert(S_BUCKETS % 64 == 0, "stripe layout");
+_Static_assert(S_MAP + 16 <= S_FREELIST && S_BUCKETS % 64 == 0, "stripe layout");
 
 /* A place where the tests may kill this process (zone_crash_after). */
 extern long zone_crash_countdown;
@@ -146,7 +151,7 @@ typedef struct txn {
 typedef struct ent {
   unsigned char *p;
   uint32_t off, size, hnext, hash, prev, next, klen, vlen;
-  int type;
+  int type, used;
   int64_t expires;
 } ent;
 

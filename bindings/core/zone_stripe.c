@@ -46,8 +46,7 @@ void zset(txn *t, uint32_t off, uint64_t v) {
   /* The last line of defence: never a store outside the stripe's fields and heap, nor into
      the mutex or the log itself, whatever an offset read from the zone said. */
   if (LIKELY(t->bad == NULL) &&
-      UNLIKELY(off % 8 != 0 || off < S_FIELDS || off > t->z->shard_bytes - 8 ||
-               (off >= S_LOGN && off < S_LOGN + 8) || (off >= S_LOG && off < S_LOG + LOG_MAX * 16)))
+      UNLIKELY(off % 8 != 0 || off < S_FIELDS || off > t->z->shard_bytes - 8))
     zone_bad(t, "a store outside the stripe");
   if (UNLIKELY(t->n >= LOG_MAX)) zone_bad(t, "an operation outgrew the undo log");
   if (UNLIKELY(t->bad != NULL)) return;
@@ -85,9 +84,7 @@ static int undo(zone *z, unsigned char *s) {
   if (n > LOG_MAX) return -1;
   for (i = 0; i < n; i++) {
     uint64_t off = ld64(s + S_LOG + i * 16);
-    if (off % 8 != 0 || off < S_FIELDS || off > z->shard_bytes - 8 || off == S_LOGN ||
-        (off >= S_LOG && off < S_LOG + LOG_MAX * 16))
-      return -1;
+    if (off % 8 != 0 || off < S_FIELDS || off > z->shard_bytes - 8) return -1;
   }
   for (i = n; i-- > 0;) {
     st64(s + ld64(s + S_LOG + i * 16), ld64(s + S_LOG + i * 16 + 8));
@@ -101,6 +98,7 @@ static int undo(zone *z, unsigned char *s) {
 
 /* The commit: the operation's changes are all in place; forgetting the log makes them final. */
 void zone_commit(txn *t) {
+  if (t->n == 0) return; /* nothing to forget: no store into the shared line */
   BARRIER();
   CRASH_POINT();
   st64(t->s + S_LOGN, 0);
@@ -228,7 +226,10 @@ int zone_ent(txn *t, uint32_t off, ent *e) {
   if (!(w & F_INUSE)) return zone_bad(t, "a link points at a free block");
   if (e->size < ENTRY_MIN || e->size > z->heap_end - off)
     return zone_bad(t, "an entry's size runs past the heap");
-  e->type = (int)ld32(p + 4);
+  w = ld32(p + E_TYPE);
+  e->type = (int)(w & 0xff);
+  e->used = (w & E_USED) != 0;
+  if (w >> 9 != 0) return zone_bad(t, "an entry has no valid type");
   e->hnext = ld32(p + E_HNEXT);
   e->hash = ld32(p + E_HASH);
   e->prev = ld32(p + E_PREV);

@@ -3,28 +3,31 @@
 ** zone (the block's bytes after its luashm header: the zone header, the stripe's counters,
 ** free lists, undo log, buckets and heap), written over one real dict of ZONE_BYTES (unlinked
 ** at once, so nothing leaks) everywhere but the stripe's mutex (a forged mutex can only make a
-** lock wait: a hang, documented). Then the dict is opened again by name and every operation
-** runs on it from Lua: each must return or raise a "luashm: " error, never crash. Seeds
-** (tests/fuzz/seeds/dict) are real zones after a few operations.
+** lock wait: a hang, documented). Then the block is wrapped again as a dict, as shm.open does
+** (the kind's wrap checks the zone's header), and every operation runs on it from Lua: each
+** must return or raise a "luashm: " error, never crash. Seeds (tests/fuzz/seeds/dict) are real
+** zones after a few operations, crashed ones included.
 */
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "core.h"
+#include "kinds.h"
 #include "lualib.h"
 
-#define ZONE_BYTES 12288 /* one stripe */
-#define HEADER 64        /* the block's luashm header, kept */
-#define STRIPE 128       /* the stripe's first byte (its mutex) in the block */
-#define MUTEX 64         /* bytes of the stripe kept: the mutex slot */
+#define ZONE_BYTES 12288              /* one stripe */
+#define HEADER 64                     /* the block's luashm header, kept */
+#define STRIPE 128                    /* the stripe's first byte (its mutex) in the block */
+#define MUTEX sizeof(pthread_mutex_t) /* bytes of the stripe kept: its mutex */
 
 static const char *exercise =
-    "local d = ...\n"
+    "local rewrap, block = ...\n"
     "local function clean(ok, err)\n"
-    "  if not ok and not tostring(err):find('^luashm: ') then error('NOT CLEAN: ' .. tostring(err), 0) end\n"
+    "  if not ok and not tostring(err):find('^luashm: ') then error('NOT CLEAN: ' .. "
+    "tostring(err), 0) end\n"
     "end\n"
-    "local ok, o = pcall(shm.open, d.name)\n"
+    "local ok, o = pcall(rewrap, block)\n"
     "clean(ok, o)\n"
     "if not ok then return end\n"
     "tostring(o)\n"
@@ -37,10 +40,16 @@ static const char *exercise =
     "}\n"
     "for _, c in ipairs(calls) do clean(pcall(o[c[1]], o, table.unpack(c, 2))) end\n"
     "clean(pcall(function() for _ in pairs(o) do end end))\n"
+    "for i = 1, 40 do clean(pcall(o.set, o, 'fill' .. i, ('f'):rep(i * 13))) end\n"
     "clean(pcall(o.flush_all, o))\n"
     "clean(pcall(o.set, o, 'after', 'flush'))\n"
-    "clean(pcall(o._check, o))\n"
-    "o:close()\n";
+    "clean(pcall(o._check, o))\n";
+
+/* The Block at 1 as a Dict, through the kind's wrap (what shm.open runs). */
+static int rewrap(lua_State *L) {
+  lua_settop(L, 1);
+  return luashm_kind_dict.wrap(L, 0);
+}
 
 static lua_State *fuzz_state(void) {
   static lua_State *L = NULL;
@@ -66,19 +75,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   luashm_block *b;
   size_t i, n;
   lua_getfield(L, LUA_REGISTRYINDEX, "fuzz_dict.exercise");
+  lua_pushcfunction(L, rewrap);
   lua_getfield(L, LUA_REGISTRYINDEX, "fuzz_dict.d");
   lua_getfield(L, -1, "block");
+  lua_remove(L, -2);
   b = luashm_checkblock(L, -1);
-  lua_pop(L, 1);
-  /* Input byte i goes to zone byte i (block byte HEADER + i), the mutex slot excepted; what
-     the input does not cover is zero. */
+  /* Input byte i goes to zone byte i (block byte HEADER + i), the mutex excepted; what the
+     input does not cover is zero. */
   n = b->size - HEADER;
   for (i = 0; i < n; i++) {
     size_t at = HEADER + i;
     if (at >= STRIPE && at < STRIPE + MUTEX) continue;
     b->data[at] = i < size ? data[i] : 0;
   }
-  if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+  if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
     const char *msg = lua_tostring(L, -1);
     if (msg == NULL || strstr(msg, "luashm: ") != msg) abort();
   }
