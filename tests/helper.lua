@@ -249,6 +249,7 @@ H.makers = {
   Barrier = function() return shm.barrier(1) end,
   Channel = function() return shm.channel() end,
   Progress = function() return shm.progress(3, "x") end,
+  Dict = function() return shm.dict({ capacity = 8192 }) end,
   Manager = function() return shm.manager() end,
   Worker = function() return shm._worker.spawn(1, nil, function() end) end, -- ranked: w.rank is set
   Pool = function() return shm.pool(1) end,

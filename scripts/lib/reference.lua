@@ -30,11 +30,11 @@
 return {
 { topic = "Overview", [[
 The `luashm` module: named shared-memory blocks and the objects made of them (arrays, lists,
-locks, barriers, channels, progress counters), a manager, and forked workers.
+locks, barriers, channels, dicts, progress counters), a manager, and forked workers.
 `local shm = require "luashm"` (in the `luashm` host it is preloaded as the global `shm`).
 Every object that lives in a shared-memory block (Block, Array, List, Lock, Barrier, Channel,
-Progress) is reachable by its name from any process: `shm.open(name)` returns the right kind
-of object. Indexes are 1-based (elements, items, ranks); byte offsets are 0-based.
+Dict, Progress) is reachable by its name from any process: `shm.open(name)` returns the right
+kind of object. Indexes are 1-based (elements, items, ranks); byte offsets are 0-based.
 
 Errors are raised as strings that start with `luashm: `, name the operation and the object
 (`luashm: attach 'foo': no such block`), or take Lua's own form for a wrong argument type
@@ -70,7 +70,7 @@ In the REPL it is also the global `help`. The reference is loaded at the first c
   example = [[shm.help("shm.exists")]] },
 { topic = "Object", var = "x", [[
 The contract that every object living in a block shares (Block, Array, List, Lock, Barrier,
-Channel, Progress; a Manager has its fields): the fields `name`, `block` and `closed`, and the
+Channel, Dict, Progress; a Manager has its fields): the fields `name`, `block` and `closed`, and the
 methods `close` and `unlink`. Every object also has a useful `tostring`, closes its handle at
 scope exit when held in a `local x <close>` variable, and refuses use after close with an
 error such as `luashm: lock 'NAME' is closed`.]] },
@@ -144,7 +144,7 @@ non-string is `false`).]],
 
 { "shm.open", "shm.open(name)", [[
 Attaches the block called `name` and returns the object its bytes hold: an Array for an NPY
-header, a List for a ShareableList layout (CPython's or ours), a Lock, Barrier, Channel,
+header, a List for a ShareableList layout (CPython's or ours), a Lock, Barrier, Channel, Dict,
 Progress or Manager for one of luashm's own, else a Block. A malformed header is an error,
 never a crash.]],
   errors = [[`luashm: attach 'NAME': no such block`;
@@ -415,9 +415,10 @@ there is no capacity to give)`.]],
   example = [[local m <close> = shm.manager(); local a = m:array("f64", 4); print(#m:names()) --> 1]] },
 
 { { "Manager:create", "Manager:array", "Manager:list", "Manager:lock", "Manager:barrier",
-    "Manager:channel", "Manager:progress" },
+    "Manager:channel", "Manager:progress", "Manager:dict" },
   { "m:create(size [, opts])", "m:array(dtype, shape [, opts])", "m:list(values [, opts])",
-    "m:lock([opts])", "m:barrier(n [, opts])", "m:channel([opts])", "m:progress(total [, label])" }, [[
+    "m:lock([opts])", "m:barrier(n [, opts])", "m:channel([opts])", "m:progress(total [, label])",
+    "m:dict([opts])" }, [[
 As the `shm.` function of the same name, and the manager records the new block, which its
 shutdown unlinks.]],
   errors = [[`luashm: manager 'NAME' is shut down`; a record another program rewrote:
@@ -555,6 +556,114 @@ Bytes of buffer (what `opts.capacity` asked for, rounded up to a multiple of 8).
 How many times a process found the channel's lock held by a process that had died, and
 recovered it (the half-written message of the dead sender is never seen).]],
   example = [[print(shm.channel().recovered) --> 0]] },
+{ topic = "Dicts", kind = "Dict", var = "d", contract = true, [[
+OpenResty's `lua_shared_dict` for forked workers: a hash table of string keys (1 to 65535
+bytes, any bytes) and scalar values (booleans, integers and floats kept apart, strings) in its
+own block of fixed size, openable by name, travelling by name. Every operation is atomic, and
+a process killed at any point inside one leaves the dict consistent: the next caller undoes
+the half-done operation, as a robust lock recovers (see the README section "Dict").
+
+Keys hash to stripes (about one per 128 KiB of capacity, up to 64), each with its own lock,
+so workers on different keys rarely wait for each other. When a stripe is full, entries not
+used lately are evicted (second-chance LRU: a read marks an entry, eviction skips marked
+entries once); `safe_set` never evicts. Expiry times run on the monotonic clock. An entry
+holds at most about capacity / stripes bytes. `pairs(d)` iterates over a snapshot;
+`tostring(d)` shows the keys and the bytes used.]] },
+
+{ "shm.dict", "shm.dict([opts])", [[
+A new empty Dict in its own self-describing block.]],
+  opts = {
+    { "capacity", [[bytes of the zone (the dict's whole memory, index included): from a few
+KiB to 2^36, default 1 MiB]] },
+    { "name", [[as `shm.create`]] },
+    { "track", [[as `shm.create`]] },
+    { "mode", [[as `shm.create`]] },
+  },
+  errors = [[`luashm: dict: capacity 1000 bytes is too small for the dict's own index (at least
+N bytes)`; `luashm: dict: opts.capacity must be a positive integer (bytes of the zone), not x`.]],
+  example = [[local d = shm.dict({capacity = 65536}); print(d:capacity()) --> 65536]] },
+
+{ "Dict:get", "d:get(k)", [[
+The value of key `k`, or `nil`; when an expired entry was found (and removed), `nil, true`.
+Marks the entry used (it then survives the next eviction pass).]],
+  errors = [[`luashm: get 'NAME': key must be a string, not number`; `... key is empty`;
+`... key of N bytes is longer than 65535 bytes`.]],
+  example = [[local d = shm.dict(); d:set("n", 1); print(d:get("n"), math.type(d:get("n")), d:get("x")) --> 1	integer	nil]] },
+
+{ "Dict:set", "d:set(k, v [, ttl_s])", [[
+Stores `v` (boolean, integer, float or string) under `k`, to expire after `ttl_s` seconds
+(absent or 0: never; beyond 10^9 seconds, math.huge included: never). `nil` deletes. When
+the stripe is full, entries not used lately are evicted: returns `true`, and `true` as a
+second value when it evicted live entries.]],
+  errors = [[`luashm: set 'NAME': value of key 'k' is a table (a dict holds booleans, numbers
+and strings)`; `... ttl for key 'k' must be a number of seconds >= 0 (0: never expires), not
+-1`; `... key 'k' with a value of N bytes can never fit (an entry of this key holds at most M
+bytes; make the dict larger with opts.capacity)`.]],
+  example = [[local d = shm.dict(); print(d:set("a", "x", 60), d:get("a")) --> true	x]] },
+
+{ "Dict:safe_set", "d:safe_set(k, v [, ttl_s])", [[
+As `set`, but never evicts a live entry: `nil, "no memory"` when there is no room (expired
+entries do make room).]],
+  example = [[local d = shm.dict(); print(d:safe_set("a", 1)) --> true]] },
+
+{ { "Dict:add", "Dict:replace" }, { "d:add(k, v [, ttl_s])", "d:replace(k, v [, ttl_s])" }, [[
+`add` stores only when `k` has no live entry, `replace` only when it has one: `true`, or
+`false, "exists"` / `false, "not found"`. As `set` otherwise (they evict when full).]],
+  example = [[local d = shm.dict(); d:add("a", 1); print(d:add("a", 2)) --> false	exists]] },
+
+{ "Dict:incr", "d:incr(k, n [, init [, ttl_s]])", [[
+Adds the number `n` to the number under `k`, atomically, and returns the new value: integers
+stay integers (wrapping), anything with a float gives a float. When `k` has no live entry it
+starts from `init` (stored with `ttl_s`), or, without `init`, the result is `nil, "not found"`.
+The expiry of an existing entry is left as it is.]],
+  errors = [[`luashm: incr 'NAME': value of key 'k' is a string, not a number`;
+`... increment for key 'k' must be a number, not nil`.]],
+  example = [[local d = shm.dict(); d:incr("hits", 1, 0); print(d:incr("hits", 2)) --> 3]] },
+
+{ "Dict:delete", "d:delete(k)", [[
+Removes `k` (the same as `d:set(k, nil)`); returns `true`.]],
+  example = [[local d = shm.dict(); d:set("a", 1); d:delete("a"); print(d:get("a")) --> nil]] },
+
+{ "Dict:flush_all", "d:flush_all()", [[
+Removes every entry, at once for every process (one store commits it; the stripes are emptied
+as they are next used).]],
+  example = [[local d = shm.dict(); d:set("a", 1); d:flush_all(); print(d:count()) --> 0]] },
+
+{ "Dict:flush_expired", "d:flush_expired([max])", [[
+Removes up to `max` expired entries (absent or 0: all) and frees their memory; returns how many
+it removed.]],
+  example = [[local d = shm.dict(); print(d:flush_expired()) --> 0]] },
+
+{ "Dict:ttl", "d:ttl(k)", [[
+Seconds left before `k` expires (a float), `0` when it never expires, or `nil, "not found"`.]],
+  example = [[local d = shm.dict(); d:set("a", 1); print(d:ttl("a"), d:ttl("b")) --> 0	nil	not found]] },
+
+{ "Dict:expire", "d:expire(k, ttl_s)", [[
+Sets the expiry of `k` to `ttl_s` seconds from now, or clears it (`0`): `true`, or
+`nil, "not found"`.]],
+  example = [[local d = shm.dict(); d:set("a", 1); d:expire("a", 100); print(d:ttl("a") > 99) --> true]] },
+
+{ "Dict:keys", "d:keys([max])", [[
+A sequence of up to `max` live keys (absent or 0: all), from one snapshot taken with every
+stripe locked, in no particular order.]],
+  example = [[local d = shm.dict(); d:set("a", 1); print(#d:keys()) --> 1]] },
+
+{ "Dict:count", "d:count()", [[
+The number of live keys (expired entries not yet removed are not counted).]],
+  example = [[local d = shm.dict(); d:set("a", 1); d:set("b", 2); print(d:count()) --> 2]] },
+
+{ "Dict:totable", "d:totable()", [[
+A plain table of every live key and its value, from one snapshot (what `pairs(d)` iterates).]],
+  example = [[local d = shm.dict(); d:set("a", 1); print(d:totable().a) --> 1]] },
+
+{ "Dict:capacity", "d:capacity()", [[
+Bytes of the zone (`opts.capacity`).]],
+  example = [[print(shm.dict():capacity()) --> 1048576]] },
+
+{ "Dict:free_space", "d:free_space()", [[
+Bytes free now, in all stripes (the index is not counted: an empty dict has a little less than
+its capacity). Free bytes may be split: the largest entry that fits can be smaller.]],
+  example = [[local d = shm.dict(); local f = d:free_space(); d:set("k", ("x"):rep(100)); print(f - d:free_space()) --> 152]] },
 { topic = "Workers", kind = "Worker", var = "w", [[
 Forked Lua processes that run a function or a script and hand back their results. Values
 cross through the value codec (see `shm.encode`), so Arrays, Lists, Blocks, Locks and Channels
