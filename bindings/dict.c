@@ -83,6 +83,17 @@ static const char *checkkey(lua_State *L, dict *d, int i, const char *op, size_t
   return k;
 }
 
+/* The number at i (checked by the caller) as a value: integers and floats kept apart. */
+static void number_value(lua_State *L, int i, zone_value *v) {
+  if (lua_isinteger(L, i)) {
+    v->type = ZONE_INT;
+    v->i = (int64_t)lua_tointeger(L, i);
+  } else {
+    v->type = ZONE_FLOAT;
+    v->f = (double)lua_tonumber(L, i);
+  }
+}
+
 /* The value at i (nil only when nil_ok: it deletes). */
 static void checkvalue(lua_State *L, dict *d, int i, const char *op, const char *k, size_t klen,
                        int nil_ok, zone_value *v) {
@@ -92,15 +103,7 @@ static void checkvalue(lua_State *L, dict *d, int i, const char *op, const char 
       v->type = ZONE_BOOL;
       v->i = lua_toboolean(L, i);
       return;
-    case LUA_TNUMBER:
-      if (lua_isinteger(L, i)) {
-        v->type = ZONE_INT;
-        v->i = (int64_t)lua_tointeger(L, i);
-      } else {
-        v->type = ZONE_FLOAT;
-        v->f = (double)lua_tonumber(L, i);
-      }
-      return;
+    case LUA_TNUMBER: number_value(L, i, v); return;
     case LUA_TSTRING:
       v->type = ZONE_STR;
       v->s = lua_tolstring(L, i, &v->len);
@@ -124,13 +127,7 @@ static void checknumber(lua_State *L, dict *d, int i, const char *op, const char
   if (lua_type(L, i) != LUA_TNUMBER)
     luashm_error(L, "%s '%s': %s for key '%s' must be a number, not %s", op, d->head.b->name, what,
                  keytext(L, k, klen), argtext(L, i));
-  if (lua_isinteger(L, i)) {
-    v->type = ZONE_INT;
-    v->i = (int64_t)lua_tointeger(L, i);
-  } else {
-    v->type = ZONE_FLOAT;
-    v->f = (double)lua_tonumber(L, i);
-  }
+  number_value(L, i, v);
 }
 
 /* A time to live at i, in nanoseconds: absent, nil or 0 for none; longer than
@@ -524,26 +521,26 @@ static int dict_pairs(lua_State *L) {
   return 3;
 }
 
-static int dict_count(lua_State *L) {
+/* count and free_space: a figure of the whole zone, every stripe locked. */
+static int dict_figure(lua_State *L, const char *op, int (*figure)(zone *z, uint64_t *n)) {
   dict *d = checkdict(L, 1);
   uint64_t n;
-  int rc = zone_count(&d->z, &n);
-  if (rc != ZONE_OK) return dict_fail(L, d, "count", rc);
+  int rc = figure(&d->z, &n);
+  if (rc != ZONE_OK) return dict_fail(L, d, op, rc);
   lua_pushinteger(L, (lua_Integer)n);
   return 1;
+}
+
+static int dict_count(lua_State *L) {
+  return dict_figure(L, "count", zone_count);
+}
+
+static int dict_free_space(lua_State *L) {
+  return dict_figure(L, "free_space", zone_free_space);
 }
 
 static int dict_capacity(lua_State *L) {
   lua_pushinteger(L, (lua_Integer)checkdict(L, 1)->z.capacity);
-  return 1;
-}
-
-static int dict_free_space(lua_State *L) {
-  dict *d = checkdict(L, 1);
-  uint64_t n;
-  int rc = zone_free_space(&d->z, &n);
-  if (rc != ZONE_OK) return dict_fail(L, d, "free_space", rc);
-  lua_pushinteger(L, (lua_Integer)n);
   return 1;
 }
 

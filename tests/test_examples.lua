@@ -2,9 +2,9 @@
 -- with its output checked against an independent computation: the Mandelbrot image (PNG parsed
 -- back, checked by Python's zlib, pixels against a plain serial render, the same bytes for any
 -- worker count or schedule), the pipeline's histogram against a direct count, the NumPy bridge
--- both ways, the word counts (and the group-by's, with a shared dict) against tr | sort | uniq -c,
--- and the two small examples. No
--- example may leave a block or a process behind. (stats.lua runs in test_mpi.lua.)
+-- both ways, the word counts (and the group-by's, with a shared dict) against
+-- tr | sort | uniq -c, and the two small examples. No example may leave a block or a process
+-- behind. (stats.lua runs in test_mpi.lua.)
 local lu = require "luaunit"
 local H = require "helper"
 

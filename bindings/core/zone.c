@@ -136,28 +136,29 @@ static int expired(txn *t, const ent *e) {
 }
 
 /* ---------------------------------------------------------------------------------------
-** The LRU list (most recent at the head) and removing an entry
+** The LRU list (newest and second-chanced at the head) and removing an entry
 ** ------------------------------------------------------------------------------------- */
 
-static int lru_unlink(txn *t, const ent *e) {
+/* One side of unlinking e: its neighbour at (its link at field) or, at an end of the list, the
+   list's end word, which must point at e, is pointed at to instead. */
+static int lru_relink(txn *t, const ent *e, uint32_t at, uint32_t field, uint32_t end,
+                      uint32_t to) {
   ent x;
-  if (e->prev != 0) {
-    TRY(zone_ent(t, e->prev, &x));
-    if (x.next != e->off) return zone_bad(t, "the LRU list's links disagree");
-    zset32(t, e->prev + E_NEXT, e->next);
-  } else {
-    if (ld32(t->s + S_LRU_HEAD) != e->off) return zone_bad(t, "the LRU list's head is wrong");
-    zset32(t, S_LRU_HEAD, e->next);
+  if (at == 0) {
+    if (ld32(t->s + end) != e->off) return zone_bad(t, "the LRU list's ends are wrong");
+    zset32(t, end, to);
+    return 0;
   }
-  if (e->next != 0) {
-    TRY(zone_ent(t, e->next, &x));
-    if (x.prev != e->off) return zone_bad(t, "the LRU list's links disagree");
-    zset32(t, e->next + E_PREV, e->prev);
-  } else {
-    if (ld32(t->s + S_LRU_TAIL) != e->off) return zone_bad(t, "the LRU list's tail is wrong");
-    zset32(t, S_LRU_TAIL, e->prev);
-  }
+  TRY(zone_ent(t, at, &x));
+  if ((field == E_NEXT ? x.next : x.prev) != e->off)
+    return zone_bad(t, "the LRU list's links disagree");
+  zset32(t, at + field, to);
   return 0;
+}
+
+static int lru_unlink(txn *t, const ent *e) {
+  TRY(lru_relink(t, e, e->prev, E_NEXT, S_LRU_HEAD, e->next));
+  return lru_relink(t, e, e->next, E_PREV, S_LRU_TAIL, e->prev);
 }
 
 static int lru_push(txn *t, uint32_t off) {
@@ -393,21 +394,32 @@ static int store_locked(txn *t, int how, uint32_t hash, const char *k, size_t kl
 ** The operations
 ** ------------------------------------------------------------------------------------- */
 
+/* Locks the stripe of k and looks for k's live entry: ZONE_OK with the stripe locked and
+   *found (1 with *e and *prev, 0 when there is none, -1 when its chain is malformed: t->bad
+   says why), or a locking error (unlocked). An expired entry it finds is removed in a step of
+   its own (so that a store may follow) and *stale is set. */
+static int lookup(txn *t, zone *z, const char *k, size_t klen, uint32_t *hash, ent *e,
+                  uint32_t *prev, int *found, int *stale) {
+  int rc = begin_key(t, z, k, klen, hash);
+  *stale = 0;
+  if (rc != ZONE_OK) return rc;
+  *found = find(t, *hash, k, klen, e, prev);
+  if (*found > 0 && expired(t, e)) {
+    if (remove_ent(t, e, *prev) == 0) zone_commit(t);
+    *found = 0;
+    *stale = 1;
+  }
+  return ZONE_OK;
+}
+
 int zone_get(zone *z, const char *k, size_t klen, zone_value *out, char *buf, size_t cap,
              size_t *need, int *stale) {
   txn t;
   uint32_t hash, prev;
   ent e;
-  int rc = begin_key(&t, z, k, klen, &hash), found;
-  *stale = 0;
+  int found, rc = lookup(&t, z, k, klen, &hash, &e, &prev, &found, stale);
   if (rc != ZONE_OK) return rc;
-  found = find(&t, hash, k, klen, &e, &prev);
   if (found <= 0) return zone_finish(&t, ZONE_NOTFOUND);
-  if (expired(&t, &e)) {
-    *stale = 1;
-    remove_ent(&t, &e, prev);
-    return zone_finish(&t, ZONE_NOTFOUND);
-  }
   if (e.type == ZONE_STR && e.vlen > cap) {
     *need = e.vlen;
     return zone_finish(&t, ZONE_SMALLBUF);
@@ -447,15 +459,10 @@ int zone_incr(zone *z, const char *k, size_t klen, const zone_value *n, const zo
   txn t;
   uint32_t hash, prev;
   ent e;
-  int rc = begin_key(&t, z, k, klen, &hash), found;
+  int found, stale, rc = lookup(&t, z, k, klen, &hash, &e, &prev, &found, &stale);
   *evicted = 0;
   if (rc != ZONE_OK) return rc;
-  found = find(&t, hash, k, klen, &e, &prev);
   if (found < 0) return zone_finish(&t, ZONE_CORRUPT);
-  if (found && expired(&t, &e)) { /* a step of its own: a store may follow */
-    if (remove_ent(&t, &e, prev) == 0) zone_commit(&t);
-    found = 0;
-  }
   if (found) {
     zone_value old;
     if (e.type != ZONE_INT && e.type != ZONE_FLOAT) {
@@ -478,13 +485,8 @@ int zone_incr(zone *z, const char *k, size_t klen, const zone_value *n, const zo
 /* ttl and expire: the live entry of k, or ZONE_NOTFOUND (an expired one is removed). */
 static int find_live(txn *t, zone *z, const char *k, size_t klen, ent *e) {
   uint32_t hash, prev;
-  int rc = begin_key(t, z, k, klen, &hash), found;
+  int found, stale, rc = lookup(t, z, k, klen, &hash, e, &prev, &found, &stale);
   if (rc != ZONE_OK) return rc;
-  found = find(t, hash, k, klen, e, &prev);
-  if (found > 0 && expired(t, e)) {
-    remove_ent(t, e, prev);
-    found = 0;
-  }
   if (found <= 0) return zone_finish(t, ZONE_NOTFOUND);
   return -1; /* found: the stripe stays locked */
 }

@@ -6,10 +6,10 @@
 **
 ** The zone is cut into stripes (1 to 64, a power of two, about 128 KiB each); a key's hash picks
 ** its stripe, and a stripe is a complete small table with its own robust mutex (the sync core),
-** hash index, LRU list, allocator, free-space count and undo log, so that workers touching keys
-** of different stripes never wait for each other. Every change to a stripe's shared words is
-** logged (the word's offset and old value) before it is made; the log is emptied when the
-** operation is complete (its commit). A process killed inside an operation leaves its log
+** hash index, LRU list (second chance), allocator, free-space count and undo log, so that
+** workers touching keys of different stripes never wait for each other. Every change to a
+** stripe's shared words is logged (the word's offset and old value) before it is made; the log
+** is emptied when the operation is complete (its commit). A process killed inside an operation leaves its log
 ** behind: the next process to lock the stripe gets the mutex's owner-died report and undoes the
 ** log in reverse, so the stripe is as it was before the half-done operation. flush_all is one
 ** store (the zone's generation); a stripe whose generation is behind is emptied (a redo that can
@@ -88,7 +88,8 @@ int64_t zone_now(void);
    live in nanoseconds, 0 for none. */
 
 /* get: ZONE_OK with *out (a string copied into buf, cap bytes), ZONE_NOTFOUND (*stale 1 when an
-   expired entry was found and removed), ZONE_SMALLBUF (*need). Moves the entry to the LRU head. */
+   expired entry was found and removed), ZONE_SMALLBUF (*need). Marks the entry used (the
+   eviction walk then gives it a second chance). */
 int zone_get(zone *z, const char *k, size_t klen, zone_value *out, char *buf, size_t cap,
              size_t *need, int *stale);
 
