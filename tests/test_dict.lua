@@ -12,7 +12,7 @@ local shm = require "luashm"
 local SOAK = tonumber(os.getenv("LUASHM_DICT_SOAK_TRIALS"))
 local SEED = tonumber(os.getenv("LUASHM_DICT_SOAK_SEED")) or os.time()
 
--- The dicts of these tests hold one stripe up to 128 KiB, 2 from 256 KiB...
+-- The dicts of these tests hold one stripe below 1 MiB, 2 from 1 MiB, 4 from 2 MiB...
 local SMALL = 8192 -- one stripe, a heap of 5120 bytes: 91 entries of 56 bytes
 
 local function sleep(s)
@@ -575,7 +575,7 @@ function TestDict:test_forged_zone_bytes_give_errors_never_a_crash()
   -- In a child host: a crash there is a failed test, not a lost suite.
   local out, err, ok = H.luashm([=[
 math.randomseed(tonumber(arg[1]))
-local d = shm.dict({ capacity = 300000 })
+local d = shm.dict({ capacity = 1 << 20 }) -- 2 stripes
 d:unlink()
 local size = d.block.size
 local stripe = (size - 128) // 2 // 64 * 64
@@ -804,7 +804,7 @@ local function soak(trials, seed)
   for trial = 1, trials do
     if trial % 50 == 1 then
       if d then d:close() end
-      d = shm.dict({ capacity = (trial // 50) % 2 == 0 and 16 << 10 or 600 << 10 })
+      d = shm.dict({ capacity = (trial // 50) % 2 == 0 and 16 << 10 or 2 << 20 }) -- 1 or 4 stripes
       d:unlink()
     end
     local wseed, warm, crash = math.random(1 << 30), math.random(1, 300), math.random(1, 2000)

@@ -4,7 +4,7 @@
 ** every process that maps it. Plain C, no Lua (bindings/dict.c is the Lua type; the fuzz target
 ** drives this through it).
 **
-** The zone is cut into stripes (1 to 64, a power of two, about 128 KiB each); a key's hash picks
+** The zone is cut into stripes (1 to 64, a power of two, about 512 KiB each); a key's hash picks
 ** its stripe, and a stripe is a complete small table with its own robust mutex (the sync core),
 ** hash index, LRU list (second chance), allocator, free-space count and undo log, so that
 ** workers touching keys of different stripes never wait for each other. Every change to a

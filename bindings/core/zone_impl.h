@@ -46,7 +46,7 @@
 #define H_SEED 24
 #define H_GEN 32
 
-#define SHARD_TARGET (128u * 1024) /* bytes per stripe, about */
+#define SHARD_TARGET (512u * 1024) /* bytes per stripe, about: a value may take most of one */
 #define SHARD_MAX 64
 #define LOG_MAX 128
 #define NCLASS 128

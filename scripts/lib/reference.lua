@@ -563,7 +563,7 @@ own block of fixed size, openable by name, travelling by name. Every operation i
 a process killed at any point inside one leaves the dict consistent: the next caller undoes
 the half-done operation, as a robust lock recovers (see the README section "Dict").
 
-Keys hash to stripes (about one per 128 KiB of capacity, up to 64), each with its own lock,
+Keys hash to stripes (about one per 512 KiB of capacity, up to 64), each with its own lock,
 so workers on different keys rarely wait for each other. When a stripe is full, entries not
 used lately are evicted (second-chance LRU: a read marks an entry, eviction skips marked
 entries once); `safe_set` never evicts. Expiry times run on the monotonic clock. An entry
