@@ -196,7 +196,9 @@ static int block_pack(lua_State *L) {
 }
 
 /* string.unpack over a window of the block: the exact size for fixed formats, else a window
-   that doubles until the format fits, so no call copies more than twice what it reads. */
+   that doubles, on any error, until the whole rest of the block was tried (no call copies more
+   than twice what it reads); string.unpack's own message is reported then. Whether an error
+   means "the data is short" is not guessed from its English text. */
 static int block_unpack(lua_State *L) {
   luashm_block *b = luashm_checkblock(L, 1);
   lua_Integer off = luaL_checkinteger(L, 2);
@@ -220,12 +222,9 @@ static int block_unpack(lua_State *L) {
     lua_pushstring(L, fmt);
     lua_pushlstring(L, (const char *)b->data + off, win);
     if (lua_pcall(L, 2, LUA_MULTRET, 0) == LUA_OK) break;
-    const char *msg = lua_tostring(L, -1);
-    int short_data = strstr(msg, "too short") != NULL || strstr(msg, "unfinished string") != NULL;
-    if (!short_data) return luashm_error(L, "unpack '%s': %s", b->name, msg);
     if (win == rest)
-      return luashm_error(L, "unpack '%s': format '%s' at offset %I runs past the end of the block",
-                          b->name, fmt, off);
+      return luashm_error(L, "unpack '%s': %s (format '%s' at offset %I, tried up to the end of "
+                          "the block)", b->name, lua_tostring(L, -1), fmt, off);
     lua_settop(L, 3);
     win = rest / 2 < win ? rest : win * 2;
   }

@@ -394,7 +394,7 @@ static list *list_push(lua_State *L, lua_Integer n) {
 static int list_wrap(lua_State *L, int view) {
   char err[LUASHM_ERRLEN];
   luashm_block *b = luashm_checkblock(L, -1);
-  layout lay;
+  layout lay = {0}; /* GCC cannot tell that luashm_error does not return */
   list *l;
   (void)view;
   if (layout_head(b->data, b->size, &lay, err) != 0)

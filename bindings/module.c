@@ -95,7 +95,6 @@ LUASHM_EXPORT int luaopen_luashm(lua_State *L) {
   lua_setfield(L, -2, "tracker");
   lua_pushcfunction(L, module_help);
   lua_setfield(L, -2, "help");
-  luashm_tracker_init();
   luashm_open_kinds(L);
   luashm_open_codec(L);
   luashm_open_worker(L);

@@ -25,6 +25,7 @@
 #include "core.h"
 #include "link.h"
 #include "sync.h"
+#include "tracker.h"
 
 #define LUASHM_WORKER "luashm.Worker"
 #define WORKERS_LIVE "luashm.workers.live" /* registry: unreaped workers of this process, weak */
@@ -227,6 +228,7 @@ static worker *spawn_worker(lua_State *L, const spawn_spec *sp) {
     luashm_link_release(sv[1]);
     luashm_error(L, "spawn: out of memory");
   }
+  luashm_tracker_prefork(); /* the worker is in this process's tree */
   fflush(NULL); /* or the child would print the parent's pending output again */
   sigfillset(&all);
   sigprocmask(SIG_SETMASK, &all, &old);

@@ -6,6 +6,19 @@
 ** return LUA_OK or an error status with the message on the stack, like lua_pcall (only
 ** luashm_openlibs raises, like luaL_openlibs); the others return NULL or -1 and write
 ** "luashm: <op> '<name>': <cause>" into err (errlen bytes; err may be NULL).
+**
+** Threads and fork. A lua_State, and the luashm objects in it, belong to one thread at a time,
+** as everything in Lua does; the luashm_mem_* functions may be called from any thread. Loading
+** luashm starts nothing and installs nothing: a program that never creates a tracked block keeps
+** its fork() as it was. The first tracked block of a process starts its tracker's watchdog
+** (forked with _Fork; it makes only async-signal-safe calls, so threads holding locks at that
+** instant are harmless) and installs a pthread_atfork handler that keeps the tracker's own lock
+** consistent across fork. Every process forked after that is in the same tree: the blocks they
+** all track are unlinked once the whole tree has exited. A process forked before that belongs
+** to no tree until it tracks a block, and then starts a tree of its own (luashm_spawn and
+** shm.spawn start the watchdog first, so their workers are always in the parent's tree). As
+** POSIX says, the child of fork() in a program with threads may call only async-signal-safe
+** functions, luashm's not among them, unless it execs.
 */
 #ifndef LUASHM_H
 #define LUASHM_H
@@ -20,7 +33,7 @@ extern "C" {
 
 #define LUASHM_API __attribute__((visibility("default")))
 
-#define LUASHM_ERRLEN 512 /* enough for any message this API writes */
+#define LUASHM_ERRLEN 512 /* enough for any message luashm writes, here and inside */
 
 /* ---------------------------------------------------------------------------------------
 ** Lua side
@@ -66,7 +79,7 @@ LUASHM_API luashm_mem *luashm_mem_create(size_t size, const char *name, int flag
 
 /* Creates a zero-filled array in a new self-describing block, as shm.array(dtype, shape) does:
    the block is an NPY 1.0 file that shm.open and numpy.load open by name alone. dtype is "f64",
-   "i32"... (API.md's names); shape has ndim (0..32) entries. */
+   "i32"... (API.md's names); shape has ndim (1..32) entries, as for shm.array. */
 LUASHM_API luashm_mem *luashm_mem_array(const char *dtype, int ndim, const size_t *shape,
                                         const char *name, int flags, char *err, size_t errlen);
 

@@ -126,10 +126,21 @@ static void test_errors(void) {
   CHECK(luashm_mem_array("f65", 1, (size_t[]){3}, NULL, 0, err, sizeof err) == NULL);
   CHECK(contains(err, "luashm: array: unknown dtype"));
   CHECK(luashm_mem_array("f64", 33, (size_t[33]){0}, NULL, 0, err, sizeof err) == NULL);
-  CHECK(contains(err, "ndim must be from 0 to 32"));
+  CHECK(contains(err, "ndim must be from 1 to 32"));
   CHECK(luashm_mem_array("f64", 2, (size_t[]){(size_t)1 << 40, (size_t)1 << 40}, NULL, 0, err,
                          sizeof err) == NULL);
   CHECK(contains(err, "shape is too large"));
+}
+
+/* Issue 16 (hygiene): a 0-d array was made from C that shm.open then refused; now C refuses it
+   as shm.array does, and leaves nothing behind. */
+static void test_0d_array_is_refused_as_in_lua(void) {
+  char err[LUASHM_ERRLEN];
+  size_t one = 1;
+  CHECK(luashm_mem_array("f64", 0, &one, NULL, 0, err, sizeof err) == NULL);
+  CHECK(contains(err, "luashm: array: ndim must be from 1 to 32"));
+  CHECK(luashm_mem_array("f64", 1, NULL, NULL, 0, err, sizeof err) == NULL);
+  CHECK(contains(err, "ndim must be from 1 to 32, with a shape of ndim sizes"));
 }
 
 /* C makes an array; Lua opens it by name alone and sees the dtype, shape and C's values. */
@@ -310,6 +321,7 @@ int main(int argc, char **argv) {
   test_create_attach_unlink();
   test_close_never_unlinks();
   test_errors();
+  test_0d_array_is_refused_as_in_lua();
   test_lua_side();
   if (failures > 0) {
     fprintf(stderr, "embed_api: %d check(s) failed\n", failures);

@@ -122,10 +122,10 @@ function TestBlock:test_pack_unpack_bounds()
   H.assert_error({ "luashm: pack '", "negative" }, self.b.pack, self.b, -1, "i1", 1)
   -- a variable-length format that runs off the end: no NUL in the block
   self.b:write(0, ("x"):rep(16))
-  H.assert_error({ "luashm: unpack '", "past the end" }, self.b.unpack, self.b, 0, "z")
+  H.assert_error({ "luashm: unpack '", "up to the end of the block" }, self.b.unpack, self.b, 0, "z")
   -- a length prefix that lies
   self.b:pack(0, "I1", 200)
-  H.assert_error({ "luashm: unpack '", "past the end" }, self.b.unpack, self.b, 0, "s1")
+  H.assert_error({ "luashm: unpack '", "up to the end of the block" }, self.b.unpack, self.b, 0, "s1")
 end
 
 function TestBlock:test_unpack_large_variable_window()

@@ -357,4 +357,128 @@ function TestTracker:test_block_in_use_elsewhere_is_not_unlinked_early()
   a:close()
 end
 
+-- ---------------------------------------------------------------------------------------
+-- Issue 18: what an attacker and a killer found
+-- ---------------------------------------------------------------------------------------
+
+-- The /dev/shm names that start with prefix.
+local function left_with(prefix)
+  local left = {}
+  for n in H.sh("ls -a /dev/shm"):gmatch("[^\n]+") do
+    if n:sub(1, #prefix) == prefix then left[#left + 1] = n end
+  end
+  return left
+end
+
+-- Waits (up to 5 s) until no name starting with prefix is left; returns what is left.
+local function settle(prefix)
+  local left
+  for _ = 1, 100 do
+    left = left_with(prefix)
+    if #left == 0 then break end
+    os.execute("sleep 0.05")
+  end
+  return left
+end
+
+-- 18.1: a chosen name used to be recorded only once its create had finished, so a SIGKILL in
+-- between leaked it (about one kill in three in this loop). Now it is recorded before it
+-- exists. Trees that create and unlink chosen names as fast as they can are SIGKILLed at
+-- random moments, four at a time; once their watchdogs are done nothing may be left.
+function TestTracker:test_chosen_names_never_leak_under_sigkill()
+  local prefix = ("luashm_t181_%d_"):format(math.random(1 << 30))
+  local victim = os.tmpname()
+  local f = assert(io.open(victim, "w"))
+  f:write(SELF_PID, [[
+    local prefix = ... .. self_pid() .. "_"
+    for i = 1, math.huge do
+      local b = shm.create(4096, { name = prefix .. i })
+      b:unlink()
+      b:close()
+    end
+  ]])
+  f:close()
+  local script = { "host=$1 victim=$2 prefix=$3" }
+  for lane = 1, 4 do
+    local delays = {}
+    for i = 1, 20 do delays[i] = ("%.3f"):format(0.015 + math.random() * 0.03) end
+    script[#script + 1] = ('(for d in %s; do "$host" "$victim" "$prefix" & p=$!; sleep $d; ' ..
+      'kill -9 $p; wait $p 2>/dev/null; done) &'):format(table.concat(delays, " "))
+  end
+  script[#script + 1] = "wait"
+  local _, ok = H.sh(("sh -c %s sh %s %s %s 2>&1"):format(H.shell_quote(table.concat(script, "\n")),
+    H.shell_quote(H.host), H.shell_quote(victim), H.shell_quote(prefix)))
+  os.remove(victim)
+  lu.assertTrue(ok)
+  local left = settle(prefix)
+  for _, n in ipairs(left) do os.remove("/dev/shm/" .. n) end
+  lu.assertEquals(left, {}, #left .. " chosen names leaked in 80 SIGKILLs")
+end
+
+-- 18.5: a generated name used to be recorded without an inode, so a block another program made
+-- under that name after the tree unlinked it was removed at the tree's end. Now every record
+-- carries the identity of the file that was created.
+function TestTracker:test_generated_name_reused_by_another_program_is_untouched()
+  local out = run([[
+    local b = shm.create(10)
+    print("name=" .. b.name)
+    io.stdout:flush()
+    os.execute(("%s -c \"import os; os.unlink('/dev/shm/%s'); open('/dev/shm/%s', 'w').write('theirs')\"")
+      :format(]] .. ("%q"):format(H.python_bin) .. [[, b.name, b.name))
+  ]])
+  local name = printed(out)[1]
+  lu.assertNotNil(name, out)
+  lu.assertEquals(tracker_lines(out), {})
+  lu.assertTrue(H.in_shm(name))
+  local f = assert(io.open("/dev/shm/" .. name))
+  lu.assertEquals(f:read("a"), "theirs")
+  f:close()
+  os.remove("/dev/shm/" .. name)
+end
+
+-- 18.10: names were recorded as text and read back with sscanf, which dropped leading blanks, so
+-- " x" and "\tx" were never cleaned up. Records now carry the name's bytes as they are; the
+-- tracker's line shows them escaped (a name must not drive the terminal).
+function TestTracker:test_names_with_any_bytes_are_cleaned_up()
+  local r = math.random(1 << 30)
+  local names = { " luashm_ws_" .. r, "\tluashm_tab_" .. r, "luashm_nl_" .. r .. "\nx",
+    "luashm_esc_" .. r .. "\27[2J", "luashm_utf8_" .. r .. "\u{e9}", "luashm_bs_" .. r .. "\\" }
+  local code = {}
+  for _, n in ipairs(names) do code[#code + 1] = ("shm.create(16, { name = %q })"):format(n) end
+  code[#code + 1] = ("assert(shm.exists(%q))"):format(names[1])
+  local out = run(table.concat(code, "\n"))
+  for _, n in ipairs(names) do lu.assertFalse(H.in_shm(n), ("%q left behind"):format(n)) end
+  local lines = tracker_lines(out)
+  lu.assertEquals(#lines, 1, out)
+  lu.assertStrContains(lines[1], "unlinked 6 leaked blocks: ")
+  lu.assertStrContains(lines[1], "\\x20luashm_ws_" .. r)
+  lu.assertStrContains(lines[1], "\\x09luashm_tab_" .. r)
+  lu.assertStrContains(lines[1], "luashm_esc_" .. r .. "\\x1b[2J")
+  lu.assertStrContains(lines[1], "luashm_utf8_" .. r .. "\\xc3\\xa9")
+  lu.assertStrContains(lines[1], "luashm_bs_" .. r .. "\\x5c")
+  lu.assertNotStrContains(out, "\27")
+end
+
+-- 18.15: after the tracker was SIGKILLed, every tracked create (shm.manager's too) said "pass
+-- track = false", which shm.manager does not accept. The message now says what can be done.
+function TestTracker:test_killed_tracker_message_says_what_to_do()
+  local out = run([[
+    shm.create(10):unlink()
+    os.execute("kill -9 " .. shm.tracker())
+    while os.execute("kill -0 " .. shm.tracker() .. " 2>/dev/null") do end
+    print("manager=" .. select(2, pcall(shm.manager)))
+    print("create=" .. select(2, pcall(shm.create, 10)))
+    print("untracked=" .. tostring(pcall(function() shm.create(10, { track = false }):unlink() end)))
+  ]])
+  for _, what in ipairs({ "manager", "create" }) do
+    local msg = out:match(what .. "=([^\n]*)")
+    lu.assertNotNil(msg, out)
+    lu.assertStrContains(msg, "luashm: create '")
+    lu.assertStrContains(msg, "the tracker of this process tree is gone")
+    lu.assertStrContains(msg, "restart the program")
+    lu.assertNotStrContains(msg, "pass track = false")
+  end
+  lu.assertStrContains(out, "untracked=true")
+end
+
 os.exit(lu.LuaUnit.run())

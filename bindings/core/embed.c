@@ -40,8 +40,6 @@ static luashm_mem *mem_new(size_t size, const char *name, int flags, char *ebuf)
   if (name != NULL && check_name("create", name, ebuf) != 0) return NULL;
   m = (luashm_mem *)calloc(1, sizeof *m);
   if (m == NULL) return luashm_fail(ebuf, "create", name, "out of memory"), NULL;
-  /* Workers this program forks later belong to its tracker's tree, as under the host. */
-  luashm_tracker_init();
   if (luashm_tracker_create(name, size, 0600, track, m->name, &data, ebuf) != 0) goto fail;
   m->base = (unsigned char *)data;
   m->mapsize = size;
@@ -71,8 +69,9 @@ LUASHM_API luashm_mem *luashm_mem_array(const char *dtype, int ndim, const size_
     luashm_fail(ebuf, "array", NULL, "unknown dtype (use i8 u8 i16 u16 i32 u32 i64 u64 f32 f64)");
     goto fail;
   }
-  if (ndim < 0 || ndim > LUASHM_MAXDIMS || (ndim > 0 && shape == NULL)) {
-    luashm_fail(ebuf, "array", NULL, "ndim must be from 0 to 32, with a shape of ndim sizes");
+  /* 1 to 32 dimensions, as shm.array and shm.open accept. */
+  if (ndim < 1 || ndim > LUASHM_MAXDIMS || shape == NULL) {
+    luashm_fail(ebuf, "array", NULL, "ndim must be from 1 to 32, with a shape of ndim sizes");
     goto fail;
   }
   nbytes = luashm_dtype_sizes[dt];

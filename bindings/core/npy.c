@@ -322,20 +322,30 @@ static int read_at(int fd, void *dst, size_t n, off_t off, const char *path, cha
   return 0;
 }
 
+/* Opens path for reading, only if it is a regular file: O_NONBLOCK, so that a FIFO found there
+   is refused at once instead of waiting for a writer. Returns the fd, or -1 with err. */
+static int open_regular(const char *path, struct stat *st, char *err) {
+  int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return fail_errno(err, "load", path);
+  if (fstat(fd, st) != 0) {
+    fail_errno(err, "load", path);
+    close(fd);
+    return -1;
+  }
+  if (!S_ISREG(st->st_mode)) {
+    luashm_fail(err, "load", path, "not a regular file");
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
 int luashm_npy_read_header(const char *path, luashm_npy *h, char *err) {
   unsigned char pre[12], *buf = NULL;
   struct stat st;
   size_t avail, hlen;
-  int fd = open(path, O_RDONLY | O_CLOEXEC), rc = -1;
-  if (fd < 0) return fail_errno(err, "load", path);
-  if (fstat(fd, &st) != 0) {
-    fail_errno(err, "load", path);
-    goto done;
-  }
-  if (!S_ISREG(st.st_mode)) {
-    luashm_fail(err, "load", path, "not a regular file");
-    goto done;
-  }
+  int fd = open_regular(path, &st, err), rc = -1;
+  if (fd < 0) return -1;
   avail = (size_t)st.st_size < sizeof pre ? (size_t)st.st_size : sizeof pre;
   if (read_at(fd, pre, avail, 0, path, err) != 0) goto done;
   /* The length field decides how much more to read; the parser checks it all again. */
@@ -364,8 +374,9 @@ done:
 }
 
 int luashm_npy_read_data(const char *path, const luashm_npy *h, void *dst, size_t n, char *err) {
-  int rc, fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return fail_errno(err, "load", path);
+  struct stat st;
+  int rc, fd = open_regular(path, &st, err);
+  if (fd < 0) return -1;
   rc = read_at(fd, dst, n, (off_t)h->data_offset, path, err);
   close(fd);
   return rc;

@@ -1,6 +1,26 @@
 /*
 ** The tracker: one watchdog process per process tree that unlinks the tracked blocks still
 ** there when every process of the tree has exited, however it exited.
+**
+** The protocol (records are SOCK_SEQPACKET messages to the watchdog, watchdog.h):
+**
+** - A record is sent BEFORE the file it describes exists, so that a SIGKILL at any instant
+**   leaves no block the watchdog does not know of. Every block is first created under a fresh
+**   generated name G (64 random bits, exclusive create): "pending G" (with the size asked),
+**   create G, "confirm G" with G's device and inode. A pending G is ours if it is a regular file
+**   of the tree's user with size 0 or the size asked: nobody outside the tree can have learnt
+**   the name before it was confirmed. A confirmed G is ours only while it is that very file.
+** - A chosen name N is never created in place (a name someone else may create at any moment
+**   cannot be proven ours): "pending G for N", create and confirm G as above, then rename G to N
+**   without replacing (renameat2 RENAME_NOREPLACE: an existing N is "already exists" and G is
+**   removed), then "moved G". The file keeps its inode across the rename, so until the moved
+**   record arrives the watchdog recognises N as the confirmed G's file; after it, the record is
+**   N's, with that identity.
+** - unlink removes the name first and sends "unlink N" after: a SIGKILL in between leaves a
+**   record of a file that is gone (or of a name someone else re-made: another inode), which the
+**   watchdog skips.
+** - At the end the watchdog unlinks exactly the recorded files that are still the files it
+**   recorded; a name someone else made meanwhile, for any kind of name, is left alone.
 */
 #ifndef LUASHM_TRACKER_H
 #define LUASHM_TRACKER_H
@@ -8,35 +28,28 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-/* Records a block this tree created, starting the watchdog at the first call. Returns 0, or -1
-   with a message in err (LUASHM_ERRLEN bytes). */
-int luashm_tracker_add(const char *name, char *err);
+#include "watchdog.h"
 
-/* Un-records a name (after unlink). Unknown names are ignored. */
-void luashm_tracker_remove(const char *name);
-
-/* Unlinks name, then un-records it: in that order, a SIGKILL in between leaves a record of a
-   name that is gone (which the watchdog skips), never an unrecorded block. 0 or -1 with err. */
-int luashm_tracker_unlink(const char *name, char *err);
-
-/* Creates a block (posix.h's luashm_shm_create) under name, or under a fresh generated name when
-   name is NULL, recording it when track is set; out (LUASHM_NAME_MAX + 1 bytes) receives the
-   name. The one home of the protocol: a generated name is recorded once, before it exists (an
-   unguessable name cannot be someone else's block), so a SIGKILL between create and record
-   cannot leak it; a chosen name only once it is ours, with the file's device and inode, so
-   that the watchdog never removes a file someone else made under that name later. Returns 0,
-   or -1 with err; on failure nothing is left behind. */
+/* Creates a block under name, or under a fresh generated name when name is NULL, mapped into
+   *data, following the protocol above when track is set; out (LUASHM_NAME_MAX + 1 bytes)
+   receives the name. Returns 0, or -1 with err; on failure nothing is left behind. */
 int luashm_tracker_create(const char *name, size_t size, mode_t mode, int track, char *out,
                           void **data, char *err);
 
-/* Starts this process tree's watchdog now if it is not running yet (a no-op when it is).
-   Returns 0, or -1 with a message in err. */
+/* Unlinks name, then un-records it (in that order, see above). 0 or -1 with err. */
+int luashm_tracker_unlink(const char *name, char *err);
+
+/* Starts this process tree's watchdog now if it is not running yet (a no-op when it is), and
+   installs the fork handler that keeps the tracker's state consistent in a forked child (only
+   then: a program that never tracks a block keeps its fork() untouched). Thread-safe. Returns
+   0, or -1 with a message in err. */
 int luashm_tracker_start(char *err);
 
-/* Registers the fork handler that starts the watchdog when a process forks (shm.spawn...)
-   before its first tracked create, so that every forked worker is in its parent's tree. Called
-   when the module is opened; idempotent. */
-void luashm_tracker_init(void);
+/* Called by luashm's own forks (shm.spawn and the workers built on it) just before fork(): the
+   watchdog starts first, so that the worker is in its parent's tree and what it creates
+   outlives it while its parent runs. On failure the worker starts a tree of its own at its
+   first tracked create. */
+void luashm_tracker_prefork(void);
 
 /* The pid of this tree's watchdog, or 0 when this process belongs to no tree yet. */
 long luashm_tracker_pid(void);
@@ -45,15 +58,17 @@ long luashm_tracker_pid(void);
    reaped it yet is dead). A pid reused by another process reads as alive: the safe side. */
 int luashm_pid_alive(long pid);
 
-/* For the block tool: calls fn once per name recorded by a watchdog, with the pid of the
-   process that created it and the watchdog's pid and liveness (every watchdog keeps an index of
-   its names in /dev/shm/.luashm-tracker-<pid>; a SIGKILLed watchdog leaves its index behind,
-   which then reports alive = 0). Returns the number of indexes read. */
-int luashm_tracker_scan(void (*fn)(void *ud, const char *name, long creator, long tracker,
-                                   int alive),
+/* For the block tool: calls fn once per record of every index in /dev/shm that can be read
+   safely (a regular file, not through a symbolic link, writable by its owner only), with the
+   watchdog's pid and liveness and the index's owner: a record speaks only for files of that
+   user. A SIGKILLed watchdog leaves its index behind, which then reports alive = 0. Returns
+   the number of indexes read. */
+int luashm_tracker_scan(void (*fn)(void *ud, const luashm_trackrec *r, long tracker, int alive,
+                                   uid_t owner),
                         void *ud);
 
-/* Removes the indexes of watchdogs that are gone; returns how many. */
+/* Removes the indexes of watchdogs that are gone (only those scan would read); returns how
+   many. */
 int luashm_tracker_prune(void);
 
 #endif
