@@ -159,7 +159,7 @@ static void track_file(listing *l, const char *name, const luashm_trackrec *r, i
   entry *e;
   if (stat_regular(l->dir, name, &st) != 0 || st.st_uid != owner ||
       !(target ? luashm_track_owns_target(&r->id, &st)
-               : luashm_track_owns(&r->id, r->size, owner, &st)))
+               : luashm_track_owns(name, &r->id, r->size, owner, &st)))
     return;
   e = listing_add(l, name, &st);
   if (e == NULL) return;

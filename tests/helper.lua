@@ -225,6 +225,24 @@ while true do
 end
 ]]
 
+H.is_root = H.sh("id -u"):match("^0") ~= nil
+H.can_unshare = H.is_root and select(2, H.sh("unshare -m true 2>/dev/null")) == true
+
+-- Skips the test unless it can give a snippet a /dev/shm of its own (root and unshare -m).
+function H.need_namespace()
+  if not H.can_unshare then
+    lu.skip("needs root and unshare -m (a private /dev/shm on a small tmpfs)")
+  end
+end
+
+-- Runs a Lua snippet in a fresh host inside its own mount namespace, with a tmpfs of `size` on
+-- /dev/shm; returns stdout, stderr, and whether it exited 0.
+function H.in_small_shm(size, code)
+  local inner = ("mount -t tmpfs -o size=%s,mode=1777 tmpfs /dev/shm && exec %s \"$0\""):format(
+    size, shell_quote(H.host))
+  return H.run_code("unshare -m sh -c " .. shell_quote(inner), code)
+end
+
 -- This process's pid (a forked worker's own, unlike a value captured before the fork).
 function H.mypid()
   local f = assert(io.open("/proc/self/stat"))

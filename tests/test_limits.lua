@@ -7,22 +7,7 @@ local lu = require "luaunit"
 local H = require "helper"
 local shm = require "luashm"
 
-local is_root = H.sh("id -u"):match("^0") ~= nil
-local can_unshare = is_root and select(2, H.sh("unshare -m true 2>/dev/null")) == true
-
--- Runs a Lua snippet in a fresh host inside its own mount namespace, with a tmpfs of `size` on
--- /dev/shm; returns stdout, stderr, and whether it exited 0.
-local function in_small_shm(size, code)
-  local inner = ("mount -t tmpfs -o size=%s,mode=1777 tmpfs /dev/shm && exec %s \"$0\""):format(
-    size, H.shell_quote(H.host))
-  return H.run_code("unshare -m sh -c " .. H.shell_quote(inner), code)
-end
-
-local function need_namespace()
-  if not can_unshare then
-    lu.skip("needs root and unshare -m (a private /dev/shm on a small tmpfs)")
-  end
-end
+local in_small_shm, need_namespace = H.in_small_shm, H.need_namespace
 
 -- ---------------------------------------------------------------------------------------
 -- A full /dev/shm

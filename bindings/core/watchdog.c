@@ -33,10 +33,12 @@
 ** Rules shared with the block tool
 ** ===================================================================================== */
 
-int luashm_track_owns(const luashm_fileid *id, uint64_t size, uid_t uid, const struct stat *st) {
+int luashm_track_owns(const char *name, const luashm_fileid *id, uint64_t size, uid_t uid,
+                      const struct stat *st) {
   if (!S_ISREG(st->st_mode)) return 0;
   if (id->ino != 0) return (uint64_t)st->st_dev == id->dev && (uint64_t)st->st_ino == id->ino;
-  return st->st_uid == uid && (st->st_size == 0 || (uint64_t)st->st_size == size);
+  return luashm_name_is_generated(name, strlen(name)) && st->st_uid == uid &&
+         (st->st_size == 0 || (uint64_t)st->st_size == size);
 }
 
 int luashm_track_owns_target(const luashm_fileid *id, const struct stat *st) {
@@ -408,7 +410,7 @@ static int unlink_ours(int dir, const char *name, const rec *r, int target) {
   struct stat st;
   if (fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) != 0) return 0;
   if (target ? !luashm_track_owns_target(&r->id, &st)
-             : !luashm_track_owns(&r->id, r->size, geteuid(), &st))
+             : !luashm_track_owns(name, &r->id, r->size, geteuid(), &st))
     return 0; /* someone else's file carries the name now */
   return unlinkat(dir, name, 0) == 0;
 }

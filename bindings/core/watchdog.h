@@ -40,12 +40,13 @@ typedef struct luashm_trackrec {
   luashm_fileid id;
 } luashm_trackrec;
 
-/* Whether st (an lstat of the record's name) is the file the record stands for, uid being the
-   tree's user. Confirmed: that very file (device and inode). Pending: the name is a generated
-   one that no process outside the tree can have learnt yet, so a regular file of the tree's
-   user with size 0 (before fallocate) or the size asked is ours. The watchdog and the block
-   tool decide with this one rule. Async-signal-safe. */
-int luashm_track_owns(const luashm_fileid *id, uint64_t size, uid_t uid, const struct stat *st);
+/* Whether st (an lstat of name, a record's name) is the file the record stands for, uid being
+   the tree's user. Confirmed: that very file (device and inode). Pending: only a generated
+   name may be, one that no process outside the tree can have learnt yet, so a regular file of
+   the tree's user with size 0 (before fallocate) or the size asked is ours. The watchdog and
+   the block tool decide with this one rule. Async-signal-safe. */
+int luashm_track_owns(const char *name, const luashm_fileid *id, uint64_t size, uid_t uid,
+                      const struct stat *st);
 
 /* Whether st (an lstat of a record's target) is the file the record's name was renamed to. */
 int luashm_track_owns_target(const luashm_fileid *id, const struct stat *st);
