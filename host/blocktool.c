@@ -328,7 +328,7 @@ static int remove_named(int n, char **names) {
   return rc;
 }
 
-/* Unlinks each stale block, if the name still holds the file that was judged. */
+/* Unlinks each stale block of this user's, if the name still holds the file that was judged. */
 static int remove_stale(listing *l) {
   int rc = 0;
   for (size_t i = 0; i < l->n; i++) {
@@ -340,6 +340,12 @@ static int remove_stale(listing *l) {
     if (!is_stale(e) || stat_regular(l->dir, e->name, &st) != 0 ||
         (uint64_t)st.st_ino != e->id.ino || (uint64_t)st.st_dev != e->id.dev)
       continue;
+    /* Only one's own: what another user left is theirs to remove (or named with --rm), and a
+       header that says "dead creator" can be forged by whoever may write the block. */
+    if (st.st_uid != geteuid()) {
+      printf("kept %s: owned by uid %ld\n", esc, (long)st.st_uid);
+      continue;
+    }
     if (unlinkat(l->dir, e->name, 0) != 0) {
       fprintf(stderr, "luashm: unlink '%s': %s\n", esc, luashm_strerror(errno));
       rc = 1;
@@ -354,8 +360,9 @@ static void usage(FILE *f) {
   fprintf(f,
           "usage: luashm --blocks                 list luashm's blocks in /dev/shm\n"
           "       luashm --blocks --rm NAME...    unlink the named blocks\n"
-          "       luashm --blocks --rm-stale      unlink every stale block (creator dead, no\n"
-          "                                       live tracker records it, no process maps it)\n");
+          "       luashm --blocks --rm-stale      unlink every stale block of yours (creator\n"
+          "                                       dead, no live tracker records it, no process\n"
+          "                                       maps it)\n");
 }
 
 int luashm_blocktool(int argc, char **argv) {

@@ -328,7 +328,7 @@ int luashm_tracker_prune(void) {
     long pid = index_pid(e->d_name, 0), tracker = 0;
     struct stat st;
     size_t len;
-    uid_t owner;
+    uid_t owner = (uid_t)-1;
     char *text;
     int gone = 0;
     if (pid != 0 && !luashm_pid_alive(pid) &&
@@ -338,8 +338,9 @@ int luashm_tracker_prune(void) {
     } else if (pid == 0 && (pid = index_pid(e->d_name, 1)) != 0 && !luashm_pid_alive(pid)) {
       /* Half an index, left by a watchdog killed while it wrote it. */
       gone = fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && index_shape(&st);
+      owner = st.st_uid;
     }
-    if (gone && unlinkat(dirfd(d), e->d_name, 0) == 0) count++;
+    if (gone && owner == geteuid() && unlinkat(dirfd(d), e->d_name, 0) == 0) count++;
   }
   closedir(d);
   return count;
