@@ -11,23 +11,8 @@
 
 #include "lauxlib.h"
 #include "lualib.h"
+#include "embed_check.h"
 #include "luashm.h"
-
-static int failures = 0;
-
-#define CHECK(cond)                                                            \
-  do {                                                                         \
-    if (!(cond)) {                                                             \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-      failures++;                                                              \
-    }                                                                          \
-  } while (0)
-
-static int in_shm(const char *name) {
-  char path[300];
-  snprintf(path, sizeof path, "/dev/shm/%s", name);
-  return access(path, F_OK) == 0;
-}
 
 static int contains(const char *s, const char *frag) {
   return s && strstr(s, frag) != NULL;
@@ -323,10 +308,5 @@ int main(int argc, char **argv) {
   test_errors();
   test_0d_array_is_refused_as_in_lua();
   test_lua_side();
-  if (failures > 0) {
-    fprintf(stderr, "embed_api: %d check(s) failed\n", failures);
-    return 1;
-  }
-  printf("embed_api: all checks passed\n");
-  return 0;
+  return verdict("embed_api");
 }

@@ -21,19 +21,10 @@
 
 #include "lauxlib.h"
 #include "lualib.h"
+#include "embed_check.h"
 #include "luashm.h"
 
 #define TRIALS 20
-
-static int failures = 0;
-
-#define CHECK(cond)                                                            \
-  do {                                                                         \
-    if (!(cond)) {                                                             \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-      failures++;                                                              \
-    }                                                                          \
-  } while (0)
 
 /* ---------------------------------------------------------------------------------------
 ** A thread that holds malloc's lock (one arena for all threads: see main) and stdio's list
@@ -98,12 +89,6 @@ static int alive(long pid) {
   fclose(f);
   state = strrchr(buf, ')');
   return state != NULL && state[1] == ' ' && state[2] != 'Z' && state[2] != 'X';
-}
-
-static int in_shm(const char *name) {
-  char path[300];
-  snprintf(path, sizeof path, "/dev/shm/%s", name);
-  return access(path, F_OK) == 0;
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -213,10 +198,5 @@ int main(void) {
   hammering = 0;
   pthread_join(t, NULL);
   test_fork_after_a_tracked_block_joins_the_tree();
-  if (failures > 0) {
-    fprintf(stderr, "embed_fork: %d check(s) failed\n", failures);
-    return 1;
-  }
-  printf("embed_fork: all checks passed\n");
-  return 0;
+  return verdict("embed_fork");
 }
