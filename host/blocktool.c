@@ -150,30 +150,19 @@ static int inspect(int dir, entry *e) {
 ** Listing
 ** ------------------------------------------------------------------------------------- */
 
-/* Lists name as recorded by a tracker if it is the file the record stands for (target: the
-   record's file renamed) and belongs to the index's owner: nobody's index can vouch for, or
-   condemn, another user's file. */
-static void track_file(listing *l, const char *name, const luashm_trackrec *r, int target,
-                       long tracker, int alive, uid_t owner) {
+/* Lists the file a tracker's record stands for (luashm_tracker_resolve: nobody's index can
+   vouch for, or condemn, another user's file or another file than the one it recorded). */
+static void on_tracked(void *ud, const luashm_trackrec *r, long tracker, int alive, uid_t owner) {
+  listing *l = (listing *)ud;
   struct stat st;
+  const char *name = luashm_tracker_resolve(r, owner, &st);
   entry *e;
-  if (stat_regular(l->dir, name, &st) != 0 || st.st_uid != owner ||
-      !(target ? luashm_track_owns_target(&r->id, &st)
-               : luashm_track_owns(name, &r->id, r->size, owner, &st)))
-    return;
-  e = listing_add(l, name, &st);
-  if (e == NULL) return;
+  if (name == NULL || (e = listing_add(l, name, &st)) == NULL) return;
   /* A live tracker's record wins over a dead one's (a name can outlive its first tree). */
   if (e->tracker != 0 && e->tracker_alive && !alive) return;
   e->tracker = tracker;
   e->tracker_alive = alive;
   e->creator = r->creator;
-}
-
-static void on_tracked(void *ud, const luashm_trackrec *r, long tracker, int alive, uid_t owner) {
-  listing *l = (listing *)ud;
-  track_file(l, r->name, r, 0, tracker, alive, owner);
-  if (r->target != NULL) track_file(l, r->target, r, 1, tracker, alive, owner);
 }
 
 static int by_name(const void *a, const void *b) {

@@ -476,14 +476,17 @@ typedef struct tracked {
   int count;
 } tracked;
 
-static void unlink_tracked_name(void *ud, const char *name, long creator, long tracker, int alive) {
+static void unlink_tracked_name(void *ud, const luashm_trackrec *r, long tracker, int alive,
+                                uid_t owner) {
   tracked *t = (tracked *)ud;
-  char err[LUASHM_ERRLEN];
-  (void)creator;
+  char err[LUASHM_ERRLEN], esc[4 * LUASHM_NAME_MAX + 1];
+  struct stat st;
+  const char *name = luashm_tracker_resolve(r, owner, &st);
   (void)alive;
-  if (tracker != t->tracker || luashm_tracker_unlink(name, err) != 0) return;
+  if (tracker != t->tracker || name == NULL || luashm_tracker_unlink(name, err) != 0) return;
   if (t->count++ > 0) luaL_addstring(t->names, ", ");
-  luaL_addstring(t->names, name);
+  luashm_name_escape(esc, sizeof esc, name); /* a name must not drive the terminal */
+  luaL_addstring(t->names, esc);
 }
 
 /* Unlinks the tracked blocks the session's process tree made and left, which the tracker

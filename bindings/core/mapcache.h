@@ -12,12 +12,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef struct luashm_mapping luashm_mapping;
+#include "posix.h" /* luashm_fileid: what the cache matches, what a sender passes with a name */
 
-/* A block's identity: what the cache matches, and what a sender passes along with a name. */
-typedef struct luashm_fileid {
-  uint64_t dev, ino, size;
-} luashm_fileid;
+typedef struct luashm_mapping luashm_mapping;
 
 /* Attaches name: the cached mapping of the file the name holds now (one reference more), or
    a new mapping, cached when its identity could be established (a new mapping also unmaps

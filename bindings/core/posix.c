@@ -173,6 +173,7 @@ int luashm_shm_create(const char *name, const char *shown, size_t size, mode_t m
     if (fstat(fd, &st) != 0) goto fail;
     id->dev = (uint64_t)st.st_dev;
     id->ino = (uint64_t)st.st_ino;
+    id->size = (uint64_t)size;
   }
   /* posix_fallocate sizes the file and reserves its pages: a full /dev/shm fails here rather
      than with SIGBUS on first touch. */

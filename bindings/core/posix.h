@@ -18,10 +18,11 @@
 #define LUASHM_GEN_NAME_LEN 23    /* "luashm_" + 16 hex digits */
 #define LUASHM_SHM_DIR "/dev/shm" /* where glibc >= 2.34's shm_open puts every name */
 
-/* What identifies a file for as long as it exists: a name can be unlinked and made again by
-   anyone, its device and inode cannot be reused while it is there. */
+/* A block's identity: a name can be unlinked and made again by anyone, a device and inode
+   cannot be reused while the file is there. The size tells a shrunk or grown block apart (the
+   mapping cache), or is the size a block was asked to have (the tracker's records). */
 typedef struct luashm_fileid {
-  uint64_t dev, ino;
+  uint64_t dev, ino, size;
 } luashm_fileid;
 
 /* Fills out (LUASHM_GEN_NAME_LEN + 1 bytes) with a fresh name from the kernel's random source. */

@@ -122,8 +122,8 @@ static int tracker_send(int op, const char *name, const char *target, uint64_t s
   m.namelen = (uint8_t)n;
   m.targetlen = (uint8_t)tn;
   m.creator = (int64_t)getpid();
-  m.size = size;
   if (id != NULL) m.id = *id;
+  m.id.size = size;
   memcpy(m.names, name, n);
   if (tn > 0) memcpy(m.names + n, target, tn);
   while (send(tree_socket(), &m, LUASHM_TRACKMSG_HEAD + n + tn, MSG_NOSIGNAL) < 0) {
@@ -317,6 +317,23 @@ int luashm_tracker_scan(void (*fn)(void *ud, const luashm_trackrec *r, long trac
   }
   closedir(d);
   return count;
+}
+
+/* lstat of /dev/shm/name (a name that passed the name rules: it stays in /dev/shm). */
+static int shm_lstat(const char *name, struct stat *st) {
+  char path[sizeof LUASHM_SHM_DIR + 1 + LUASHM_NAME_MAX];
+  snprintf(path, sizeof path, LUASHM_SHM_DIR "/%s", name);
+  return fstatat(AT_FDCWD, path, st, AT_SYMLINK_NOFOLLOW);
+}
+
+const char *luashm_tracker_resolve(const luashm_trackrec *r, uid_t owner, struct stat *st) {
+  if (r->target != NULL && shm_lstat(r->target, st) == 0 && st->st_uid == owner &&
+      luashm_track_owns_target(&r->id, st))
+    return r->target;
+  if (shm_lstat(r->name, st) == 0 && st->st_uid == owner &&
+      luashm_track_owns(r->name, &r->id, owner, st))
+    return r->name;
+  return NULL;
 }
 
 int luashm_tracker_prune(void) {

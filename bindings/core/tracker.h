@@ -67,6 +67,12 @@ int luashm_tracker_scan(void (*fn)(void *ud, const luashm_trackrec *r, long trac
                                    uid_t owner),
                         void *ud);
 
+/* Which file a record read from an index of owner's stands for now: its target when the block
+   was renamed before the watchdog moved the record, else its name; only if that name holds the
+   very file recorded (luashm_track_owns) and it is owner's. Fills *st (an lstat) and returns
+   the name, or NULL when neither does (gone, or someone else's file now). */
+const char *luashm_tracker_resolve(const luashm_trackrec *r, uid_t owner, struct stat *st);
+
 /* Removes the indexes of watchdogs that are gone (only those scan would read); returns how
    many. */
 int luashm_tracker_prune(void);

@@ -33,12 +33,11 @@
 ** Rules shared with the block tool
 ** ===================================================================================== */
 
-int luashm_track_owns(const char *name, const luashm_fileid *id, uint64_t size, uid_t uid,
-                      const struct stat *st) {
+int luashm_track_owns(const char *name, const luashm_fileid *id, uid_t uid, const struct stat *st) {
   if (!S_ISREG(st->st_mode)) return 0;
   if (id->ino != 0) return (uint64_t)st->st_dev == id->dev && (uint64_t)st->st_ino == id->ino;
   return luashm_name_is_generated(name, strlen(name)) && st->st_uid == uid &&
-         (st->st_size == 0 || (uint64_t)st->st_size == size);
+         (st->st_size == 0 || (uint64_t)st->st_size == id->size);
 }
 
 int luashm_track_owns_target(const luashm_fileid *id, const struct stat *st) {
@@ -127,8 +126,7 @@ static int write_all(int fd, const char *p, size_t n) {
 
 typedef struct rec {
   struct rec *next;
-  luashm_fileid id; /* {0, 0} while pending */
-  uint64_t size;
+  luashm_fileid id; /* the size asked; device and inode 0 while pending */
   int64_t creator;
   uint8_t namelen, targetlen, gone; /* gone: 1 name, 2 target unlinked at the end */
   char s[];                         /* name '\0' target '\0' */
@@ -239,12 +237,15 @@ static void table_apply(table *t, const luashm_trackmsg *m, size_t len) {
       if (!luashm_name_is_generated(name, m->namelen)) return;
       r = table_put(t, name, m->namelen, target, m->targetlen);
       if (r == NULL) return;
-      r->size = m->size;
+      r->id.size = m->id.size;
       r->creator = m->creator;
       break;
     case LUASHM_REC_CONFIRM:
       r = *table_find(t, name, m->namelen);
-      if (r != NULL && m->id.ino != 0) r->id = m->id;
+      if (r != NULL && m->id.ino != 0) {
+        r->id.dev = m->id.dev;
+        r->id.ino = m->id.ino;
+      }
       break;
     case LUASHM_REC_MOVED: {
       rec old;
@@ -257,7 +258,6 @@ static void table_apply(table *t, const luashm_trackmsg *m, size_t len) {
       r = table_put(t, to, old.targetlen, "", 0);
       if (r == NULL) return;
       r->id = old.id;
-      r->size = old.size;
       r->creator = old.creator;
       break;
     }
@@ -291,7 +291,7 @@ static void index_write(table *t, int dir, long me) {
     for (rec *r = t->bucket[i]; r != NULL; r = r->next) {
       buf_num(&text, (uint64_t)r->creator);
       buf_str(&text, " ");
-      buf_num(&text, r->size);
+      buf_num(&text, r->id.size);
       buf_str(&text, " ");
       buf_num(&text, r->id.dev);
       buf_str(&text, " ");
@@ -364,7 +364,7 @@ static int parse_line(const char *s, const char *end, luashm_trackrec *r, char *
                       char *target) {
   uint64_t creator;
   if (parse_num(&s, end, &creator) != 0 || creator > INT32_MAX || expect(&s, end, " ") != 0 ||
-      parse_num(&s, end, &r->size) != 0 || expect(&s, end, " ") != 0 ||
+      parse_num(&s, end, &r->id.size) != 0 || expect(&s, end, " ") != 0 ||
       parse_num(&s, end, &r->id.dev) != 0 || expect(&s, end, " ") != 0 ||
       parse_num(&s, end, &r->id.ino) != 0 || expect(&s, end, " ") != 0 ||
       parse_hex(&s, end, name) != 0 || expect(&s, end, " ") != 0)
@@ -410,7 +410,7 @@ static int unlink_ours(int dir, const char *name, const rec *r, int target) {
   struct stat st;
   if (fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) != 0) return 0;
   if (target ? !luashm_track_owns_target(&r->id, &st)
-             : !luashm_track_owns(name, &r->id, r->size, geteuid(), &st))
+             : !luashm_track_owns(name, &r->id, geteuid(), &st))
     return 0; /* someone else's file carries the name now */
   return unlinkat(dir, name, 0) == 0;
 }

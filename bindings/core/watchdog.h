@@ -24,19 +24,18 @@ enum {
 typedef struct luashm_trackmsg {
   uint8_t op, namelen, targetlen, pad[5];
   int64_t creator;
-  uint64_t size;
-  luashm_fileid id;
+  luashm_fileid id;                /* the size asked, and once confirmed the device and inode */
   char names[2 * LUASHM_NAME_MAX]; /* name then target, namelen + targetlen bytes, no NULs */
 } luashm_trackmsg;
 
 #define LUASHM_TRACKMSG_HEAD offsetof(luashm_trackmsg, names)
 
-/* A record as the index holds it. target is NULL when there is none; id is {0, 0} while the
-   name is pending (created but not yet confirmed, or not even created). */
+/* A record as the index holds it. target is NULL when there is none; id.size is the size
+   asked, id.dev and id.ino are 0 while the name is pending (created but not yet confirmed, or
+   not even created). */
 typedef struct luashm_trackrec {
   const char *name, *target;
   long creator;
-  uint64_t size;
   luashm_fileid id;
 } luashm_trackrec;
 
@@ -45,8 +44,7 @@ typedef struct luashm_trackrec {
    name may be, one that no process outside the tree can have learnt yet, so a regular file of
    the tree's user with size 0 (before fallocate) or the size asked is ours. The watchdog and
    the block tool decide with this one rule. Async-signal-safe. */
-int luashm_track_owns(const char *name, const luashm_fileid *id, uint64_t size, uid_t uid,
-                      const struct stat *st);
+int luashm_track_owns(const char *name, const luashm_fileid *id, uid_t uid, const struct stat *st);
 
 /* Whether st (an lstat of a record's target) is the file the record's name was renamed to. */
 int luashm_track_owns_target(const luashm_fileid *id, const struct stat *st);

@@ -39,7 +39,7 @@ static void on_record(void *ud, const luashm_trackrec *r) {
   if (s->roundtrip) {
     if (strcmp(r->name, s->name) != 0 || (r->target == NULL) != (s->target[0] == '\0') ||
         (r->target != NULL && strcmp(r->target, s->target) != 0) ||
-        r->creator != s->first.creator || r->size != s->first.size ||
+        r->creator != s->first.creator || r->id.size != s->first.id.size ||
         r->id.dev != s->first.id.dev || r->id.ino != s->first.id.ino)
       abort();
   } else if (s->count == 0) {
@@ -58,7 +58,7 @@ static void roundtrip(seen *s) {
   hex(hn, s->name);
   hex(ht, s->target);
   snprintf(line, sizeof line, "luashm-tracker 2 7\n%ld %llu %llu %llu %s %s\n", s->first.creator,
-           (unsigned long long)s->first.size, (unsigned long long)s->first.id.dev,
+           (unsigned long long)s->first.id.size, (unsigned long long)s->first.id.dev,
            (unsigned long long)s->first.id.ino, hn, s->target[0] ? ht : "-");
   s->roundtrip = 1;
   s->count = 0;
