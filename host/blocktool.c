@@ -194,7 +194,7 @@ static void collect(listing *l) {
     l->e[j++] = *e;
   }
   l->n = j;
-  qsort(l->e, l->n, sizeof *l->e, by_name);
+  if (l->n > 0) qsort(l->e, l->n, sizeof *l->e, by_name); /* e is NULL when empty */
 }
 
 /* Stale by what is recorded: no live tracker records it and its creator is known to be dead.
