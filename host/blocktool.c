@@ -237,9 +237,10 @@ static void find_users(listing *l) {
     while ((n = read(fd, text + len, cap - len - 1)) > 0) {
       len += (size_t)n;
       if (cap - len < 4096) {
-        char *more = realloc(text, cap *= 2);
-        if (more == NULL) break;
+        char *more = realloc(text, 2 * cap);
+        if (more == NULL) break; /* what was read is still looked at */
         text = more;
+        cap *= 2;
       }
     }
     close(fd);

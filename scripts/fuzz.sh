@@ -5,10 +5,17 @@ set -e
 cd "$(dirname "$0")/.."
 secs=${1:-30}
 sh scripts/deps.sh
-dir=$(sh scripts/build.sh fuzz | tail -n 1)
-for t in "$dir"/fuzz_*; do
-  [ -x "$t" ] || continue
-  name=$(basename "$t")
+# Each target is built on its own, so that one that does not build fails the run without
+# keeping the others from running.
+for src in tests/fuzz/fuzz_*.c; do
+  name=$(basename "$src" .c)
+  if ! dir=$(sh scripts/build.sh fuzz "$name" 2>/tmp/luashm-fuzz-build.$$); then
+    tail -n 20 /tmp/luashm-fuzz-build.$$
+    echo "fuzz: $name does not build" >&2
+    status=1
+    continue
+  fi
+  t="$dir/$name"
   seeds="tests/fuzz/seeds/${name#fuzz_}"
   work="$dir/corpus/${name#fuzz_}"
   mkdir -p "$work"
@@ -24,4 +31,5 @@ for t in "$dir"/fuzz_*; do
   fi
   grep -E '^stat::number_of_executed_units|^#[0-9]+.*DONE' "$log" | tail -n 2
 done
+rm -f /tmp/luashm-fuzz-build.$$
 exit ${status:-0}
