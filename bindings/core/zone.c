@@ -306,7 +306,7 @@ static int insert(txn *t, uint32_t off, uint32_t size, uint32_t hash, const char
    and the walk goes on. Returns 2 when a live entry went, 1 an expired one, 0 when nothing
    could go, -1 when malformed. */
 static int evict_one(txn *t, int keep_live, uint32_t avoid) {
-  uint32_t off = ld32(t->s + S_LRU_TAIL), prev;
+  uint32_t off = ld32(t->s + S_LRU_TAIL), prev = 0;
   uint64_t steps;
   ent e;
   for (steps = 0; off != 0; steps++) {
@@ -469,7 +469,7 @@ int zone_incr(zone *z, const char *k, size_t klen, const zone_value *n, const zo
       out->type = e.type;
       return zone_finish(&t, ZONE_NOTNUM);
     }
-    value_read(&e, &old, NULL);
+    value_read(&e, &old, (char[8]){0}); /* a number: GCC cannot tell no string is copied */
     *out = add_number(&old, n);
     /* A number always fits its own block: only a forged one does not. */
     if (rewrite_in_place(&t, &e, out, e.expires) == 0)
@@ -527,7 +527,7 @@ int zone_flush_expired(zone *z, uint64_t max, uint64_t *n) {
   *n = 0;
   for (i = 0; i < z->nshards; i++) {
     txn t;
-    uint32_t off, prev;
+    uint32_t off, prev = 0;
     uint64_t steps;
     int rc = zone_lock_shard(z, i);
     if (rc != ZONE_OK) return rc;
