@@ -16,9 +16,10 @@
 **   removed), then "moved G". The file keeps its inode across the rename, so until the moved
 **   record arrives the watchdog recognises N as the confirmed G's file; after it, the record is
 **   N's, with that identity.
-** - unlink removes the name first and sends "unlink N" after: a SIGKILL in between leaves a
-**   record of a file that is gone (or of a name someone else re-made: another inode), which the
-**   watchdog skips.
+** - unlink removes the name first and sends "unlink N" after, with the identity of the file it
+**   removed: a SIGKILL in between leaves a record of a file that is gone (or of a name someone
+**   else re-made: another inode), which the watchdog skips; and the record of a process of the
+**   tree that made N again meanwhile (and whose record may arrive first) is not forgotten.
 ** - At the end the watchdog unlinks exactly the recorded files that are still the files it
 **   recorded; a name someone else made meanwhile, for any kind of name, is left alone.
 */

@@ -261,7 +261,14 @@ static void table_apply(table *t, const luashm_trackmsg *m, size_t len) {
       r->creator = old.creator;
       break;
     }
-    case LUASHM_REC_UNLINK: table_remove(t, name, m->namelen); break;
+    case LUASHM_REC_UNLINK:
+      /* Not if the file that went is another than the one recorded now under that name. */
+      r = *table_find(t, name, m->namelen);
+      if (r != NULL && m->id.ino != 0 && r->id.ino != 0 &&
+          (r->id.ino != m->id.ino || r->id.dev != m->id.dev))
+        return;
+      table_remove(t, name, m->namelen);
+      break;
     default: break;
   }
 }

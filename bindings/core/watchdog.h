@@ -18,7 +18,7 @@ enum {
   LUASHM_REC_PENDING = 'P', /* name (generated) is about to be created, for target if any */
   LUASHM_REC_CONFIRM = 'C', /* name exists now, with identity id */
   LUASHM_REC_MOVED = 'M',   /* name was renamed to its target: the record moves with it */
-  LUASHM_REC_UNLINK = 'U'   /* name is gone: forget it */
+  LUASHM_REC_UNLINK = 'U'   /* name is gone (the file with id, when known): forget it */
 };
 
 typedef struct luashm_trackmsg {
