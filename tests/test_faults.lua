@@ -1,6 +1,7 @@
 -- Fault injection: a job is SIGKILLed at a random moment, the host or a worker; once the job's
 -- process tree is gone, not one block may be left. Two jobs alternate: one whose host and two
--- workers create and unlink blocks through a manager (and plain tracked blocks beside it), and
+-- workers create and unlink blocks through a manager (and plain tracked blocks beside it, under
+-- generated and chosen names), and
 -- one whose two senders and two receivers pass messages carrying references (an Array, and
 -- every fourth a fresh Block) through a channel, where every message must also arrive exactly
 -- once (the surviving host counts them). Trials run several at a time. LUASHM_FAULT_TRIALS
@@ -18,11 +19,14 @@ local pidfile, loops = arg[1], tonumber(arg[2])
 local m = shm.manager()
 local function work()
   local live = {}
+  local me = io.open("/proc/self/stat"):read("a"):match("^(%d+)")
   for i = 1, loops do
     live[#live + 1] = m:create(64 + i)
     if #live > 3 then table.remove(live, 1):unlink() end
     local t = shm.create(32)
     if i % 2 == 0 then t:unlink() end
+    local c = shm.create(48, { name = ("luashm_soak_%s_%d"):format(me, i) }) -- a chosen name
+    if i % 3 ~= 0 then c:unlink() end
   end
 end
 local f = io.open("/proc/self/stat")
