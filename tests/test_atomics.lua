@@ -62,8 +62,11 @@ end
 
 function TestAtomics:test_errors()
   local f = self:array("f64", 2)
-  H.assert_error({ "atomic_add needs dtype i32, u32, i64 or u64, not f64" }, f.atomic_add, f, 1, 1)
-  H.assert_error({ "cas needs dtype" }, f.cas, f, 1, 0, 1)
+  lu.assertEquals(f:atomic_add(1, 1.5), 0.0) -- floats add through a compare-and-swap loop
+  H.assert_error({ "cas needs dtype i32, u32, i64 or u64, not f64" }, f.cas, f, 1, 0, 1)
+  local h = self:array("f16", 2)
+  H.assert_error({ "atomic_add needs dtype i32, u32, i64 or u64, f32 or f64, not f16" },
+    h.atomic_add, h, 1, 1)
   local a = self:array("i32", 2)
   H.assert_error({ "atomic_add: index 3 is out of range (1..2)" }, a.atomic_add, a, 3, 1)
   H.assert_error({ "atomic_load: index 0 is out of range" }, a.atomic_load, a, 0)

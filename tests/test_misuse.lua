@@ -184,6 +184,10 @@ local function child(mode)
   end
   make.ArraySlice = function() return shm.array("u64", 10):slice(2, -2) end
   make.ArraySub = function() return shm.array("i32", { 3, 4 })[2] end
+  make.ArrayPrivate = function() return shm.array("f64", { 2, 3 }, { private = true }) end
+  make.ArrayStrided = function() return shm.array("i16", { 4, 6 }):view({ -1, 1, -2 }, { 2, -1, 2 }) end
+  make.ArrayBool = function() return shm.array("bool", { 2, 3 }) end
+  make.ArrayHalf = function() return shm.array("f16", 5):transpose() end
   make.List = function() return shm.list(table.pack(1, 2.5, "str", true, nil, "b\255")) end
   make.Lock = function() return shm.lock() end
   make.Guard = function()
@@ -211,6 +215,8 @@ local function child(mode)
   local tname = {
     Block = "luashm.Block", Array1 = "luashm.Array", Array2 = "luashm.Array",
     ArrayRaw = "luashm.Array", ArraySlice = "luashm.Array", ArraySub = "luashm.Array",
+    ArrayPrivate = "luashm.Array", ArrayStrided = "luashm.Array", ArrayBool = "luashm.Array",
+    ArrayHalf = "luashm.Array",
     List = "luashm.List", Lock = "luashm.Lock", Guard = "luashm.LockGuard",
     Barrier = "luashm.Barrier", Channel = "luashm.Channel", Manager = "luashm.Manager",
     Worker = "luashm.Worker", Pool = "luashm.Pool", Progress = "luashm.Progress",
@@ -322,7 +328,10 @@ local function child(mode)
     flush_cache = { args = function() return {} end },
     open = { args = function() local a = shm.array("u8", 3); return { a.name }, a end },
     array = { args = function() return { "f64", { 2, 3 }, { values = { 1, 2, 3, 4, 5, 6 } } } end,
-      opts = { 3, { "name", "track", "mode", "values", "block", "offset" } } },
+      opts = { 3, { "name", "track", "mode", "values", "block", "offset", "private" } } },
+    ["array(private)"] = { fn = "array",
+      args = function() return { "f16", { 2, 2 }, { private = true, values = { 1, 2, 3, 4 } } } end,
+      opts = { 3, { "private", "values" } } },
     ["array(view)"] = { fn = "array",
       args = function() local b = shm.create(64); return { "u16", 4, { block = b, offset = 8 } }, b end,
       opts = { 3, { "block", "offset" } } },
@@ -390,6 +399,40 @@ local function child(mode)
     totable = {}, sum = {}, min = {}, max = {}, mean = {},
     add = function() return { 2 } end,
     mul = function() return { 3 } end,
+    sub = function(a) return { a, 1 } end,
+    div = function() return { 2 } end,
+    idiv = function() return { 2 } end,
+    mod = function() return { 3 } end,
+    pow = function() return { 2 } end,
+    minimum = function(a) return { a, 0 } end,
+    maximum = function() return { 1 } end,
+    lt = function(a) return { a, 2 } end,
+    le = function() return { 2, 3 } end,
+    gt = function(a) return { a, a } end,
+    ge = function() return { 1 } end,
+    eq = function(a) return { a } end,
+    ne = function() return { 0, 1 } end,
+    abs = {}, neg = {}, sqrt = {}, exp = {}, log = {}, floor = {}, ceil = {}, round = {},
+    clip = function() return { 0, 5 } end,
+    where = function(a)
+      return { shm.array("bool", a.shape, { private = true }), a, 2 }
+    end,
+    astype = function() return { "f32", "unsafe" } end,
+    view = function(a) return a.ndim == 1 and { { -1, 1, -2 } } or { {}, 2 } end,
+    transpose = {},
+    clone = function() return { { private = true } } end,
+    prod = function() return { 1 } end,
+    var = function() return { 1, nil, 1 } end,
+    std = {},
+    argmin = function() return { -1 } end,
+    argmax = {},
+    any = function() return { 1 } end,
+    all = {},
+    count = function() return { 1 } end,
+    cumsum = function() return { 1 } end,
+    sort = function() return { -1 } end,
+    argsort = {},
+    dot = function(a) return { a } end,
     apply = function() return { function(v) return v end } end,
     atomic_add = function() return { 1, 1 } end,
     cas = function() return { 1, 0, 1 } end,
@@ -407,6 +450,7 @@ local function child(mode)
       close = {}, unlink = {}, __index = { "size" }, __newindex = { "size", 1 }, __len = {},
       __close = {}, __gc = {}, __tostring = {} },
     Array1 = arr, Array2 = arr, ArrayRaw = arr, ArraySlice = arr, ArraySub = arr,
+    ArrayPrivate = arr, ArrayStrided = arr, ArrayBool = arr, ArrayHalf = arr,
     List = { count = { 1 }, index = { "str" }, totable = {}, close = {}, unlink = {},
       __index = { 2 }, __newindex = { 2, "new" }, __len = {}, __close = {}, __tostring = {},
       __pairs = {} },
@@ -443,6 +487,7 @@ local function child(mode)
   local meth_opts = {
     ["Pool:map"] = { 3, { "chunksize", "progress", "label" } },
     ["Manager:create"] = { 2, { "name", "track", "mode" } },
+    ["Array:clone"] = { 1, { "name", "track", "mode", "private" } },
     ["Manager:list"] = { 2, { "name", "slot_bytes" } },
     ["Manager:channel"] = { 1, { "capacity", "name" } },
     ["Manager:dict"] = { 1, { "capacity", "name" } },

@@ -252,7 +252,7 @@ function TestRepl:test_completion_of_globals_fields_and_methods()
   r:keys("C-u")
   if shm.array then
     r:line('arr = shm.array("i32", 4, {values = {1, 2, 3, 4}})')
-    r:type("arr:su")
+    r:type("arr:sum")
     r:keys("Tab")
     r:wait_text("> arr:sum(")
     r:line(")")

@@ -9,6 +9,8 @@
 **           | REF name:str kind:str view:value                 a luashm object by name
 **           | REFID name:str kind:str dev ino size:varint view  the same, with the identity of
 **                                                              the sender's block (mapcache.h)
+**           | VAL kind:str view:value                          a private object (no block), by
+**                                                              value: all of it is in view
 ** Tables are copied without metatables; a table reachable twice (not a cycle) is copied twice,
 ** up to LUASHM_CODEC_MAXREPEAT repeated copies per message: a few shared tables nested in each
 ** other would otherwise make a copy exponential in their number.
@@ -25,7 +27,7 @@
 #define CODEC_INIT 512 /* bytes encoded on the C stack before a growable box is needed */
 #define SET_INIT 64    /* tables seen, tracked on the C stack before a growable set is needed */
 
-enum { T_NIL, T_FALSE, T_TRUE, T_INT, T_FLOAT, T_STR, T_TABLE, T_REF, T_REFID };
+enum { T_NIL, T_FALSE, T_TRUE, T_INT, T_FLOAT, T_STR, T_TABLE, T_REF, T_REFID, T_VAL };
 
 /* ---------------------------------------------------------------------------------------
 ** Encoding
@@ -293,6 +295,13 @@ static void enc_userdata(enc *e, int idx) {
     lua_pop(L, 1);
     return;
   }
+  if (o != NULL && o->kind->view != NULL && o->kind->view(L, idx)) { /* private: by value */
+    enc_byte(e, T_VAL);
+    enc_bytes(e, o->kind->name, strlen(o->kind->name));
+    enc_value(e, lua_gettop(L));
+    lua_pop(L, 1);
+    return;
+  }
   if (lua_getmetatable(L, idx)) {
     lua_pushliteral(L, "__name");
     if (lua_rawget(L, -2) == LUA_TSTRING) tname = lua_tostring(L, -1);
@@ -500,6 +509,26 @@ static void dec_ref(dec *d, int withid) {
   lua_remove(L, -2);
 }
 
+/* A private object by value: its kind builds it from the view alone (wrap with nil in place
+   of a Block). */
+static void dec_val(dec *d) {
+  lua_State *L = d->L;
+  size_t klen;
+  const char *kind = dec_bytes(d, &klen);
+  const luashm_kind *k = luashm_kind_named(kind, klen);
+  if (k == NULL || k->view == NULL) {
+    lua_pushlstring(L, kind, klen);
+    dec_fail(d, lua_pushfstring(L, "kind '%s' does not travel by value", lua_tostring(L, -1)));
+  }
+  if (d->depth >= LUASHM_CODEC_MAXDEPTH) dec_fail(d, "objects nested too deep in views");
+  d->depth++;
+  dec_value(d); /* the view, a level as dec_ref's */
+  d->depth--;
+  lua_pushnil(L);
+  k->wrap(L, lua_gettop(L) - 1);
+  lua_remove(L, -2);
+}
+
 static void dec_value(dec *d) {
   lua_State *L = d->L;
   const char *s;
@@ -529,6 +558,7 @@ static void dec_value(dec *d) {
     case T_TABLE: dec_table(d); break;
     case T_REF: dec_ref(d, 0); break;
     case T_REFID: dec_ref(d, 1); break;
+    case T_VAL: dec_val(d); break;
     default: d->p--; dec_fail(d, "unknown value tag");
   }
 }

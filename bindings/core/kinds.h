@@ -20,10 +20,12 @@ typedef struct luashm_kind {
   int (*probe)(const unsigned char *p, size_t size);
   /* Replaces the Block at the top of the stack with an object of this kind over it. view is
      the stack index of what view() gave on the sending side (0: none). The bytes are
-     validated again here: a malformed block raises "luashm: open '<name>': <cause>". */
+     validated again here: a malformed block raises "luashm: open '<name>': <cause>". For an
+     object that travelled by value (no block), nil is at the top in place of a Block. */
   int (*wrap)(lua_State *L, int view);
-  /* For travel by name: pushes what the name alone does not say (a view's offset, shape and
-     strides) and returns 1, or returns 0. NULL: the name always says all. */
+  /* For travel: pushes what the name alone does not say (a view's offset, shape and strides)
+     and returns 1, or returns 0. For an object with no block (a private array), it pushes
+     the whole object's value (the codec sends it by value). NULL: the name always says all. */
   int (*view)(lua_State *L, int idx);
   /* The block tool's "what it holds" ("array f64 (3, 4)"), at most n bytes into out; NULL: the
      kind's name. Untrusted bytes, as for probe. */

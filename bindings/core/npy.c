@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,17 +18,18 @@
 
 #include "posix.h"
 
-const char *const luashm_dtype_names[LUASHM_NDTYPES] = {"i8",  "u8",  "i16", "u16", "i32",
-                                                        "u32", "i64", "u64", "f32", "f64"};
-const unsigned char luashm_dtype_sizes[LUASHM_NDTYPES] = {1, 1, 2, 2, 4, 4, 8, 8, 4, 8};
+const char *const luashm_dtype_names[LUASHM_NDTYPES] = {
+    "i8", "u8", "i16", "u16", "i32", "u32", "i64", "u64", "f32", "f64", "bool", "f16"};
+const unsigned char luashm_dtype_sizes[LUASHM_NDTYPES] = {1, 1, 2, 2, 4, 4, 8, 8, 4, 8, 1, 2};
 
 static const char *const long_names[LUASHM_NDTYPES] = {
-    "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64", "float32", "float64"};
+    "int8",   "uint8",   "int16",   "uint16", "int32", "uint32",
+    "int64",  "uint64",  "float32", "float64", "bool_", "float16"};
 
 /* The descr NumPy writes on a little-endian machine; '<' and '=' are accepted on reading, and
    any byte order for one-byte types. */
-static const char *const descrs[LUASHM_NDTYPES] = {"|i1", "|u1", "<i2", "<u2", "<i4",
-                                                   "<u4", "<i8", "<u8", "<f4", "<f8"};
+static const char *const descrs[LUASHM_NDTYPES] = {"|i1", "|u1", "<i2", "<u2", "<i4", "<u4",
+                                                   "<i8", "<u8", "<f4", "<f8", "|b1", "<f2"};
 
 #define MAGIC "\x93NUMPY"
 #define MAGIC_LEN 6
@@ -96,9 +98,15 @@ typedef struct cursor {
   char *err;
 } cursor;
 
-static int bad(cursor *c, const char *fmt, const char *arg) {
+/* Every message is a literal format checked by the compiler (issue 16: no format string that
+   came from elsewhere). */
+static int bad(cursor *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int bad(cursor *c, const char *fmt, ...) {
   char what[256];
-  snprintf(what, sizeof what, fmt, arg);
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(what, sizeof what, fmt, ap);
+  va_end(ap);
   snprintf(c->err, LUASHM_ERRLEN, "bad NPY header: %s", what);
   return -1;
 }
@@ -108,9 +116,8 @@ static void skip_ws(cursor *c) {
 }
 
 static int expect(cursor *c, char ch) {
-  char s[2] = {ch, 0};
   skip_ws(c);
-  if (c->p >= c->end || *c->p != ch) return bad(c, "expected '%s'", s);
+  if (c->p >= c->end || *c->p != ch) return bad(c, "expected '%c'", ch);
   c->p++;
   return 0;
 }
@@ -120,13 +127,13 @@ static int parse_string(cursor *c, char *out, size_t cap) {
   char q;
   size_t n = 0;
   skip_ws(c);
-  if (c->p >= c->end || (*c->p != '\'' && *c->p != '"')) return bad(c, "expected a string%s", "");
+  if (c->p >= c->end || (*c->p != '\'' && *c->p != '"')) return bad(c, "expected a string");
   q = *c->p++;
   while (c->p < c->end && *c->p != q) {
-    if (*c->p == '\\' || n + 1 >= cap) return bad(c, "unsupported string in the dict%s", "");
+    if (*c->p == '\\' || n + 1 >= cap) return bad(c, "unsupported string in the dict");
     out[n++] = *c->p++;
   }
-  if (c->p >= c->end) return bad(c, "unterminated string%s", "");
+  if (c->p >= c->end) return bad(c, "unterminated string");
   c->p++;
   out[n] = '\0';
   return 0;
@@ -144,7 +151,7 @@ static int parse_descr(cursor *c, luashm_npy *h) {
   int i;
   skip_ws(c);
   if (c->p < c->end && (*c->p == '[' || *c->p == '{'))
-    return bad(c, "structured dtypes are not supported%s", "");
+    return bad(c, "structured dtypes are not supported");
   if (parse_string(c, d, sizeof d) != 0) return -1;
   if (strlen(d) < 2) return bad(c, "unsupported descr '%s'", d);
   for (i = 0; i < LUASHM_NDTYPES; i++) {
@@ -157,26 +164,26 @@ static int parse_descr(cursor *c, luashm_npy *h) {
     }
     if (d[0] == '>') return bad(c, "big-endian descr '%s' is not supported", d);
   }
-  return bad(c, "unsupported descr '%s' (luashm has i8 u8 i16 u16 i32 u32 i64 u64 f32 f64)", d);
+  return bad(c, "unsupported descr '%s' (luashm has i8 u8 i16 u16 i32 u32 i64 u64 f32 f64 bool f16)", d);
 }
 
 static int parse_fortran(cursor *c) {
   skip_ws(c);
   if (parse_word(c, "False")) return 0;
   if (parse_word(c, "True"))
-    return bad(c, "fortran_order True (column-major) is not supported; save it C-ordered%s", "");
-  return bad(c, "fortran_order is not True or False%s", "");
+    return bad(c, "fortran_order True (column-major) is not supported; save it C-ordered");
+  return bad(c, "fortran_order is not True or False");
 }
 
 static int parse_dim(cursor *c, size_t *out) {
   size_t v = 0;
   skip_ws(c);
-  if (c->p < c->end && *c->p == '-') return bad(c, "negative dimension in shape%s", "");
+  if (c->p < c->end && *c->p == '-') return bad(c, "negative dimension in shape");
   if (c->p >= c->end || *c->p < '0' || *c->p > '9')
-    return bad(c, "shape is not a tuple of integers%s", "");
+    return bad(c, "shape is not a tuple of integers");
   while (c->p < c->end && *c->p >= '0' && *c->p <= '9') {
     size_t d = (size_t)(*c->p++ - '0');
-    if (v > (SIZE_MAX - d) / 10) return bad(c, "dimension too large in shape%s", "");
+    if (v > (SIZE_MAX - d) / 10) return bad(c, "dimension too large in shape");
     v = v * 10 + d;
   }
   if (c->p < c->end && *c->p == 'L') c->p++;
@@ -186,13 +193,13 @@ static int parse_dim(cursor *c, size_t *out) {
 
 static int parse_shape(cursor *c, luashm_npy *h) {
   int comma = 0;
-  if (expect(c, '(') != 0) return bad(c, "shape is not a tuple%s", "");
+  if (expect(c, '(') != 0) return bad(c, "shape is not a tuple");
   h->ndim = 0;
   for (;;) {
     skip_ws(c);
     if (c->p < c->end && *c->p == ')') break;
-    if (h->ndim > 0 && !comma) return bad(c, "expected ',' or ')' in shape%s", "");
-    if (h->ndim == LUASHM_MAXDIMS) return bad(c, "more than 32 dimensions%s", "");
+    if (h->ndim > 0 && !comma) return bad(c, "expected ',' or ')' in shape");
+    if (h->ndim == LUASHM_MAXDIMS) return bad(c, "more than 32 dimensions");
     if (parse_dim(c, &h->shape[h->ndim]) != 0) return -1;
     h->ndim++;
     skip_ws(c);
@@ -200,14 +207,14 @@ static int parse_shape(cursor *c, luashm_npy *h) {
     if (comma) c->p++;
   }
   c->p++;
-  if (h->ndim == 1 && !comma) return bad(c, "shape (n) is not a tuple%s", "");
+  if (h->ndim == 1 && !comma) return bad(c, "shape (n) is not a tuple");
   return 0;
 }
 
 /* The dict: exactly the keys descr, fortran_order and shape, in any order. */
 static int parse_dict(cursor *c, luashm_npy *h) {
   int seen = 0;
-  if (expect(c, '{') != 0) return bad(c, "the header is not a dict%s", "");
+  if (expect(c, '{') != 0) return bad(c, "the header is not a dict");
   for (;;) {
     char key[32];
     int bit;
@@ -234,7 +241,7 @@ static int parse_dict(cursor *c, luashm_npy *h) {
       c->p++;
     } else {
       skip_ws(c);
-      if (c->p >= c->end || *c->p != '}') return bad(c, "expected ',' or '}' in the dict%s", "");
+      if (c->p >= c->end || *c->p != '}') return bad(c, "expected ',' or '}' in the dict");
     }
   }
   c->p++;
@@ -244,7 +251,7 @@ static int parse_dict(cursor *c, luashm_npy *h) {
                : !(seen & 2) ? "fortran_order"
                              : "shape");
   skip_ws(c);
-  if (c->p != c->end) return bad(c, "junk after the dict%s", "");
+  if (c->p != c->end) return bad(c, "junk after the dict");
   return 0;
 }
 
@@ -255,22 +262,18 @@ int luashm_npy_parse(const unsigned char *p, size_t avail, size_t total, luashm_
   c.err = err;
   if (avail < 10 || memcmp(p, MAGIC, MAGIC_LEN) != 0) {
     c.p = c.end = NULL;
-    return bad(&c, avail < 10 ? "truncated (%s)" : "bad magic%s",
-               avail < 10 ? "shorter than 10 bytes" : "");
+    return avail < 10 ? bad(&c, "truncated (shorter than 10 bytes)") : bad(&c, "bad magic");
   }
-  if (p[7] != 0 || p[6] < 1 || p[6] > 3) {
-    char v[16];
-    snprintf(v, sizeof v, "%u.%u", p[6], p[7]);
-    return bad(&c, "unsupported format version %s", v);
-  }
+  if (p[7] != 0 || p[6] < 1 || p[6] > 3)
+    return bad(&c, "unsupported format version %u.%u", p[6], p[7]);
   if (p[6] == 1) {
     start = 10;
     hlen = (size_t)p[8] | (size_t)p[9] << 8;
   } else {
-    if (avail < 12) return bad(&c, "truncated (%s)", "shorter than 12 bytes");
+    if (avail < 12) return bad(&c, "truncated (shorter than 12 bytes)");
     start = 12;
     hlen = (size_t)p[8] | (size_t)p[9] << 8 | (size_t)p[10] << 16 | (size_t)p[11] << 24;
-    if (hlen > MAX_HEADER) return bad(&c, "header length is larger than 1 MiB%s", "");
+    if (hlen > MAX_HEADER) return bad(&c, "header length is larger than 1 MiB");
   }
   if (hlen > avail - start || start + hlen > total)
     return bad(&c, "header length runs past the end of the %s", avail < total ? "file" : "block");
@@ -286,18 +289,17 @@ int luashm_npy_parse(const unsigned char *p, size_t avail, size_t total, luashm_
       break;
     }
     if (h->count > SIZE_MAX / h->shape[i])
-      return bad(&c, "shape overflows the address space%s", "");
+      return bad(&c, "shape overflows the address space");
     h->count *= h->shape[i];
   }
   if (h->count > SIZE_MAX / luashm_dtype_sizes[h->dtype])
-    return bad(&c, "shape overflows the address space%s", "");
+    return bad(&c, "shape overflows the address space");
   bytes = h->count * luashm_dtype_sizes[h->dtype];
-  if (bytes > total - h->data_offset) {
-    char what[128];
-    snprintf(what, sizeof what, "%zu bytes of data at offset %zu do not fit in %zu bytes", bytes,
-             h->data_offset, total);
-    return bad(&c, "%s (the shape lies or the data is truncated)", what);
-  }
+  if (bytes > total - h->data_offset)
+    return bad(&c,
+               "%zu bytes of data at offset %zu do not fit in %zu bytes (the shape lies or the "
+               "data is truncated)",
+               bytes, h->data_offset, total);
   return 0;
 }
 

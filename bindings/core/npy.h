@@ -10,7 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* The ten dtypes, in this order everywhere (tables are indexed by it). */
+/* The twelve dtypes, in this order everywhere (tables are indexed by it; bool and f16 came
+   last so that the first ten keep their numbers). */
 enum {
   LUASHM_I8,
   LUASHM_U8,
@@ -22,18 +23,20 @@ enum {
   LUASHM_U64,
   LUASHM_F32,
   LUASHM_F64,
+  LUASHM_BOOL, /* NumPy's |b1: one byte, 0 or 1 */
+  LUASHM_F16,  /* NumPy's <f2: IEEE 754 half precision */
   LUASHM_NDTYPES
 };
 
 /* NumPy's own limit on dimensions (NPY_MAXDIMS). */
 #define LUASHM_MAXDIMS 32
 
-/* "i8", "u8", ..., "f64". */
+/* "i8", "u8", ..., "f64", "bool", "f16". */
 extern const char *const luashm_dtype_names[LUASHM_NDTYPES];
-/* 1, 1, 2, 2, 4, 4, 8, 8, 4, 8. */
+/* 1, 1, 2, 2, 4, 4, 8, 8, 4, 8, 1, 2. */
 extern const unsigned char luashm_dtype_sizes[LUASHM_NDTYPES];
 
-/* The dtype of a short ("i32") or long ("int32") name, or -1. */
+/* The dtype of a short ("i32") or long ("int32", "float16", "bool_") name, or -1. */
 int luashm_dtype_lookup(const char *name);
 
 /* What an NPY header says. */
