@@ -23,16 +23,6 @@ static const char metatables[LUASHM_NDTYPES] = {0};
 ** The gate and messages
 ** ------------------------------------------------------------------------------------- */
 
-array *luashm_array_to(lua_State *L, int i) {
-  return (array *)luashm_tokind(L, i, &luashm_kind_array);
-}
-
-array *luashm_array_check(lua_State *L, int i) {
-  array *a = luashm_array_to(L, i);
-  if (LUASHM_UNLIKELY(*a->datap == NULL)) luashm_array_closed_error(L, a);
-  return a;
-}
-
 const char *luashm_array_label(lua_State *L, const array *a) {
   if (a->head.b == NULL) return lua_pushliteral(L, "(private)");
   return lua_pushfstring(L, "'%s'", a->head.b->name);
@@ -63,15 +53,6 @@ const char *luashm_array_pushshape(lua_State *L, int ndim, const size_t *shape) 
 /* ---------------------------------------------------------------------------------------
 ** Values
 ** ------------------------------------------------------------------------------------- */
-
-void luashm_array_push(lua_State *L, int dt, const void *p) {
-  if (LUASHM_ISFLOAT(dt))
-    lua_pushnumber(L, (lua_Number)luashm_load_double(dt, p));
-  else if (dt == LUASHM_BOOL)
-    lua_pushboolean(L, *(const uint8_t *)p != 0);
-  else
-    lua_pushinteger(L, (lua_Integer)luashm_load_int(dt, p));
-}
 
 int luashm_array_store(lua_State *L, int idx, int dt, void *p) {
   int isnum;
@@ -459,132 +440,132 @@ static int array_load(lua_State *L) {
 ** Element access: the hot path, one pair of metamethods per dtype
 ** ------------------------------------------------------------------------------------- */
 
-static int index_slow(lua_State *L);
+static int index_slow(lua_State *L, int t);
 static int newindex_slow(lua_State *L);
 
-/* a[i] = v failed: out of range, or a value the dtype does not take. */
-static int store_failed(lua_State *L, const array *a, lua_Unsigned i) {
-  int e;
-  uint64_t scratch;
-  if (i >= a->shape[0])
-    return luashm_error(L, "array %s: index %I is out of range (1..%I)", luashm_array_label(L, a),
-                        (lua_Integer)(i + 1), (lua_Integer)a->shape[0]);
-  e = luashm_array_store(L, 3, a->dtype, &scratch);
-  return luashm_array_flat_error(L, a, e == LUASHM_OK ? LUASHM_ETYPE : e, 3, (size_t)i);
+/* Each dtype's element: push_N pushes it, fast_N stores the value at idx when it is the
+   dtype's common case (1) and leaves anything else (0) to luashm_array_store. */
+#define PUSHER(N, T, PUSH)                                   \
+  static inline void push_##N(lua_State *L, const void *p) { \
+    PUSH(L, *(const T *)p);                                  \
+  }
+#define PUSH_INT(L, v) lua_pushinteger(L, (lua_Integer)(v))
+#define PUSH_NUM(L, v) lua_pushnumber(L, (lua_Number)(v))
+#define PUSH_BOOL(L, v) lua_pushboolean(L, (v) != 0)
+#define PUSH_HALF(L, v) lua_pushnumber(L, (lua_Number)luashm_half_to_float(v))
+PUSHER(i8, int8_t, PUSH_INT)
+PUSHER(u8, uint8_t, PUSH_INT)
+PUSHER(i16, int16_t, PUSH_INT)
+PUSHER(u16, uint16_t, PUSH_INT)
+PUSHER(i32, int32_t, PUSH_INT)
+PUSHER(u32, uint32_t, PUSH_INT)
+PUSHER(i64, int64_t, PUSH_INT)
+PUSHER(u64, uint64_t, PUSH_INT)
+PUSHER(f32, float, PUSH_NUM)
+PUSHER(f64, double, PUSH_NUM)
+PUSHER(bool, uint8_t, PUSH_BOOL)
+PUSHER(f16, uint16_t, PUSH_HALF)
+
+#define FAST_RANGE(N, T, LO, HI)                                    \
+  static inline int fast_##N(lua_State *L, int idx, void *p) {     \
+    int isint;                                                      \
+    lua_Integer v = lua_tointegerx(L, idx, &isint);                 \
+    if (!isint || v < (LO) || v > (HI)) return 0;                   \
+    *(T *)p = (T)v;                                                 \
+    return 1;                                                       \
+  }
+FAST_RANGE(i8, int8_t, INT8_MIN, INT8_MAX)
+FAST_RANGE(u8, uint8_t, 0, UINT8_MAX)
+FAST_RANGE(i16, int16_t, INT16_MIN, INT16_MAX)
+FAST_RANGE(u16, uint16_t, 0, UINT16_MAX)
+FAST_RANGE(i32, int32_t, INT32_MIN, INT32_MAX)
+FAST_RANGE(u32, uint32_t, 0, UINT32_MAX)
+/* i64 and u64 take any integer (u64 as two's complement); u64's floats in [2^63, 2^64) and
+   everything else go the slow way. */
+static inline int fast_i64(lua_State *L, int idx, void *p) {
+  int isint;
+  lua_Integer v = lua_tointegerx(L, idx, &isint);
+  if (!isint) return 0;
+  *(int64_t *)p = (int64_t)v;
+  return 1;
 }
+static inline int fast_u64(lua_State *L, int idx, void *p) {
+  int isint;
+  lua_Integer v = lua_tointegerx(L, idx, &isint);
+  if (!isint || (v < 0 && !lua_isinteger(L, idx))) return 0;
+  *(uint64_t *)p = (uint64_t)v;
+  return 1;
+}
+#define FAST_FLOAT(N, T, CONV)                                   \
+  static inline int fast_##N(lua_State *L, int idx, void *p) {  \
+    int isnum;                                                   \
+    lua_Number d = lua_tonumberx(L, idx, &isnum);                \
+    if (!isnum) return 0;                                        \
+    *(T *)p = CONV(d);                                           \
+    return 1;                                                    \
+  }
+#define AS_FLOAT(d) ((float)(d))
+#define AS_DOUBLE(d) ((double)(d))
+FAST_FLOAT(f32, float, AS_FLOAT)
+FAST_FLOAT(f64, double, AS_DOUBLE)
+FAST_FLOAT(f16, uint16_t, luashm_double_to_half)
+static inline int fast_bool(lua_State *L, int idx, void *p) {
+  if (lua_type(L, idx) != LUA_TBOOLEAN) return 0;
+  *(uint8_t *)p = (uint8_t)lua_toboolean(L, idx);
+  return 1;
+}
+
+#define EACH_DTYPE(P) \
+  {P##i8, P##u8, P##i16, P##u16, P##i32, P##u32, P##i64, P##u64, P##f32, P##f64, P##bool, P##f16}
+const luashm_array_pushfn luashm_array_pushers[LUASHM_NDTYPES] = EACH_DTYPE(push_);
+const luashm_array_storefn luashm_array_fast[LUASHM_NDTYPES] = EACH_DTYPE(fast_);
 
 /* Reads: the key's type first, so that a method name never pays for a number conversion;
    lua_tointegerx without isint, since a non-integral key gives 0, which is out of range (nil,
-   as a table gives). Writes: one call for the key, one for the value. PUSH and STORE are the
-   dtype's; STORE returns 0 when the value is not its fast case (store_failed decides). */
-#define ACCESS(N, T, PUSH, STORE)                                                               \
+   as a table gives). Writes: one call for the key (a non-integral one gives 0 too: the slow
+   path tells why), one for the value. */
+#define ACCESS(N)                                                                            \
   static int index_##N(lua_State *L) {                                                          \
-    if (LUASHM_LIKELY(lua_type(L, 2) == LUA_TNUMBER)) {                                         \
+    int t = lua_type(L, 2);                                                                     \
+    if (LUASHM_LIKELY(t == LUA_TNUMBER)) {                                                      \
       const array *a = (const array *)lua_touserdata(L, 1);                                     \
       lua_Unsigned i = (lua_Unsigned)lua_tointegerx(L, 2, NULL) - 1;                            \
       const unsigned char *data = *a->datap;                                                    \
       if (LUASHM_LIKELY(a->ndim == 1 && data != NULL)) {                                        \
         if (LUASHM_UNLIKELY(i >= a->shape[0])) return 0;                                        \
-        PUSH(L, *(const T *)(data + a->offset + (ptrdiff_t)i * (ptrdiff_t)a->shape[1]));        \
+        push_##N(L, data + a->offset + (ptrdiff_t)i * (ptrdiff_t)a->shape[1]);                  \
         return 1;                                                                               \
       }                                                                                         \
+    } else if (LUASHM_LIKELY(t == LUA_TSTRING)) { /* a method: upvalue 1 */                     \
+      lua_pushvalue(L, 2);                                                                      \
+      if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;                             \
     }                                                                                           \
-    return index_slow(L);                                                                       \
+    return index_slow(L, t);                                                                    \
   }                                                                                             \
   static int newindex_##N(lua_State *L) {                                                       \
     const array *a = (const array *)lua_touserdata(L, 1);                                       \
-    int isint;                                                                                  \
-    lua_Unsigned i = (lua_Unsigned)lua_tointegerx(L, 2, &isint) - 1;                            \
+    lua_Unsigned i = (lua_Unsigned)lua_tointegerx(L, 2, NULL) - 1;                              \
     unsigned char *data = *a->datap;                                                            \
-    if (LUASHM_LIKELY(isint && a->ndim == 1 && data != NULL)) {                                 \
-      T *p = (T *)(data + a->offset + (ptrdiff_t)i * (ptrdiff_t)a->shape[1]);                   \
-      if (LUASHM_LIKELY(i < a->shape[0] && STORE(L, p))) return 0;                              \
-      if (i < a->shape[0] && luashm_array_store(L, 3, a->dtype, p) == LUASHM_OK) return 0;      \
-      return store_failed(L, a, i);                                                             \
-    }                                                                                           \
+    if (LUASHM_LIKELY(a->ndim == 1 && data != NULL && i < a->shape[0]) &&                       \
+        LUASHM_LIKELY(fast_##N(L, 3, data + a->offset + (ptrdiff_t)i * (ptrdiff_t)a->shape[1]))) \
+      return 0;                                                                                 \
     return newindex_slow(L);                                                                    \
   }
+ACCESS(i8)
+ACCESS(u8)
+ACCESS(i16)
+ACCESS(u16)
+ACCESS(i32)
+ACCESS(u32)
+ACCESS(i64)
+ACCESS(u64)
+ACCESS(f32)
+ACCESS(f64)
+ACCESS(bool)
+ACCESS(f16)
 
-#define PUSH_INT(L, v) lua_pushinteger(L, (lua_Integer)(v))
-#define PUSH_NUM(L, v) lua_pushnumber(L, (lua_Number)(v))
-#define PUSH_BOOL(L, v) lua_pushboolean(L, (v) != 0)
-#define PUSH_HALF(L, v) lua_pushnumber(L, (lua_Number)luashm_half_to_float(v))
-#define STORE_RANGE(T, LO, HI)                                    \
-  static inline int store_##T(lua_State *L, T *p) {               \
-    int isint;                                                    \
-    lua_Integer v = lua_tointegerx(L, 3, &isint);                 \
-    if (!isint || v < (LO) || v > (HI)) return 0;                 \
-    *p = (T)v;                                                    \
-    return 1;                                                     \
-  }
-STORE_RANGE(int8_t, INT8_MIN, INT8_MAX)
-STORE_RANGE(uint8_t, 0, UINT8_MAX)
-STORE_RANGE(int16_t, INT16_MIN, INT16_MAX)
-STORE_RANGE(uint16_t, 0, UINT16_MAX)
-STORE_RANGE(int32_t, INT32_MIN, INT32_MAX)
-STORE_RANGE(uint32_t, 0, UINT32_MAX)
-/* i64 and u64 take any integer (u64 as two's complement); u64's floats in [2^63, 2^64) and
-   everything else go the slow way. */
-static inline int store_int64_t(lua_State *L, int64_t *p) {
-  int isint;
-  lua_Integer v = lua_tointegerx(L, 3, &isint);
-  if (!isint) return 0;
-  *p = (int64_t)v;
-  return 1;
-}
-static inline int store_uint64_t(lua_State *L, uint64_t *p) {
-  int isint;
-  lua_Integer v = lua_tointegerx(L, 3, &isint);
-  if (!isint || (v < 0 && !lua_isinteger(L, 3))) return 0;
-  *p = (uint64_t)v;
-  return 1;
-}
-#define STORE_FLOAT(N, T, CONV)                  \
-  static inline int store_##N(lua_State *L, T *p) { \
-    int isnum;                                   \
-    lua_Number d = lua_tonumberx(L, 3, &isnum);  \
-    if (!isnum) return 0;                        \
-    *p = CONV(d);                                \
-    return 1;                                    \
-  }
-#define AS_FLOAT(d) ((float)(d))
-#define AS_DOUBLE(d) ((double)(d))
-STORE_FLOAT(float, float, AS_FLOAT)
-STORE_FLOAT(double, double, AS_DOUBLE)
-STORE_FLOAT(half, uint16_t, luashm_double_to_half)
-static inline int store_bool(lua_State *L, uint8_t *p) {
-  if (lua_type(L, 3) != LUA_TBOOLEAN) return 0;
-  *p = (uint8_t)lua_toboolean(L, 3);
-  return 1;
-}
-#define ST_i8(L, p) store_int8_t(L, p)
-#define ST_u8(L, p) store_uint8_t(L, p)
-#define ST_i16(L, p) store_int16_t(L, p)
-#define ST_u16(L, p) store_uint16_t(L, p)
-#define ST_i32(L, p) store_int32_t(L, p)
-#define ST_u32(L, p) store_uint32_t(L, p)
-#define ST_i64(L, p) store_int64_t(L, p)
-#define ST_u64(L, p) store_uint64_t(L, p)
-
-ACCESS(i8, int8_t, PUSH_INT, ST_i8)
-ACCESS(u8, uint8_t, PUSH_INT, ST_u8)
-ACCESS(i16, int16_t, PUSH_INT, ST_i16)
-ACCESS(u16, uint16_t, PUSH_INT, ST_u16)
-ACCESS(i32, int32_t, PUSH_INT, ST_i32)
-ACCESS(u32, uint32_t, PUSH_INT, ST_u32)
-ACCESS(i64, int64_t, PUSH_INT, ST_i64)
-ACCESS(u64, uint64_t, PUSH_INT, ST_u64)
-ACCESS(f32, float, PUSH_NUM, store_float)
-ACCESS(f64, double, PUSH_NUM, store_double)
-ACCESS(bool, uint8_t, PUSH_BOOL, store_bool)
-ACCESS(f16, uint16_t, PUSH_HALF, store_half)
-
-static const lua_CFunction indexes[LUASHM_NDTYPES] = {
-    index_i8,  index_u8,  index_i16, index_u16, index_i32,  index_u32,
-    index_i64, index_u64, index_f32, index_f64, index_bool, index_f16};
-static const lua_CFunction newindexes[LUASHM_NDTYPES] = {
-    newindex_i8,  newindex_u8,  newindex_i16, newindex_u16, newindex_i32,  newindex_u32,
-    newindex_i64, newindex_u64, newindex_f32, newindex_f64, newindex_bool, newindex_f16};
+static const lua_CFunction indexes[LUASHM_NDTYPES] = EACH_DTYPE(index_);
+static const lua_CFunction newindexes[LUASHM_NDTYPES] = EACH_DTYPE(newindex_);
 
 /* An integral key (integer, or float with an integer value, as a table normalises it). */
 static int int_key(lua_State *L, int idx, lua_Integer *i) {
@@ -639,17 +620,13 @@ static int push_property(lua_State *L, array *a, const char *k) {
   return 1;
 }
 
-/* Methods (upvalue 1), then properties, then N-d rows. */
-static int index_slow(lua_State *L) {
-  array *a = (array *)lua_touserdata(L, 1);
-  int t = lua_type(L, 2);
+/* Properties (a string key that is no method), then N-d rows (t: the key's type). */
+static int index_slow(lua_State *L, int t) {
+  array *a;
   lua_Integer i;
-  if (t != LUA_TNUMBER) {
-    if (t != LUA_TSTRING) return 0;
-    lua_pushvalue(L, 2);
-    if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
-    return push_property(L, a, lua_tostring(L, 2));
-  }
+  if (t == LUA_TSTRING) return push_property(L, (array *)lua_touserdata(L, 1), lua_tostring(L, 2));
+  if (t != LUA_TNUMBER) return 0;
+  a = (array *)lua_touserdata(L, 1);
   if (*a->datap == NULL) return luashm_array_closed_error(L, a);
   if (!int_key(L, 2, &i) || i < 1 || (lua_Unsigned)i > a->shape[0]) return 0;
   luashm_array_view(L, 1, a->ndim - 1, a->shape + 1, array_strides(a) + 1,
@@ -657,17 +634,22 @@ static int index_slow(lua_State *L) {
   return 1;
 }
 
-/* Integral float keys of 1-d arrays went the fast way; N-d rows take a number (fill), a table
-   or an Array (copy). */
+/* Everything but an in-range 1-d element taking the dtype's common value: a key that is no
+   integer, a closed view, an index out of range, a value that needs the slow rules or is
+   refused; N-d rows take a number (fill), a table or an Array (copy). */
 static int newindex_slow(lua_State *L) {
   array *a = (array *)lua_touserdata(L, 1);
-  lua_Integer i;
-  if (!int_key(L, 2, &i))
-    return luashm_error(L, "array %s: fields are read-only", luashm_array_label(L, a));
+  int isint, e;
+  lua_Integer i = lua_tointegerx(L, 2, &isint);
+  if (!isint) return luashm_error(L, "array %s: fields are read-only", luashm_array_label(L, a));
   if (*a->datap == NULL) return luashm_array_closed_error(L, a);
   if (i < 1 || (lua_Unsigned)i > a->shape[0])
     return luashm_error(L, "array %s: index %I is out of range (1..%I)", luashm_array_label(L, a),
                         i, (lua_Integer)a->shape[0]);
+  if (a->ndim == 1) {
+    e = luashm_array_store(L, 3, a->dtype, array_data(a) + (i - 1) * array_strides(a)[0]);
+    return e == LUASHM_OK ? 0 : luashm_array_flat_error(L, a, e, 3, (size_t)(i - 1));
+  }
   luashm_array_view(L, 1, a->ndim - 1, a->shape + 1, array_strides(a) + 1,
                     a->offset + (size_t)((i - 1) * array_strides(a)[0]));
   lua_getfield(L, -1, lua_type(L, 3) == LUA_TNUMBER ? "fill" : "copy");
@@ -846,6 +828,21 @@ static void array_open(lua_State *L) {
   luaL_setfuncs(L, luashm_array_view_methods, 0);
   luaL_setfuncs(L, luashm_array_ops_methods, 0);
   luaL_setfuncs(L, luashm_array_reduce_methods, 0);
+  /* The method table, copied into one with room to spare: fewer collisions, faster lookups. */
+  lua_pushnil(L);
+  while (lua_next(L, -2) != 0) {
+    n++;
+    lua_pop(L, 1);
+  }
+  lua_createtable(L, 0, 2 * n);
+  lua_pushnil(L);
+  while (lua_next(L, -3) != 0) {
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_rawset(L, -4);
+  }
+  lua_replace(L, -2);
+  n = 0;
   lua_pushnil(L);
   while (lua_next(L, -3) != 0) {
     n++;

@@ -54,12 +54,21 @@ static inline unsigned char *array_data(const array *a) {
 ** The gate and messages (array.c)
 ** ------------------------------------------------------------------------------------- */
 
-/* The Array at index i whatever its state (a type error if it is none). */
-array *luashm_array_to(lua_State *L, int i);
-/* The open Array at index i, raising "... is closed" otherwise. */
-array *luashm_array_check(lua_State *L, int i);
 /* Raises the error for a closed array. */
 int luashm_array_closed_error(lua_State *L, const array *a);
+
+/* The Array at index i whatever its state (a type error if it is none): the kind's tag, much
+   cheaper than luaL_checkudata (a:get in a loop is measured against an empty C method). */
+static inline __attribute__((always_inline)) array *luashm_array_to(lua_State *L, int i) {
+  return (array *)luashm_tokind(L, i, &luashm_kind_array);
+}
+
+/* The open Array at index i, raising "... is closed" otherwise. */
+static inline __attribute__((always_inline)) array *luashm_array_check(lua_State *L, int i) {
+  array *a = luashm_array_to(L, i);
+  if (LUASHM_UNLIKELY(*a->datap == NULL)) luashm_array_closed_error(L, a);
+  return a;
+}
 
 /* Pushes "'NAME'" (a shared array) or "(private)" and returns it. */
 const char *luashm_array_label(lua_State *L, const array *a);
@@ -70,8 +79,14 @@ const char *luashm_array_pushshape(lua_State *L, int ndim, const size_t *shape);
 ** Values (array.c)
 ** ------------------------------------------------------------------------------------- */
 
-/* Pushes the element at p of dtype dt (u64 as two's complement, bool as a boolean). */
-void luashm_array_push(lua_State *L, int dt, const void *p);
+/* Per dtype: push the element at p (u64 as two's complement, bool as a boolean); store the
+   value at idx into p when it is the dtype's common case (returns 1), else do nothing (0:
+   luashm_array_store decides). */
+typedef void (*luashm_array_pushfn)(lua_State *L, const void *p);
+typedef int (*luashm_array_storefn)(lua_State *L, int idx, void *p);
+extern const luashm_array_pushfn luashm_array_pushers[LUASHM_NDTYPES];
+extern const luashm_array_storefn luashm_array_fast[LUASHM_NDTYPES];
+#define luashm_array_push(L, dt, p) luashm_array_pushers[dt]((L), (p))
 /* Stores the Lua value at idx into p by dt's value rules: LUASHM_OK or why not. */
 int luashm_array_store(lua_State *L, int idx, int dt, void *p);
 /* Raises the error for a value that could not be stored: where says where ("at index 3"). */

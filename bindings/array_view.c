@@ -180,8 +180,10 @@ static int array_set(lua_State *L) {
   lua_Unsigned i = (lua_Unsigned)lua_tointegerx(L, 2, &isint) - 1;
   luaL_Buffer b;
   if (LUASHM_LIKELY(top == 3 && a->ndim == 1 && isint && i < a->shape[0])) {
-    e = luashm_array_store(L, 3, a->dtype, array_data(a) + (ptrdiff_t)i * array_strides(a)[0]);
-    if (LUASHM_LIKELY(e == LUASHM_OK)) return 0;
+    unsigned char *p = array_data(a) + (ptrdiff_t)i * array_strides(a)[0];
+    if (LUASHM_LIKELY(luashm_array_fast[a->dtype](L, 3, p))) return 0;
+    e = luashm_array_store(L, 3, a->dtype, p);
+    if (e == LUASHM_OK) return 0;
     return luashm_array_flat_error(L, a, e, 3, (size_t)i);
   }
   if (top < 2) luaL_checkany(L, 2);
