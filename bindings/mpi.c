@@ -18,9 +18,10 @@ static const luashm_capi *capi;
 #define luashm_toarray capi->toarray
 #define luashm_dtype_names capi->dtype_names
 
+/* f16 travels as its bits (MPI has no half precision): it moves, it does not reduce. */
 static const MPI_Datatype mpi_types[LUASHM_NDTYPES] = {
-    MPI_INT8_T,   MPI_UINT8_T, MPI_INT16_T,  MPI_UINT16_T, MPI_INT32_T,
-    MPI_UINT32_T, MPI_INT64_T, MPI_UINT64_T, MPI_FLOAT,    MPI_DOUBLE};
+    MPI_INT8_T,  MPI_UINT8_T,  MPI_INT16_T, MPI_UINT16_T, MPI_INT32_T, MPI_UINT32_T,
+    MPI_INT64_T, MPI_UINT64_T, MPI_FLOAT,   MPI_DOUBLE,   MPI_C_BOOL,  MPI_UINT16_T};
 
 /* Initialises MPI at the first collective, so that a script that never calls shm.mpi pays
    nothing and needs no mpirun. MPI_Finalize runs when the interpreter closes (see mpi_gc). */
@@ -98,11 +99,13 @@ static void check_same(lua_State *L, const luashm_arrayinfo *a, const luashm_arr
                  (lua_Integer)b->count);
 }
 
-static MPI_Op check_op(lua_State *L, int idx, const char *op) {
+static MPI_Op check_op(lua_State *L, int idx, const char *op, int dtype) {
   static const char *const names[] = {"sum", "min", "max", NULL};
   static const MPI_Op ops[] = {MPI_SUM, MPI_MIN, MPI_MAX};
   int i = luaL_checkoption(L, idx, "sum", names);
-  (void)op;
+  if (dtype == LUASHM_BOOL || dtype == LUASHM_F16)
+    luashm_error(L, "mpi.%s: MPI has no %s of %s (convert it with a:astype first)", op, names[i],
+                 luashm_dtype_names[dtype]);
   return ops[i];
 }
 
@@ -147,7 +150,7 @@ static int mpi_allreduce(lua_State *L) {
   check_array(L, 1, "allreduce", &s);
   check_array(L, 2, "allreduce", &d);
   check_same(L, &s, &d, "allreduce");
-  op = check_op(L, 3, "allreduce");
+  op = check_op(L, 3, "allreduce", d.dtype);
   mpi_check(L,
             MPI_Allreduce(s.data == d.data ? MPI_IN_PLACE : s.data, d.data, (int)d.count,
                           mpi_types[d.dtype], op, MPI_COMM_WORLD),
@@ -165,7 +168,7 @@ static int mpi_reduce(lua_State *L) {
   check_array(L, 1, "reduce", &s);
   check_array(L, 2, "reduce", &d);
   check_same(L, &s, &d, "reduce");
-  op = check_op(L, 3, "reduce");
+  op = check_op(L, 3, "reduce", d.dtype);
   root = check_rank(L, 4, "reduce", 1);
   MPI_Comm_rank(MPI_COMM_WORLD, &me);
   mpi_check(L,

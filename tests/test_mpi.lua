@@ -147,6 +147,8 @@ for _, case in ipairs({
   function() mpi.bcast(a, 3) end,
   function() mpi.bcast({}, 1) end,
   function() mpi.allreduce(a, a, "avg") end,
+  function() local m = shm.array("f64", { 2, 2 }, { private = true }); mpi.bcast(m:view({}, 1), 1) end,
+  function() local h = shm.array("f16", 2, { private = true }); mpi.allreduce(h, h) end,
 }) do
   local ok, err = pcall(case)
   print(ok, (tostring(err):gsub("\n.*", "")))
@@ -160,6 +162,8 @@ for _, x in ipairs({ a, b, c }) do x.block:unlink() end
   lu.assertStrContains(seen, "false\tluashm: mpi.bcast: rank 3 is not in 1..2")
   lu.assertStrContains(seen, "false\tluashm: mpi.bcast: argument #1 is a table, not an Array")
   lu.assertStrContains(seen, "invalid option 'avg'")
+  lu.assertStrContains(seen, "false\tluashm: array (private) is a strided view, not contiguous: clone() it first")
+  lu.assertStrContains(seen, "false\tluashm: mpi.allreduce: MPI has no sum of f16 (convert it with a:astype first)")
   lu.assertNotStrContains(seen, "true")
 end
 
