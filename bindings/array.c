@@ -10,6 +10,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "array.h"
 
@@ -188,8 +189,16 @@ array *luashm_array_view(lua_State *L, int aidx, int ndim, const size_t *shape,
   return v;
 }
 
+/* Small private arrays come from malloc; large ones from their own anonymous mapping, which
+   the kernel zero-fills lazily and munmap gives back at once (and whose failure is a plain
+   error under every allocator, the sanitizers' included). */
+#define MAP_MIN (1u << 20)
+
 static void memory_free(array_mem *m) {
-  free(m->data);
+  if (m->data != NULL && m->size >= MAP_MIN)
+    munmap(m->data, m->size);
+  else
+    free(m->data);
   m->data = NULL;
 }
 
@@ -208,7 +217,12 @@ array *luashm_array_private(lua_State *L, int dt, int ndim, const size_t *shape,
   /* Lua's collector does not see this memory: a step for every MiB keeps a loop that makes
      large private results from outgrowing the machine before a collection. */
   if (bytes >= (1u << 20)) lua_gc(L, LUA_GCSTEP, (int)(bytes >> 20 < 1024 ? bytes >> 10 : 1 << 20));
-  m->data = (unsigned char *)(zero ? calloc(bytes ? bytes : 1, 1) : malloc(bytes ? bytes : 1));
+  if (bytes >= MAP_MIN) {
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    m->data = p == MAP_FAILED ? NULL : (unsigned char *)p;
+  } else {
+    m->data = (unsigned char *)(zero ? calloc(bytes ? bytes : 1, 1) : malloc(bytes ? bytes : 1));
+  }
   if (m->data == NULL)
     luashm_error(L, "array: out of memory for a private array of %I bytes", (lua_Integer)bytes);
   a = push_array(L, -1, NULL, (unsigned char *const *)&m->data, dt, ndim, shape, NULL, 0,
@@ -288,6 +302,12 @@ static array *checked_view(lua_State *L, int blkidx, int dt, int ndim, const siz
   if ((size_t)offset % isz != 0)
     luashm_error(L, "array: offset %I is misaligned for %s (a multiple of %d)", offset,
                  luashm_dtype_names[dt], (int)isz);
+  /* No view made here ever has more bytes of elements than its block: one that claims more
+     (elements repeated by zero or overlapping strides) comes from elsewhere, and is refused
+     before a reduction sizes anything by it. */
+  if (n * isz > b->size)
+    luashm_error(L, "array: %I elements of %s are more than block '%s' holds (size %I)",
+                 (lua_Integer)n, luashm_dtype_names[dt], b->name, (lua_Integer)b->size);
   /* Every term is checked against the block's size first: the sums cannot overflow. */
   for (k = 0; strides != NULL && k < ndim && n > 0; k++) {
     ptrdiff_t s = strides[k];
@@ -743,12 +763,13 @@ static int array_wrap(lua_State *L, int view) {
     size_t len;
     const char *bytes;
     array *a;
+    size_t n = luashm_array_count(L, ndim, shape, luashm_dtype_sizes[dt]);
     lua_getfield(L, view, "bytes");
     bytes = luaL_checklstring(L, -1, &len);
-    a = luashm_array_private(L, dt, ndim, shape, 0);
-    if (len != a->count * a->itemsize)
+    if (len != n * luashm_dtype_sizes[dt])
       return luashm_error(L, "array: %I bytes for a private %s array of %I elements",
-                          (lua_Integer)len, luashm_dtype_names[dt], (lua_Integer)a->count);
+                          (lua_Integer)len, luashm_dtype_names[dt], (lua_Integer)n);
+    a = luashm_array_private(L, dt, ndim, shape, 0);
     memcpy(array_data(a), bytes, len);
     lua_replace(L, -3);
     lua_pop(L, 1);
