@@ -317,6 +317,10 @@ static int array_clip(lua_State *L) {
       continue;
     }
     get_operand(L, &o[k], k + 1, k == 1 ? "lo" : "hi");
+    if (o[k].a == NULL && !o[k].t.isint && o[k].t.d != o[k].t.d) { /* NaN: none, as NumPy's */
+      o[k].idx = -1;
+      continue;
+    }
     if (LUASHM_ISINTLIKE(dst->dtype)) int_operand(L, "clip", dst, &o[k]);
   }
   {

@@ -241,6 +241,40 @@ function H.in_small_shm(size, code)
   local inner = ("mount -t tmpfs -o size=%s,mode=1777 tmpfs /dev/shm && exec %s \"$0\""):format(
     size, shell_quote(H.host))
   return H.run_code("unshare -m sh -c " .. shell_quote(inner), code)
+-- NumPy's dtype of each luashm dtype.
+H.npdtype = { i8 = "i1", u8 = "u1", i16 = "<i2", u16 = "<u2", i32 = "<i4", u32 = "<u4",
+  i64 = "<i8", u64 = "<u8", f32 = "<f4", f64 = "<f8", bool = "?", f16 = "<f2" }
+
+-- Python for seeing a shared Array's view in NumPy by name: V(name, offset, dtype, shape,
+-- strides) is np.ndarray over an mmap of /dev/shm/NAME (what the README tells a Python user).
+H.python_views = [[
+import mmap, os
+import numpy as np
+_maps = {}
+def V(name, offset, dtype, shape, strides):
+    m = _maps.get(name)
+    if m is None:
+        fd = os.open('/dev/shm/' + name, os.O_RDWR)
+        m = _maps[name] = mmap.mmap(fd, 0)
+        os.close(fd)
+    return np.ndarray(shape, dtype, buffer=m, offset=offset, strides=strides)
+]]
+
+-- The Python expression (for H.python_views) of the shared array a's view, over the block
+-- called name (default: a's own; a copy of its block has the same layout).
+function H.pyview(a, name)
+  return string.format("V(%q, %d, %q, (%s,), (%s,))", name or a.name, a.offset, H.npdtype[a.dtype],
+    table.concat(a.shape, ", "), table.concat(a.strides, ", "))
+end
+
+-- A Lua number as a Python literal (integers stay ints, floats keep every bit).
+function H.pynumber(v)
+  if math.type(v) == "integer" then return tostring(v) end
+  if v ~= v then return "float('nan')" end
+  if v == math.huge then return "float('inf')" end
+  if v == -math.huge then return "float('-inf')" end
+  return string.format("%.17g", v):find("[.eEn]") and string.format("%.17g", v)
+    or string.format("%.17g", v) .. ".0"
 end
 
 -- This process's pid (a forked worker's own, unlike a value captured before the fork).

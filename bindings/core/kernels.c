@@ -126,9 +126,14 @@ static inline uint16_t f2h(float f) {
 #define FMAX(a, b) (((a) >= (b) || (a) != (a)) ? (a) : (b))
 #define IMIN(a, b) ((a) <= (b) ? (a) : (b))
 #define IMAX(a, b) ((a) >= (b) ? (a) : (b))
-/* NumPy's clip: below lo gives lo, then above hi gives hi; a NaN x stays, a NaN bound is
-   ignored. */
-#define CLIP(x, lo, hi) (((x) < (lo) ? (lo) : (x)) > (hi) ? (hi) : ((x) < (lo) ? (lo) : (x)))
+/* NumPy's clip, min(max(x, lo), hi) where a NaN from any side propagates (its scalar bounds
+   that are NaN count as none: the caller drops them). */
+#define CLIP(x, lo, hi) IMIN2(IMAX2(x, lo), hi)
+#define IMAX2(a, b) ((a) > (b) ? (a) : (b))
+#define IMIN2(a, b) ((a) < (b) ? (a) : (b))
+#define FCLIP(x, lo, hi) FMIN2(FMAX2(x, lo), hi)
+#define FMAX2(a, b) ((a) != (a) ? (a) : IMAX2(a, b))
+#define FMIN2(a, b) ((a) != (a) ? (a) : IMIN2(a, b))
 
 /* ---------------------------------------------------------------------------------------
 ** Loop shapes
@@ -295,7 +300,7 @@ UNSIGNED_LOOPS(u64, uint64_t, uint64_t)
   UNARY(ceil_##N, T, CEIL(a))                                                               \
   UNARY(round_##N, T, RINT(a))                                                              \
   TERNARY(where_##N, T, uint8_t, m ? a : b)                                                 \
-  TERNARY(clip_##N, T, T, CLIP(m, a, b))
+  TERNARY(clip_##N, T, T, FCLIP(m, a, b))
 
 FLOAT_LOOPS(f32, float, sqrtf, expf, logf, floorf, ceilf, nearbyintf, powf, fabsf)
 FLOAT_LOOPS(f64, double, sqrt, exp, log, floor, ceil, nearbyint, pow, fabs)
@@ -328,8 +333,8 @@ UNARY(ceil_f16, uint16_t, H1(ceilf))
 UNARY(round_f16, uint16_t, H1(nearbyintf))
 TERNARY(where_f16, uint16_t, uint8_t, m ? a : b)
 static inline uint16_t hclip(uint16_t x, uint16_t lo, uint16_t hi) {
-  uint16_t v = h2f(x) < h2f(lo) ? lo : x;
-  return h2f(v) > h2f(hi) ? hi : v;
+  uint16_t v = HNAN(x) || h2f(x) > h2f(lo) ? x : lo;
+  return HNAN(v) || h2f(v) < h2f(hi) ? v : hi;
 }
 TERNARY(clip_f16, uint16_t, uint16_t, hclip(m, a, b))
 

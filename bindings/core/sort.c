@@ -28,6 +28,14 @@
       return (K)(v | SIGN);                                                          \
     return (v & SIGN) ? (K)~v : (K)(v | SIGN);                                        \
   }                                                                                  \
+  /* For argsort: every zero and every NaN the same key, as they compare equal (NumPy's    \
+     stable argsort keeps them in their order). */                                    \
+  static inline K canon##W(int dt, K v) {                                            \
+    if (luashm_dtype_kinds[dt] != LUASHM_KIND_FLOAT) return v;                       \
+    if ((v & (K)~SIGN) == 0) return 0;                                               \
+    if ((v & EXPMASK) == EXPMASK && (v & (K)~(SIGN | EXPMASK)) != 0) return (K)~SIGN; \
+    return v;                                                                        \
+  }                                                                                  \
   static inline K from_key##W(int dt, K k) {                                         \
     int kind = luashm_dtype_kinds[dt];                                               \
     if (kind == LUASHM_KIND_UINT || kind == LUASHM_KIND_BOOL) return k;              \
@@ -132,7 +140,7 @@ KEY_FNS(8, uint64_t, 0x8000000000000000ull, 0x7ff0000000000000ull)
     for (i = 0; i < n; i++, p += step) {                                                      \
       K v;                                                                                    \
       memcpy(&v, p, sizeof v);                                                                \
-      k[i] = to_key##W(dt, v);                                                                \
+      k[i] = to_key##W(dt, canon##W(dt, v));                                                  \
       out[i] = (int64_t)i + 1;                                                                \
     }                                                                                         \
     if (n < SHORT)                                                                            \
