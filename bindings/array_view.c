@@ -301,11 +301,11 @@ static int array_view(lua_State *L) {
 
 /* An axis argument: 1-based, negative from the end. */
 int luashm_array_axis(lua_State *L, const array *a, lua_Integer ax, const char *op) {
-  if (ax < 0) ax += a->ndim + 1;
-  if (ax < 1 || ax > a->ndim)
+  lua_Integer k = ax < 0 ? ax + a->ndim + 1 : ax;
+  if (k < 1 || k > a->ndim)
     luashm_error(L, "%s %s: axis %I is out of range for %d dimensions", op,
                  luashm_array_label(L, a), ax, a->ndim);
-  return (int)ax - 1;
+  return (int)k - 1;
 }
 
 /* a:transpose([perm]): permuted axes (default reversed). */
