@@ -324,6 +324,25 @@ function TestArrayOps:test_binary_ops_every_dtype_mixed_broadcast_strided_agains
   run_batch()
 end
 
+-- Unsigned 8- and 16-bit division by one number takes a multiply-and-shift path: every
+-- dividend against NumPy, for divisors across the range.
+function TestArrayOps:test_unsigned_division_by_one_number_every_dividend()
+  for _, dt in ipairs({ "u8", "u16" }) do
+    local n = dt == "u8" and 256 or 65536
+    for _, d in ipairs({ 1, 2, 3, 7, 9, 10, 100, 255, 256, 1000, 4097, 65535 }) do
+      if d < n then
+        local x = keep(shm.array(dt, n))
+        x:apply(function(_, i) return i - 1 end)
+        for _, op in ipairs({ "idiv", "mod" }) do
+          local dst = keep(shm.array(dt, n))
+          case(op .. " " .. dt .. " by " .. d, dst, { x, d }, "sat(D, np." .. BINARY[op] .. "(X, Y))")
+        end
+      end
+    end
+  end
+  run_batch()
+end
+
 -- Operands that share dst's bytes: the result is as if they were copied first (NumPy's rule),
 -- whichever way they overlap.
 function TestArrayOps:test_overlapping_operands_as_numpy()

@@ -275,6 +275,41 @@ SIGNED_LOOPS(i8, int8_t, unsigned)
 UNSIGNED_LOOPS(u8, uint8_t, unsigned)
 SIGNED_LOOPS(i16, int16_t, unsigned)
 UNSIGNED_LOOPS(u16, uint16_t, unsigned)
+
+/* Unsigned 8- and 16-bit floored division and remainder by one number (a stride-0 divisor, as
+   `x // 9` has): a multiply and a shift instead of a division, which vectorises. With
+   m = floor(2^32 / d) + 1, (a * m) >> 32 is floor(a / d) exactly for every a < 2^16 and
+   2 <= d < 2^16 (the error a * (m - 2^32 / d) / 2^32 stays below 1 / d: libdivide's
+   round-up method). */
+#define UDIV_BY_ONE(N, T)                                                                      \
+  static LUASHM_KERNEL void by_one_##N(T *o, const T *x, size_t n, uint32_t m, T d, int rem) { \
+    size_t i;                                                                                  \
+    if (rem) {                                                                                 \
+      LUASHM_IVDEP for (i = 0; i < n; i++) {                                                   \
+        T q = (T)(((uint64_t)x[i] * m) >> 32);                                                 \
+        o[i] = (T)(x[i] - q * d);                                                              \
+      }                                                                                        \
+    } else {                                                                                   \
+      LUASHM_IVDEP for (i = 0; i < n; i++) o[i] = (T)(((uint64_t)x[i] * m) >> 32);             \
+    }                                                                                          \
+  }                                                                                            \
+  static int one_##N(unsigned char *const *args, size_t n, const ptrdiff_t *s, int rem) {      \
+    T d;                                                                                       \
+    if (s[0] != (ptrdiff_t)sizeof(T) || s[1] != (ptrdiff_t)sizeof(T) || s[2] != 0 ||           \
+        (d = *(const T *)args[2]) < 2)                                                         \
+      return 0;                                                                                \
+    by_one_##N((T *)args[0], (const T *)args[1], n, (uint32_t)((UINT64_C(1) << 32) / d + 1), d, \
+               rem);                                                                           \
+    return 1;                                                                                  \
+  }                                                                                            \
+  static int idiv1_##N(unsigned char *const *args, size_t n, const ptrdiff_t *s, void *ctx) {  \
+    return one_##N(args, n, s, 0) ? 0 : idiv_##N(args, n, s, ctx);                             \
+  }                                                                                            \
+  static int mod1_##N(unsigned char *const *args, size_t n, const ptrdiff_t *s, void *ctx) {   \
+    return one_##N(args, n, s, 1) ? 0 : mod_##N(args, n, s, ctx);                              \
+  }
+UDIV_BY_ONE(u8, uint8_t)
+UDIV_BY_ONE(u16, uint16_t)
 SIGNED_LOOPS(i32, int32_t, uint32_t)
 UNSIGNED_LOOPS(u32, uint32_t, uint32_t)
 SIGNED_LOOPS(i64, int64_t, uint64_t)
@@ -359,8 +394,10 @@ TERNARY(clip_bool, uint8_t, uint8_t, CLIP(m != 0, a != 0, b != 0))
   {add_##N, sub_##N, mul_##N, NULL, idiv_##N, mod_##N, pow_##N, minimum_##N, maximum_##N}
 #define ROW_FLOAT(N) \
   {add_##N, sub_##N, mul_##N, div_##N, idiv_##N, mod_##N, pow_##N, minimum_##N, maximum_##N}
+#define ROW_UINT_BY_ONE(N) \
+  {add_##N, sub_##N, mul_##N, NULL, idiv1_##N, mod1_##N, pow_##N, minimum_##N, maximum_##N}
 static const luashm_loop binary[LUASHM_NDTYPES][LUASHM_NBINARY] = {
-    ROW_INT(i8),    ROW_INT(u8),    ROW_INT(i16), ROW_INT(u16),
+    ROW_INT(i8),    ROW_UINT_BY_ONE(u8), ROW_INT(i16), ROW_UINT_BY_ONE(u16),
     ROW_INT(i32),   ROW_INT(u32),   ROW_INT(i64), ROW_INT(u64),
     ROW_FLOAT(f32), ROW_FLOAT(f64),
     {add_bool, NULL, mul_bool, NULL, NULL, NULL, NULL, minimum_bool, maximum_bool},
