@@ -241,6 +241,8 @@ function H.in_small_shm(size, code)
   local inner = ("mount -t tmpfs -o size=%s,mode=1777 tmpfs /dev/shm && exec %s \"$0\""):format(
     size, shell_quote(H.host))
   return H.run_code("unshare -m sh -c " .. shell_quote(inner), code)
+end
+
 -- NumPy's dtype of each luashm dtype.
 H.npdtype = { i8 = "i1", u8 = "u1", i16 = "<i2", u16 = "<u2", i32 = "<i4", u32 = "<u4",
   i64 = "<i8", u64 = "<u8", f32 = "<f4", f64 = "<f8", bool = "?", f16 = "<f2" }
