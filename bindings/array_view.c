@@ -143,7 +143,7 @@ static unsigned char *full_index(lua_State *L, const array *a, int first, int na
   for (k = 0; k < a->ndim; k++) {
     lua_Integer i = luaL_checkinteger(L, first + k);
     if (i < 1 || (lua_Unsigned)i > a->shape[k]) bad = 1;
-    idx[k] = (size_t)(i - 1);
+    idx[k] = (size_t)i - 1;
   }
   if (bad) {
     luaL_Buffer b;
@@ -207,18 +207,21 @@ static int array_set(lua_State *L) {
    (0-based) and the count. */
 static size_t clamp_range(lua_Integer n, lua_Integer first, lua_Integer last, lua_Integer step,
                           lua_Integer *start) {
+  size_t count;
   if (first < 0) first += n + 1;
   if (last < 0) last += n + 1;
   if (step > 0) {
     if (first < 1) first = 1;
     if (last > n) last = n;
-    *start = first - 1;
-    return last >= first ? (size_t)((last - first) / step + 1) : 0;
+    count = last >= first ? (size_t)((last - first) / step + 1) : 0;
+  } else {
+    if (first > n) first = n;
+    if (last < 1) last = 1;
+    count = first >= last ? (size_t)((lua_Unsigned)(first - last) / (0 - (lua_Unsigned)step) + 1)
+                          : 0;
   }
-  if (first > n) first = n;
-  if (last < 1) last = 1;
-  *start = first - 1;
-  return first >= last ? (size_t)((first - last) / -step + 1) : 0;
+  *start = count > 0 ? first - 1 : 0; /* an empty range starts at the first element */
+  return count;
 }
 
 /* a:slice(i [, j]): rows i..j of the first dimension, clamped like string.sub. */
@@ -288,8 +291,9 @@ static int array_view(lua_State *L) {
         shape[nd] = clamp_range(n, spec_int(L, a, arg, 1, d), spec_int(L, a, arg, 2, d), step,
                                 &start);
     }
-    strides[nd] = st[d] * (ptrdiff_t)step;
-    if (shape[nd] > 0) off += (ptrdiff_t)start * st[d];
+    /* A step only matters (and only fits) when it reaches a second element. */
+    strides[nd] = shape[nd] > 1 ? st[d] * (ptrdiff_t)step : st[d];
+    off += (ptrdiff_t)start * st[d];
     nd++;
   }
   if (nd == 0)
