@@ -243,6 +243,9 @@ function TestReference:test_every_option_of_a_c_function_is_in_its_entry()
   local problems = {}
   for op, o in pairs(ops) do
     local e = help.entry("shm." .. op)
+    for _, t in ipairs(help.topics()) do -- or a method's (a:clone)
+      if not e and t.kind then e = help.entry(t.kind .. ":" .. op) end
+    end
     if not e then
       problems[#problems + 1] = ("%s (%s) takes options but shm.%s has no entry"):format(op, o.file, op)
     else

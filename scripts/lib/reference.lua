@@ -185,8 +185,9 @@ Releases this process's mapping. Idempotent; never unlinks. Every Array or List 
 block then raises `block is closed`, and a Lock this handle held is released first.]],
   example = [[local b = shm.create(8); b:close(); print(b.closed) --> true]] },
 { topic = "Arrays", kind = "Array", var = "a", contract = true, [[
-A typed N-dimensional array over a block: a NumPy ndarray over `shm.buf`. dtypes: `i8 u8 i16
-u16 i32 u32 i64 u64 f32 f64` (aliases `int8` ... `float64`), native little-endian, C order.
+A typed N-dimensional array over a block (or private memory): a NumPy ndarray over `shm.buf`.
+dtypes: `i8 u8 i16 u16 i32 u32 i64 u64 f32 f64 bool f16` (aliases `int8` ... `float64`, `bool_`,
+`float16`), native little-endian; every array has byte strides (`a.strides`), like NumPy's.
 A block made by `shm.array` is self-describing (its bytes are an NPY file), so `shm.open(name)`
 and Python's `numpy.load("/dev/shm/" .. name, mmap_mode="r+")` find the dtype and shape.
 
@@ -196,22 +197,36 @@ writes it (outside is an error); for N-d, `a[i]` is a view of row `i` (so `a[i][
 `tostring(a)` shows dtype, shape, name and the values (elided in the middle when large).
 Integer dtypes take integers and floats with an exact integer value in range (else an error
 naming the index and the dtype); `u64` reads and writes two's complement; float dtypes take
-any number. Views (`a[i]`, `slice`, `reshape`) share the bytes.]] },
+any number; `bool` reads as a boolean and takes `true`, `false`, 0 and 1; `f16` rounds to
+nearest even. Views (`a[i]`, `slice`, `view`, `transpose`, `reshape`) share the bytes, and
+every operation works on every view.
+
+Whole-array calls run their loops in C, at NumPy's speed: prefer them to per-element Lua loops
+(an `a[i]` is a C call, slower than a table's `t[i]`). Elementwise operations are destination
+first (`dst:op(x [, y])`), broadcast their operands to `dst`'s shape, compute in the dtype NumPy
+1.24 would for `np.op(x, y, out=dst, casting="unsafe")`, and give the result NumPy's overlap
+rule gives when operands share `dst`'s bytes. Results a call allocates are private arrays (no
+name, no block), which travel by value; a shared array travels by name.]] },
 
 { "shm.array", { "shm.array(dtype, shape [, opts])", "shm.array(dtype, shape, {block = b [, offset = n]})" }, [[
 A new zero-filled array of `dtype` and `shape` (an integer or a table of 1 to 32 integers) in
 a new self-describing block. With `opts.block`, instead a raw view on part of an existing Block
-(no header is written: NumPy's `np.ndarray(shape, dtype, buffer=shm.buf, offset=n)`).]],
+(no header is written: NumPy's `np.ndarray(shape, dtype, buffer=shm.buf, offset=n)`). With
+`opts.private`, an array over this process's memory: no name and no block, never tracked, freed
+by `close` or the collector, sent by value.]],
   opts = {
     { "name", [[a chosen name for the new block (as `shm.create`)]] },
     { "track", [[as `shm.create` (default `true`)]] },
     { "mode", [[as `shm.create`]] },
-    { "values", [[initial values: a Lua table, flat or nested like the shape]] },
+    { "values", [[initial values: a Lua table, flat or nested like the shape, or an Array to
+copy (a shared copy of a private result)]] },
+    { "private", [[`true` for private memory instead of a block (no `name`, `track`, `mode`,
+`block` or `offset` with it)]] },
     { "block", [[a Block to view instead of making one]] },
     { "offset", [[with `block`: the byte offset of the first element (default 0), aligned for
 the dtype]] },
   },
-  errors = [[`luashm: array: unknown dtype 'x' (i8 u8 ... f64)`;
+  errors = [[`luashm: array: unknown dtype 'x' (i8 u8 ... f64 bool f16)`;
 `luashm: array: N bytes at offset O do not fit in block 'NAME' (size S)`;
 `luashm: array: offset 3 is misaligned for f64 (a multiple of 8)`.]],
   example = [[local a = shm.array("f64", {2, 3}, {values = {{1, 2, 3}, {4, 5, 6}}}); print(a:get(2, 3)) --> 6.0]] },
@@ -250,8 +265,18 @@ The bytes of the elements (`size` times the item size).]],
 
 { "Array.offset", "a.offset", [[
 The byte offset of the first element in the block (the NPY header comes first in a
-self-describing array, so 128 for short shapes).]],
+self-described array, so 128 for short shapes); of a view, its first element's.]],
   example = [[print(shm.array("f64", 4).offset) --> 128]] },
+
+{ "Array.strides", "a.strides", [[
+The byte strides, one per dimension (a fresh table): NumPy's numbers, negative for a view that
+walks backwards. Python sees the same view with
+`np.ndarray(a.shape, dtype, buffer=mmap_of_the_block, offset=a.offset, strides=a.strides)`.]],
+  example = [[local m = shm.array("f64", {3, 4}); print(table.concat(m:transpose().strides, " ")) --> 8 32]] },
+
+{ "Array.contiguous", "a.contiguous", [[
+`true` when the view is C-contiguous (length-1 dimensions do not count, as in NumPy).]],
+  example = [[local m = shm.array("f64", {3, 4}); print(m.contiguous, m:view({}, 2).contiguous) --> true	false]] },
 
 { "Array:get", "a:get(i, j, ...)", [[
 The element at the full N-d index (one index per dimension): the fast path for N-d access.]],
@@ -270,54 +295,165 @@ A view of rows `i..j` (inclusive) of the first dimension, zero-copy. Negative in
 from the end and the range clamps as `string.sub` does; an empty slice has first dimension 0.]],
   example = [[local a = shm.array("i32", 5, {values = {1, 2, 3, 4, 5}}); print(a:slice(2, -2):sum()) --> 9]] },
 
+{ "Array:view", "a:view(s1, s2, ...)", [[
+A strided view sharing the bytes, one spec per leading dimension (the others are taken whole):
+an integer `i` picks one index and drops the dimension (negative from the end); a table
+`{first, last [, step]}` a range (inclusive, negatives from the end, clamped like `string.sub`,
+`step` nonzero, negative to walk backwards; an empty range is a dimension of 0); `{}` or nil
+the whole dimension. `img:view({2, -2}, {2, -2})` is an image's interior, `m:view({}, 3)` a
+column, `a:view({-1, 1, -1})` reversed. A strided view travels by name with its offset, shape
+and strides.]],
+  errors = [[`luashm: view 'NAME': index 4 is out of range for dimension 1 of size 3`;
+`luashm: view 'NAME': spec 2 has step 0`; `... 3 specs for 2 dimensions`.]],
+  example = [[local a = shm.array("i32", 5, {values = {1, 2, 3, 4, 5}}); print(table.concat(a:view({-1, 1, -2}):totable(), " ")) --> 5 3 1]] },
+
+{ "Array:transpose", "a:transpose([perm])", [[
+A view with permuted axes: `perm` a table of 1-based axes (default: reversed).]],
+  errors = [[`luashm: transpose 'NAME': axis 1 is repeated in perm`.]],
+  example = [[local m = shm.array("i32", {2, 3}); print(table.concat(m:transpose().shape, "x")) --> 3x2]] },
+
+{ "Array:clone", "a:clone([opts])", [[
+A C-contiguous copy of the view: a new shared self-describing array, or with
+`{private = true}` a private one.]],
+  opts = {
+    { "name", [[as `shm.create`]] },
+    { "track", [[as `shm.create`]] },
+    { "mode", [[as `shm.create`]] },
+    { "private", [[`true` for a private copy]] },
+  },
+  example = [[local m = shm.array("i32", {2, 3}); print(m:view({}, 2):clone({private = true}).contiguous) --> true]] },
+
 { "Array:reshape", "a:reshape(shape)", [[
-A view with a new shape and the same number of elements; one dimension may be `-1` (inferred).]],
-  errors = [[`luashm: array 'NAME': reshape: cannot reshape 6 elements into shape (4, 2)`.]],
+A view with a new shape and the same number of elements; one dimension may be `-1` (inferred).
+Only of a contiguous view (`clone` a strided one first).]],
+  errors = [[`luashm: array 'NAME': reshape: cannot reshape 6 elements into shape (4, 2)`;
+`luashm: reshape 'NAME': the view is not contiguous (clone it first)`.]],
   example = [[print(shm.array("u8", 6):reshape({2, -1}).shape[2]) --> 3]] },
 
 { "Array:fill", "a:fill(v)", [[
-Writes `v` into every element, in C.]],
+Writes `v` into every element, in C. Returns `a`.]],
   example = [[local a = shm.array("f64", 3); a:fill(1.5); print(a:sum()) --> 4.5]] },
 
-{ "Array:copy", "a:copy(src)", [[
-Copies `src` into the array: an Array of the same number of elements (any dtype: converted
-by the value rules; overlapping views are handled) or a Lua table, flat or nested.]],
-  errors = [[`luashm: array 'NAME': copy: source has 4 elements, the array 3`.]],
+{ "Array:copy", { "a:copy(src)", "a:copy(src, \"unsafe\")" }, [[
+Copies `src` into the array: an Array broadcast to its shape, or with the same number of
+elements in C order (any dtype; overlapping views are handled), or a Lua table, flat or
+nested. By the exact value rules (a value the dtype cannot hold is an error, and the elements
+before it are written); with `"unsafe"`, NumPy's `astype` conversion, except that floats into
+integers truncate and saturate (NaN to 0) and integers into narrower ones wrap. Returns `a`.]],
+  errors = [[`luashm: array 'NAME': copy: source has 4 elements, the array 3`;
+`luashm: array 'NAME': value 1.5 at index 1 is not an integer (dtype i32)`.]],
   example = [[local a = shm.array("i64", 3); a:copy({7, 8, 9}); print(a[3]) --> 9]] },
 
 { "Array:totable", "a:totable()", [[
 A plain Lua table of the values (nested for N-d).]],
   example = [[print(#shm.array("u8", {2, 3}):totable()[2]) --> 3]] },
 
-{ "Array:sum", "a:sum()", [[
-The sum of all elements, in C: a Lua integer for integer dtypes (64-bit, wrapping like NumPy's
-int64 accumulator), a float otherwise.]],
-  example = [[print(shm.array("i32", 3, {values = {1, 2, 3}}):sum()) --> 6]] },
+{ "Array:astype", "a:astype(dtype [, \"unsafe\"])", [[
+A private converted copy (as `copy`, by the exact value rules or, with `"unsafe"`, NumPy's
+`astype` with saturating floats).]],
+  example = [[print(shm.array("f64", 2, {values = {1.9, -300}}):astype("i8", "unsafe"):totable()[2]) --> -128]] },
 
-{ "Array:min", "a:min()", [[
+{ "Array:sum", { "a:sum()", "a:sum(axis [, out])" }, [[
+The sum of all elements, in C: a Lua integer for integer dtypes (64-bit, wrapping like NumPy's
+int64 accumulator), a float otherwise. With `axis` (1-based, negative from the end), an Array of
+the reduced shape (integers as `i64`/`u64`, floats in their dtype) written into `out` or a new
+private array; the reduction of a 1-d array along its axis is the number. The other reductions
+take `axis` and `out` the same way.]],
+  errors = [[`luashm: sum 'NAME': axis 3 is out of range for 2 dimensions`;
+`luashm: sum 'NAME': out has shape (3,), the result (4,)`.]],
+  example = [[local m = shm.array("i32", {2, 3}, {values = {1, 2, 3, 4, 5, 6}}); print(m:sum(), table.concat(m:sum(1):totable(), " ")) --> 21	5 7 9]] },
+
+{ "Array:prod", { "a:prod()", "a:prod(axis [, out])" }, [[
+The product (integers wrap in 64 bits).]],
+  example = [[print(shm.array("i32", 3, {values = {2, 3, 4}}):prod()) --> 24]] },
+
+{ "Array:min", { "a:min()", "a:min(axis [, out])" }, [[
 The smallest element (NaN propagates, as in NumPy).]],
-  errors = [[`luashm: array 'NAME': min of an empty array`.]],
+  errors = [[`luashm: min 'NAME': min of an empty array`.]],
   example = [[print(shm.array("i32", 3, {values = {5, -2, 9}}):min()) --> -2]] },
 
-{ "Array:max", "a:max()", [[
+{ "Array:max", { "a:max()", "a:max(axis [, out])" }, [[
 The largest element (NaN propagates, as in NumPy).]],
-  errors = [[`luashm: array 'NAME': max of an empty array`.]],
+  errors = [[`luashm: max 'NAME': max of an empty array`.]],
   example = [[print(shm.array("i32", 3, {values = {5, -2, 9}}):max()) --> 9]] },
 
-{ "Array:mean", "a:mean()", [[
-The mean of all elements, always a float (NaN for an empty array).]],
+{ "Array:mean", { "a:mean()", "a:mean(axis [, out])" }, [[
+The mean, computed in f64 (a float; NaN for an empty array; along an axis, `f64` for integer
+dtypes).]],
   example = [[print(shm.array("i32", 4, {values = {1, 2, 3, 4}}):mean()) --> 2.5]] },
 
-{ "Array:add", "a:add(x)", [[
-Adds `x` elementwise, in place: a number, or an Array of the same shape. Integer arithmetic
-wraps modulo 2^bits like NumPy's. Returns `a`.]],
-  errors = [[`luashm: array 'NAME': add: shapes (3,) and (4,) differ`; a non-integral number for
-an integer dtype.]],
-  example = [[print(shm.array("i32", 2, {values = {1, 2}}):add(10)[2]) --> 12]] },
+{ { "Array:var", "Array:std" }, { "a:var([axis [, out [, ddof]]])", "a:std([axis [, out [, ddof]]])" }, [[
+The variance and standard deviation, in f64, two passes; divided by `n - ddof` (default 0).]],
+  example = [[print(shm.array("f64", 4, {values = {1, 2, 3, 4}}):var()) --> 1.25]] },
 
-{ "Array:mul", "a:mul(x)", [[
-Multiplies by `x` elementwise, in place (a number or an Array of the same shape). Returns `a`.]],
-  example = [[print(shm.array("f64", 2, {values = {1, 2}}):mul(0.5)[2]) --> 1.0]] },
+{ { "Array:argmin", "Array:argmax" }, { "a:argmin([axis [, out]])", "a:argmax([axis [, out]])" }, [[
+The 1-based flat index of the first smallest / largest element (along an axis, an `i64` Array
+of 1-based positions); the first NaN wins, as in NumPy.]],
+  example = [[print(shm.array("f64", 4, {values = {3, 9, 1, 9}}):argmax()) --> 2]] },
+
+{ { "Array:any", "Array:all", "Array:count" }, { "a:any([axis [, out]])", "a:all([axis [, out]])", "a:count([axis [, out]])" }, [[
+Whether any / every element is nonzero (true), and how many are (NaN counts as nonzero).]],
+  example = [[local b = shm.array("bool", 3, {values = {true, false, true}}); print(b:any(), b:all(), b:count()) --> true	false	2]] },
+
+{ { "Array:add", "Array:sub", "Array:mul", "Array:div", "Array:idiv", "Array:mod", "Array:pow", "Array:minimum", "Array:maximum" },
+  { "dst:op(x)", "dst:op(x, y)" }, [[
+`dst:op(x)` is `dst = dst op x`, `dst:op(x, y)` is `dst = x op y`, for `op` in `add sub mul div
+idiv mod pow minimum maximum`; both return `dst`. Operands are numbers or Arrays of any dtype,
+broadcast to `dst`'s shape by NumPy's rules; operands may overlap `dst` in any way (the result
+is as if they had been copied first). The computation is NumPy 1.24's
+`np.op(x, y, out=dst, casting="unsafe")`: its type promotion (value-based for numbers), integers
+wrapping; `div` is true division; `idiv` and `mod` are floored like Lua's `//` and `%`;
+`minimum`/`maximum` propagate NaN. An integer dst takes integer operands only, no `div`, and an
+integer `idiv`/`mod` by zero or `pow` to a negative power is an error.]],
+  errors = [[`luashm: add 'NAME': shapes (3, 4) and (5,) do not broadcast (x)`;
+`luashm: sub 'NAME': cannot cast x (f64) to the integer dst (i32): convert it with copy(src, "unsafe") first`;
+`luashm: div 'NAME': true division into an integer array (i32): use idiv`;
+`luashm: idiv 'NAME': integer division by zero`.]],
+  example = [[local a = shm.array("i32", 4, {values = {7, -7, 9, 3}}); a:idiv(2); print(table.concat(a:totable(), " ")) --> 3 -4 4 1]] },
+
+{ { "Array:lt", "Array:le", "Array:gt", "Array:ge", "Array:eq", "Array:ne" },
+  { "mask:lt(x, y)", "mask:le(x, y)", "mask:gt(x, y)", "mask:ge(x, y)", "mask:eq(x, y)", "mask:ne(x, y)" }, [[
+Elementwise comparisons into a `bool` (or `u8`) mask, broadcast as the other operations (NaN
+compares false, except for `ne`). Return the mask.]],
+  errors = [[`luashm: lt 'NAME': a comparison writes a bool or u8 mask, not i32`.]],
+  example = [[local x = shm.array("f64", 3, {values = {1, 5, 3}}); local m = shm.array("bool", 3); print(m:gt(x, 2):count()) --> 2]] },
+
+{ { "Array:abs", "Array:neg", "Array:sqrt", "Array:exp", "Array:log", "Array:floor", "Array:ceil", "Array:round" },
+  { "dst:f()", "dst:f(x)" }, [[
+`abs neg sqrt exp log floor ceil round`, in place or from `x` (broadcast). `round` is half to
+even, as NumPy's; `sqrt`, `exp` and `log` need a float dst; `floor`, `ceil` and `round` leave
+integers as they are. Return `dst`.]],
+  errors = [[`luashm: sqrt 'NAME': needs a float dst (f16, f32 or f64), not i32`.]],
+  example = [[local a = shm.array("f64", 4, {values = {0.5, 1.5, 2.5, -0.5}}); print(table.concat(a:round():totable(), " ")) --> 0.0 2.0 2.0 -0.0]] },
+
+{ "Array:clip", "dst:clip(lo, hi)", [[
+`dst = min(max(dst, lo), hi)`, either bound nil for none; bounds are numbers or Arrays
+(broadcast). Returns `dst`.]],
+  example = [[local a = shm.array("i16", 3, {values = {-5, 3, 900}}); print(table.concat(a:clip(0, 255):totable(), " ")) --> 0 3 255]] },
+
+{ "Array:where", "dst:where(mask, x, y)", [[
+`dst = mask ? x : y`, elementwise, all three broadcast (any mask dtype: nonzero is true).
+Returns `dst`.]],
+  example = [[local m = shm.array("bool", 3, {values = {true, false, true}}); print(table.concat(shm.array("i32", 3):where(m, 1, -1):totable(), " ")) --> 1 -1 1]] },
+
+{ "Array:cumsum", "a:cumsum([axis])", [[
+The running sum in place, along `axis` or over the flat C order (integers wrap, floats add in
+their own precision). Returns `a`.]],
+  example = [[print(table.concat(shm.array("i32", 4, {values = {1, 2, 3, 4}}):cumsum():totable(), " ")) --> 1 3 6 10]] },
+
+{ "Array:sort", "a:sort([axis])", [[
+Sorts in place, ascending, along `axis` (default: the last), NaN last. Returns `a`.]],
+  example = [[local s = shm.array("f64", 4, {values = {3, 0/0, -1, 2}}):sort(); print(s[1], s[3], s[4] ~= s[4]) --> -1.0	3.0	true]] },
+
+{ "Array:argsort", "a:argsort([axis])", [[
+A private `i64` array of the 1-based positions that sort the array along `axis` (default: the
+last), stable: equal values keep their order.]],
+  example = [[print(table.concat(shm.array("i32", 4, {values = {30, 10, 20, 10}}):argsort():totable(), " ")) --> 2 4 3 1]] },
+
+{ "Array:dot", "a:dot(b)", [[
+The dot product of two 1-d arrays of the same length, in NumPy's result dtype (a number, or a
+boolean for two bool arrays).]],
+  example = [[print(shm.array("i32", 3, {values = {1, 2, 3}}):dot(shm.array("f64", 3, {values = {1, 1, 2}}))) --> 9.0]] },
 
 { "Array:apply", "a:apply(fn)", [[
 `a[i] = fn(a[i], i)` over every element (flat 1-based index `i`), for the odd job no built-in
@@ -326,8 +462,9 @@ covers. Returns `a`.]],
 
 { "Array:atomic_add", "a:atomic_add(i, v)", [[
 Atomically adds `v` to element `i` (flat index) and returns the old value: sequentially
-consistent across processes, on `i32 u32 i64 u64`. Wraps.]],
-  errors = [[`luashm: array 'NAME': atomic_add needs dtype i32, u32, i64 or u64, not f64`.]],
+consistent across processes, on `i32 u32 i64 u64` (wrapping) and `f32 f64` (a
+compare-and-swap loop).]],
+  errors = [[`luashm: array 'NAME': atomic_add needs dtype i32, u32, i64 or u64, f32 or f64, not i8`.]],
   example = [[local c = shm.array("i64", 1); c:atomic_add(1, 5); print(c:atomic_add(1, 1)) --> 5]] },
 
 { "Array:cas", "a:cas(i, expected, new)", [[
