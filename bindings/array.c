@@ -52,55 +52,6 @@ const char *luashm_array_pushshape(lua_State *L, int ndim, const size_t *shape) 
 }
 
 /* ---------------------------------------------------------------------------------------
-** Values
-** ------------------------------------------------------------------------------------- */
-
-int luashm_array_store(lua_State *L, int idx, int dt, void *p) {
-  int isnum;
-  lua_Number d;
-  if (dt == LUASHM_BOOL && lua_type(L, idx) == LUA_TBOOLEAN) {
-    *(uint8_t *)p = (uint8_t)lua_toboolean(L, idx);
-    return LUASHM_OK;
-  }
-  if (lua_isinteger(L, idx)) return luashm_store_int(dt, p, (int64_t)lua_tointeger(L, idx));
-  d = lua_tonumberx(L, idx, &isnum);
-  if (!isnum) return LUASHM_ETYPE;
-  if (!LUASHM_ISFLOAT(dt) && lua_type(L, idx) == LUA_TSTRING) {
-    lua_Integer i = lua_tointegerx(L, idx, &isnum); /* "7" as the integer 7, exactly */
-    if (isnum) return luashm_store_int(dt, p, (int64_t)i);
-  }
-  return luashm_store_double(dt, p, (double)d);
-}
-
-static const char *const ranges[LUASHM_NDTYPES] = {
-    "-128..127",     "0..255",    "-32768..32767", "0..65535",   "-2^31..2^31-1", "0..2^32-1",
-    "-2^63..2^63-1", "0..2^64-1", "any number",    "any number", "true, false, 0 or 1",
-    "any number"};
-
-int luashm_array_value_error(lua_State *L, const array *a, int code, int idx, const char *where) {
-  const char *dt = luashm_dtype_names[a->dtype], *v, *label;
-  idx = lua_absindex(L, idx);
-  label = luashm_array_label(L, a);
-  if (code == LUASHM_ETYPE)
-    return luashm_error(L, "array %s: value %s is a %s, not a %s (dtype %s)", label, where,
-                        luaL_typename(L, idx),
-                        a->dtype == LUASHM_BOOL ? "boolean or 0/1" : "number", dt);
-  lua_pushvalue(L, idx);
-  v = luaL_tolstring(L, -1, NULL);
-  if (code == LUASHM_ENOTINT && a->dtype != LUASHM_BOOL)
-    return luashm_error(L, "array %s: value %s %s is not an integer (dtype %s)", label, v, where,
-                        dt);
-  return luashm_error(L, "array %s: value %s %s is out of range for %s (%s)", label, v, where, dt,
-                      ranges[a->dtype]);
-}
-
-int luashm_array_flat_error(lua_State *L, const array *a, int code, int idx, size_t flat) {
-  idx = lua_absindex(L, idx);
-  lua_pushfstring(L, "at index %I", (lua_Integer)flat + 1);
-  return luashm_array_value_error(L, a, code, idx, lua_tostring(L, -1));
-}
-
-/* ---------------------------------------------------------------------------------------
 ** Making arrays
 ** ------------------------------------------------------------------------------------- */
 
@@ -208,7 +159,8 @@ static int memory_gc(lua_State *L) {
 }
 
 array *luashm_array_private(lua_State *L, int dt, int ndim, const size_t *shape, int zero) {
-  size_t bytes = luashm_array_count(L, ndim, shape, luashm_dtype_sizes[dt]) * luashm_dtype_sizes[dt];
+  size_t bytes =
+      luashm_array_count(L, ndim, shape, luashm_dtype_sizes[dt]) * luashm_dtype_sizes[dt];
   array_mem *m = (array_mem *)lua_newuserdatauv(L, sizeof *m, 0);
   array *a;
   m->data = NULL;
@@ -230,8 +182,7 @@ array *luashm_array_private(lua_State *L, int dt, int ndim, const size_t *shape,
   }
   if (m->data == NULL)
     luashm_error(L, "array: out of memory for a private array of %I bytes", (lua_Integer)bytes);
-  a = push_array(L, -1, NULL, (unsigned char *const *)&m->data, dt, ndim, shape, NULL, 0,
-                 AF_OWNS);
+  a = push_array(L, -1, NULL, (unsigned char *const *)&m->data, dt, ndim, shape, NULL, 0, AF_OWNS);
   lua_remove(L, -2);
   return a;
 }
@@ -245,47 +196,6 @@ array *luashm_array_shared(lua_State *L, int dt, int ndim, const size_t *shape, 
   a = push_block_array(L, -1, dt, ndim, shape, NULL, hl, AF_OWNS | AF_WHOLE);
   lua_remove(L, -2);
   return a;
-}
-
-/* ---------------------------------------------------------------------------------------
-** Arguments
-** ------------------------------------------------------------------------------------- */
-
-int luashm_array_checkdtype(lua_State *L, int idx) {
-  const char *name = luaL_checkstring(L, idx);
-  int dt = luashm_dtype_lookup(name);
-  if (dt < 0)
-    luashm_error(L, "array: unknown dtype '%s' (i8 u8 i16 u16 i32 u32 i64 u64 f32 f64 bool f16)",
-                 name);
-  return dt;
-}
-
-static size_t check_dim(lua_State *L, int idx, int k) {
-  int isint;
-  lua_Integer n = lua_tointegerx(L, idx, &isint);
-  if (!isint || lua_type(L, idx) != LUA_TNUMBER || n < 0)
-    luashm_error(L, "array: shape[%d] must be a non-negative integer", k);
-  return (size_t)n;
-}
-
-int luashm_array_checkshape(lua_State *L, int idx, size_t *shape, int wildcard) {
-  int ndim, k;
-  if (lua_type(L, idx) == LUA_TNUMBER) {
-    shape[0] = wildcard && lua_tointeger(L, idx) == -1 ? SIZE_MAX : check_dim(L, idx, 1);
-    return 1;
-  }
-  if (!lua_istable(L, idx)) luaL_typeerror(L, idx, "integer or table of integers");
-  ndim = (int)luaL_len(L, idx);
-  if (ndim < 1 || ndim > LUASHM_MAXDIMS)
-    luashm_error(L, "array: shape must have 1 to %d dimensions, not %d", LUASHM_MAXDIMS, ndim);
-  for (k = 0; k < ndim; k++) {
-    lua_geti(L, idx, k + 1);
-    shape[k] = wildcard && lua_isinteger(L, -1) && lua_tointeger(L, -1) == -1
-                   ? SIZE_MAX
-                   : check_dim(L, -1, k + 1);
-    lua_pop(L, 1);
-  }
-  return ndim;
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -321,8 +231,8 @@ static array *checked_view(lua_State *L, int blkidx, int dt, int ndim, const siz
       luashm_error(L, "array: stride %I is misaligned for %s", (lua_Integer)s,
                    luashm_dtype_names[dt]);
     if (shape[k] > 1 && reach > b->size / (shape[k] - 1))
-      luashm_error(L, "array: stride %I of dimension %d reaches outside block '%s'",
-                   (lua_Integer)s, k + 1, b->name);
+      luashm_error(L, "array: stride %I of dimension %d reaches outside block '%s'", (lua_Integer)s,
+                   k + 1, b->name);
     if (s < 0)
       lo -= (lua_Integer)(reach * (shape[k] - 1));
     else
@@ -382,8 +292,8 @@ static void init_values(lua_State *L, int optidx, int created) {
   lua_pop(L, 1);
 }
 
-static const char *const array_options[] = {LUASHM_BLOCK_OPTIONS, "values", "block", "offset",
-                                            "private", NULL};
+static const char *const array_options[] = {
+    LUASHM_BLOCK_OPTIONS, "values", "block", "offset", "private", NULL};
 
 /* shm.array(dtype, shape [, opts]) */
 static int array_new(lua_State *L) {
@@ -491,13 +401,13 @@ PUSHER(f64, double, PUSH_NUM)
 PUSHER(bool, uint8_t, PUSH_BOOL)
 PUSHER(f16, uint16_t, PUSH_HALF)
 
-#define FAST_RANGE(N, T, LO, HI)                                    \
-  static inline int fast_##N(lua_State *L, int idx, void *p) {     \
-    int isint;                                                      \
-    lua_Integer v = lua_tointegerx(L, idx, &isint);                 \
-    if (!isint || v < (LO) || v > (HI)) return 0;                   \
-    *(T *)p = (T)v;                                                 \
-    return 1;                                                       \
+#define FAST_RANGE(N, T, LO, HI)                               \
+  static inline int fast_##N(lua_State *L, int idx, void *p) { \
+    int isint;                                                 \
+    lua_Integer v = lua_tointegerx(L, idx, &isint);            \
+    if (!isint || v < (LO) || v > (HI)) return 0;              \
+    *(T *)p = (T)v;                                            \
+    return 1;                                                  \
   }
 FAST_RANGE(i8, int8_t, INT8_MIN, INT8_MAX)
 FAST_RANGE(u8, uint8_t, 0, UINT8_MAX)
@@ -521,13 +431,13 @@ static inline int fast_u64(lua_State *L, int idx, void *p) {
   *(uint64_t *)p = (uint64_t)v;
   return 1;
 }
-#define FAST_FLOAT(N, T, CONV)                                   \
-  static inline int fast_##N(lua_State *L, int idx, void *p) {  \
-    int isnum;                                                   \
-    lua_Number d = lua_tonumberx(L, idx, &isnum);                \
-    if (!isnum) return 0;                                        \
-    *(T *)p = CONV(d);                                           \
-    return 1;                                                    \
+#define FAST_FLOAT(N, T, CONV)                                 \
+  static inline int fast_##N(lua_State *L, int idx, void *p) { \
+    int isnum;                                                 \
+    lua_Number d = lua_tonumberx(L, idx, &isnum);              \
+    if (!isnum) return 0;                                      \
+    *(T *)p = CONV(d);                                         \
+    return 1;                                                  \
   }
 #define AS_FLOAT(d) ((float)(d))
 #define AS_DOUBLE(d) ((double)(d))
@@ -541,7 +451,7 @@ static inline int fast_bool(lua_State *L, int idx, void *p) {
 }
 
 #define EACH_DTYPE(P) \
-  {P##i8, P##u8, P##i16, P##u16, P##i32, P##u32, P##i64, P##u64, P##f32, P##f64, P##bool, P##f16}
+  { P##i8, P##u8, P##i16, P##u16, P##i32, P##u32, P##i64, P##u64, P##f32, P##f64, P##bool, P##f16 }
 const luashm_array_pushfn luashm_array_pushers[LUASHM_NDTYPES] = EACH_DTYPE(push_);
 const luashm_array_storefn luashm_array_fast[LUASHM_NDTYPES] = EACH_DTYPE(fast_);
 
@@ -549,32 +459,32 @@ const luashm_array_storefn luashm_array_fast[LUASHM_NDTYPES] = EACH_DTYPE(fast_)
    lua_tointegerx without isint, since a non-integral key gives 0, which is out of range (nil,
    as a table gives). Writes: one call for the key (a non-integral one gives 0 too: the slow
    path tells why), one for the value. */
-#define ACCESS(N)                                                                            \
-  static int index_##N(lua_State *L) {                                                          \
-    int t = lua_type(L, 2);                                                                     \
-    if (LUASHM_LIKELY(t == LUA_TNUMBER)) {                                                      \
-      const array *a = (const array *)lua_touserdata(L, 1);                                     \
-      lua_Unsigned i = (lua_Unsigned)lua_tointegerx(L, 2, NULL) - 1;                            \
-      const unsigned char *data = *a->datap;                                                    \
-      if (LUASHM_LIKELY(a->ndim == 1 && data != NULL)) {                                        \
-        if (LUASHM_UNLIKELY(i >= a->shape[0])) return 0;                                        \
-        push_##N(L, data + a->offset + (ptrdiff_t)i * (ptrdiff_t)a->shape[1]);                  \
-        return 1;                                                                               \
-      }                                                                                         \
-    } else if (LUASHM_LIKELY(t == LUA_TSTRING)) { /* a method: upvalue 1 */                     \
-      lua_pushvalue(L, 2);                                                                      \
-      if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;                             \
-    }                                                                                           \
-    return index_slow(L, t);                                                                    \
-  }                                                                                             \
-  static int newindex_##N(lua_State *L) {                                                       \
-    const array *a = (const array *)lua_touserdata(L, 1);                                       \
-    lua_Unsigned i = (lua_Unsigned)lua_tointegerx(L, 2, NULL) - 1;                              \
-    unsigned char *data = *a->datap;                                                            \
-    if (LUASHM_LIKELY(a->ndim == 1 && data != NULL && i < a->shape[0]) &&                       \
+#define ACCESS(N)                                                                                \
+  static int index_##N(lua_State *L) {                                                           \
+    int t = lua_type(L, 2);                                                                      \
+    if (LUASHM_LIKELY(t == LUA_TNUMBER)) {                                                       \
+      const array *a = (const array *)lua_touserdata(L, 1);                                      \
+      lua_Unsigned i = (lua_Unsigned)lua_tointegerx(L, 2, NULL) - 1;                             \
+      const unsigned char *data = *a->datap;                                                     \
+      if (LUASHM_LIKELY(a->ndim == 1 && data != NULL)) {                                         \
+        if (LUASHM_UNLIKELY(i >= a->shape[0])) return 0;                                         \
+        push_##N(L, data + a->offset + (ptrdiff_t)i * (ptrdiff_t)a->shape[1]);                   \
+        return 1;                                                                                \
+      }                                                                                          \
+    } else if (LUASHM_LIKELY(t == LUA_TSTRING)) { /* a method: upvalue 1 */                      \
+      lua_pushvalue(L, 2);                                                                       \
+      if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;                              \
+    }                                                                                            \
+    return index_slow(L, t);                                                                     \
+  }                                                                                              \
+  static int newindex_##N(lua_State *L) {                                                        \
+    const array *a = (const array *)lua_touserdata(L, 1);                                        \
+    lua_Unsigned i = (lua_Unsigned)lua_tointegerx(L, 2, NULL) - 1;                               \
+    unsigned char *data = *a->datap;                                                             \
+    if (LUASHM_LIKELY(a->ndim == 1 && data != NULL && i < a->shape[0]) &&                        \
         LUASHM_LIKELY(fast_##N(L, 3, data + a->offset + (ptrdiff_t)i * (ptrdiff_t)a->shape[1]))) \
-      return 0;                                                                                 \
-    return newindex_slow(L);                                                                    \
+      return 0;                                                                                  \
+    return newindex_slow(L);                                                                     \
   }
 ACCESS(i8)
 ACCESS(u8)
@@ -831,9 +741,8 @@ int luashm_toarray(lua_State *L, int i, luashm_arrayinfo *info) {
 ** The metatables
 ** ------------------------------------------------------------------------------------- */
 
-static const luaL_Reg array_meth[] = {{"close", array_close},
-                                      {"unlink", luashm_object_unlink},
-                                      {NULL, NULL}};
+static const luaL_Reg array_meth[] = {
+    {"close", array_close}, {"unlink", luashm_object_unlink}, {NULL, NULL}};
 
 /* No __gc: views share the Block, whose own __gc unmaps it (private memory has its own). */
 static const luaL_Reg array_metameth[] = {{"__len", array_len},

@@ -186,8 +186,8 @@ static int types(const operand *o, int n) {
 ** Binary operations, comparisons, unary functions, where, clip
 ** ------------------------------------------------------------------------------------- */
 
-static const char *const binary_names[LUASHM_NBINARY] = {
-    "add", "sub", "mul", "div", "idiv", "mod", "pow", "minimum", "maximum"};
+static const char *const binary_names[LUASHM_NBINARY] = {"add", "sub", "mul",     "div",    "idiv",
+                                                         "mod", "pow", "minimum", "maximum"};
 
 static int binary_op(lua_State *L, int op) {
   array *dst = luashm_array_check(L, 1);
@@ -261,9 +261,9 @@ static int unary_op(lua_State *L, int op) {
   ct = types(&x, 1);
   /* NumPy computes these of integers in the smallest float that holds them exactly. */
   if (transcendental && LUASHM_ISINTLIKE(ct))
-    ct = luashm_dtype_sizes[ct] == 1 ? LUASHM_F16
+    ct = luashm_dtype_sizes[ct] == 1   ? LUASHM_F16
          : luashm_dtype_sizes[ct] == 2 ? LUASHM_F32
-                                        : LUASHM_F64;
+                                       : LUASHM_F64;
   memset(&u, 0, sizeof u);
   if ((u.loop = luashm_unary_loop(op, ct)) == NULL)
     return luashm_error(L, "%s %s: %s has no %s (NumPy's has none either)", name,
@@ -446,8 +446,7 @@ static void copy_array(lua_State *L, array *dst, int srcidx, int unsafe) {
   if (luashm_array_operand(&it, 0, o.a) != 0) {
     if (o.a->count != dst->count)
       luashm_error(L, "array %s: copy: source has %I elements, the array %I",
-                   luashm_array_label(L, dst), (lua_Integer)o.a->count,
-                   (lua_Integer)dst->count);
+                   luashm_array_label(L, dst), (lua_Integer)o.a->count, (lua_Integer)dst->count);
     if (!luashm_array_contiguous(o.a)) { /* C order needs it contiguous: a copy */
       array *c = luashm_array_private(L, o.a->dtype, o.a->ndim, o.a->shape, 0);
       luashm_array_copyraw(c, o.a);
@@ -546,12 +545,18 @@ static int array_apply(lua_State *L) {
   return 1;
 }
 
-#define BINARY_METHOD(N, OP) \
-  static int array_##N(lua_State *L) { return binary_op(L, OP); }
-#define COMPARE_METHOD(N, OP) \
-  static int array_##N(lua_State *L) { return compare_op(L, OP); }
-#define UNARY_METHOD(N, OP) \
-  static int array_##N(lua_State *L) { return unary_op(L, OP); }
+#define BINARY_METHOD(N, OP)           \
+  static int array_##N(lua_State *L) { \
+    return binary_op(L, OP);           \
+  }
+#define COMPARE_METHOD(N, OP)          \
+  static int array_##N(lua_State *L) { \
+    return compare_op(L, OP);          \
+  }
+#define UNARY_METHOD(N, OP)            \
+  static int array_##N(lua_State *L) { \
+    return unary_op(L, OP);            \
+  }
 BINARY_METHOD(add, LUASHM_ADD)
 BINARY_METHOD(sub, LUASHM_SUB)
 BINARY_METHOD(mul, LUASHM_MUL)

@@ -14,13 +14,12 @@
 
 /* The reductions as the user names them. */
 enum { SUM, PROD, MIN, MAX, MEAN, VAR, STD, ARGMIN, ARGMAX, ANY, ALL, COUNT };
-static const char *const reduce_names[] = {"sum",    "prod",   "min", "max", "mean",
-                                           "var",    "std",    "argmin",
-                                           "argmax", "any",    "all", "count"};
+static const char *const reduce_names[] = {"sum", "prod",   "min",    "max", "mean", "var",
+                                           "std", "argmin", "argmax", "any", "all",  "count"};
 /* The kernel reduction each uses. */
-static const int kernel_op[] = {LUASHM_RSUM,    LUASHM_RPROD,   LUASHM_RMIN,   LUASHM_RMAX,
-                                LUASHM_RSUMF,   LUASHM_RSUMF,   LUASHM_RSUMF,  LUASHM_RARGMIN,
-                                LUASHM_RARGMAX, LUASHM_RCOUNT,  LUASHM_RCOUNT, LUASHM_RCOUNT};
+static const int kernel_op[] = {LUASHM_RSUM,    LUASHM_RPROD,  LUASHM_RMIN,   LUASHM_RMAX,
+                                LUASHM_RSUMF,   LUASHM_RSUMF,  LUASHM_RSUMF,  LUASHM_RARGMIN,
+                                LUASHM_RARGMAX, LUASHM_RCOUNT, LUASHM_RCOUNT, LUASHM_RCOUNT};
 
 /* ---------------------------------------------------------------------------------------
 ** Over every element
@@ -138,8 +137,8 @@ static int acc_dtype(int kind, int dt) {
 typedef struct axis_job {
   const array *a;
   int kind, ax;
-  size_t n;        /* length of the axis */
-  ptrdiff_t step;  /* its stride */
+  size_t n;       /* length of the axis */
+  ptrdiff_t step; /* its stride */
   lua_Number ddof;
   const unsigned char *mean; /* var/std along slices: the means (f64, like the accumulator) */
 } axis_job;
@@ -310,8 +309,8 @@ static int reduce_into(lua_State *L, const axis_job *j, unsigned char *buf, size
         for (i = 0; i < m; i++) ((double *)buf)[i] /= (double)j->n;
       if (kind == ANY || kind == ALL)
         for (i = 0; i < m; i++)
-          ((int64_t *)buf)[i] = kind == ANY ? ((int64_t *)buf)[i] > 0
-                                            : (size_t)((int64_t *)buf)[i] == j->n;
+          ((int64_t *)buf)[i] =
+              kind == ANY ? ((int64_t *)buf)[i] > 0 : (size_t)((int64_t *)buf)[i] == j->n;
       return kind == MEAN ? LUASHM_F64 : kind == SUM ? adt : LUASHM_I64;
   }
 }
@@ -327,9 +326,10 @@ static int reduce_axis(lua_State *L, array *a, int kind, int ax, int outidx, lua
   luashm_iter it;
   for (d = 0; d < a->ndim; d++)
     if (d != ax) m *= (shape[e++] = a->shape[d]);
-  if (a->shape[ax] == 0 && m > 0 && (kind == MIN || kind == MAX || kind == ARGMIN || kind == ARGMAX))
-    return luashm_error(L, "%s %s: %s along an empty axis %d", name, luashm_array_label(L, a),
-                        name, ax + 1);
+  if (a->shape[ax] == 0 && m > 0 &&
+      (kind == MIN || kind == MAX || kind == ARGMIN || kind == ARGMAX))
+    return luashm_error(L, "%s %s: %s along an empty axis %d", name, luashm_array_label(L, a), name,
+                        ax + 1);
   if (!lua_isnoneornil(L, outidx)) {
     luashm_object *o = luashm_toobject(L, outidx);
     if (o == NULL || o->kind != &luashm_kind_array) luaL_typeerror(L, outidx, "Array");
@@ -365,10 +365,9 @@ static int reduce_axis(lua_State *L, array *a, int kind, int ax, int outidx, lua
   it.data[1] = buf;
   luashm_array_cstrides(e, shape, luashm_dtype_sizes[fdt], it.strides[1]);
   luashm_iter_prepare(&it, 0);
-  luashm_iter_run(&it,
-                  fdt == out->dtype ? luashm_copy_loop(out->itemsize)
-                                    : luashm_cast_loop(out->dtype, fdt),
-                  NULL);
+  luashm_iter_run(
+      &it, fdt == out->dtype ? luashm_copy_loop(out->itemsize) : luashm_cast_loop(out->dtype, fdt),
+      NULL);
   lua_pop(L, 1);
   return 1;
 }
@@ -542,8 +541,8 @@ static int array_dot(lua_State *L) {
   if (a->ndim != 1 || b->ndim != 1 || a->shape[0] != b->shape[0]) {
     const char *label = luashm_array_label(L, a);
     const char *sa = luashm_array_pushshape(L, a->ndim, a->shape);
-    return luashm_error(L, "dot %s: needs two 1-d arrays of the same length, not %s and %s",
-                        label, sa, luashm_array_pushshape(L, b->ndim, b->shape));
+    return luashm_error(L, "dot %s: needs two 1-d arrays of the same length, not %s and %s", label,
+                        sa, luashm_array_pushshape(L, b->ndim, b->shape));
   }
   memset(t, 0, sizeof t);
   t[0].dtype = a->dtype;
@@ -697,8 +696,10 @@ static int array_cas(lua_State *L) {
   return 2;
 }
 
-#define REDUCE_METHOD(N, K) \
-  static int array_##N(lua_State *L) { return reduce_method(L, K); }
+#define REDUCE_METHOD(N, K)            \
+  static int array_##N(lua_State *L) { \
+    return reduce_method(L, K);        \
+  }
 REDUCE_METHOD(sum, SUM)
 REDUCE_METHOD(prod, PROD)
 REDUCE_METHOD(min, MIN)
@@ -712,15 +713,24 @@ REDUCE_METHOD(any, ANY)
 REDUCE_METHOD(all, ALL)
 REDUCE_METHOD(count, COUNT)
 
-const luaL_Reg luashm_array_reduce_methods[] = {
-    {"sum", array_sum},       {"prod", array_prod},
-    {"min", array_min},       {"max", array_max},
-    {"mean", array_mean},     {"var", array_var},
-    {"std", array_std},       {"argmin", array_argmin},
-    {"argmax", array_argmax}, {"any", array_any},
-    {"all", array_all},       {"count", array_count},
-    {"cumsum", array_cumsum}, {"sort", array_sort},
-    {"argsort", array_argsort}, {"dot", array_dot},
-    {"atomic_add", array_atomic_add}, {"cas", array_cas},
-    {"atomic_load", array_atomic_load}, {"atomic_store", array_atomic_store},
-    {NULL, NULL}};
+const luaL_Reg luashm_array_reduce_methods[] = {{"sum", array_sum},
+                                                {"prod", array_prod},
+                                                {"min", array_min},
+                                                {"max", array_max},
+                                                {"mean", array_mean},
+                                                {"var", array_var},
+                                                {"std", array_std},
+                                                {"argmin", array_argmin},
+                                                {"argmax", array_argmax},
+                                                {"any", array_any},
+                                                {"all", array_all},
+                                                {"count", array_count},
+                                                {"cumsum", array_cumsum},
+                                                {"sort", array_sort},
+                                                {"argsort", array_argsort},
+                                                {"dot", array_dot},
+                                                {"atomic_add", array_atomic_add},
+                                                {"cas", array_cas},
+                                                {"atomic_load", array_atomic_load},
+                                                {"atomic_store", array_atomic_store},
+                                                {NULL, NULL}};

@@ -1,13 +1,104 @@
 /*
-** The Array's views and element-wise walks: full-index get/set, slice, view (index, range and
-** step specs), transpose, reshape, clone, totable, tostring and save, all on any strided view;
-** and the helpers the other Array files iterate with (an operand broadcast to a shape, a raw
-** strided copy, a view's byte extent, copying a Lua table in).
+** The Array's values and views: the value rules of an element store and their errors, the
+** dtype and shape arguments, full-index get/set, slice, view (index, range and step specs),
+** transpose, reshape, clone, totable, tostring and save, all on any strided view; and the
+** helpers the other Array files iterate with (an operand broadcast to a shape, a raw strided
+** copy, a view's byte extent, copying a Lua table in).
 */
 #include <stdlib.h>
 #include <string.h>
 
 #include "array.h"
+
+/* ---------------------------------------------------------------------------------------
+** Values (element stores and their errors)
+** ------------------------------------------------------------------------------------- */
+
+int luashm_array_store(lua_State *L, int idx, int dt, void *p) {
+  int isnum;
+  lua_Number d;
+  if (dt == LUASHM_BOOL && lua_type(L, idx) == LUA_TBOOLEAN) {
+    *(uint8_t *)p = (uint8_t)lua_toboolean(L, idx);
+    return LUASHM_OK;
+  }
+  if (lua_isinteger(L, idx)) return luashm_store_int(dt, p, (int64_t)lua_tointeger(L, idx));
+  d = lua_tonumberx(L, idx, &isnum);
+  if (!isnum) return LUASHM_ETYPE;
+  if (!LUASHM_ISFLOAT(dt) && lua_type(L, idx) == LUA_TSTRING) {
+    lua_Integer i = lua_tointegerx(L, idx, &isnum); /* "7" as the integer 7, exactly */
+    if (isnum) return luashm_store_int(dt, p, (int64_t)i);
+  }
+  return luashm_store_double(dt, p, (double)d);
+}
+
+static const char *const ranges[LUASHM_NDTYPES] = {
+    "-128..127",     "0..255",     "-32768..32767",       "0..65535",
+    "-2^31..2^31-1", "0..2^32-1",  "-2^63..2^63-1",       "0..2^64-1",
+    "any number",    "any number", "true, false, 0 or 1", "any number"};
+
+int luashm_array_value_error(lua_State *L, const array *a, int code, int idx, const char *where) {
+  const char *dt = luashm_dtype_names[a->dtype], *v, *label;
+  idx = lua_absindex(L, idx);
+  label = luashm_array_label(L, a);
+  if (code == LUASHM_ETYPE)
+    return luashm_error(L, "array %s: value %s is a %s, not a %s (dtype %s)", label, where,
+                        luaL_typename(L, idx),
+                        a->dtype == LUASHM_BOOL ? "boolean or 0/1" : "number", dt);
+  lua_pushvalue(L, idx);
+  v = luaL_tolstring(L, -1, NULL);
+  if (code == LUASHM_ENOTINT && a->dtype != LUASHM_BOOL)
+    return luashm_error(L, "array %s: value %s %s is not an integer (dtype %s)", label, v, where,
+                        dt);
+  return luashm_error(L, "array %s: value %s %s is out of range for %s (%s)", label, v, where, dt,
+                      ranges[a->dtype]);
+}
+
+int luashm_array_flat_error(lua_State *L, const array *a, int code, int idx, size_t flat) {
+  idx = lua_absindex(L, idx);
+  lua_pushfstring(L, "at index %I", (lua_Integer)flat + 1);
+  return luashm_array_value_error(L, a, code, idx, lua_tostring(L, -1));
+}
+
+/* ---------------------------------------------------------------------------------------
+** Arguments (dtype, shape)
+** ------------------------------------------------------------------------------------- */
+
+int luashm_array_checkdtype(lua_State *L, int idx) {
+  const char *name = luaL_checkstring(L, idx);
+  int dt = luashm_dtype_lookup(name);
+  if (dt < 0)
+    luashm_error(L, "array: unknown dtype '%s' (i8 u8 i16 u16 i32 u32 i64 u64 f32 f64 bool f16)",
+                 name);
+  return dt;
+}
+
+static size_t check_dim(lua_State *L, int idx, int k) {
+  int isint;
+  lua_Integer n = lua_tointegerx(L, idx, &isint);
+  if (!isint || lua_type(L, idx) != LUA_TNUMBER || n < 0)
+    luashm_error(L, "array: shape[%d] must be a non-negative integer", k);
+  return (size_t)n;
+}
+
+int luashm_array_checkshape(lua_State *L, int idx, size_t *shape, int wildcard) {
+  int ndim, k;
+  if (lua_type(L, idx) == LUA_TNUMBER) {
+    shape[0] = wildcard && lua_tointeger(L, idx) == -1 ? SIZE_MAX : check_dim(L, idx, 1);
+    return 1;
+  }
+  if (!lua_istable(L, idx)) luaL_typeerror(L, idx, "integer or table of integers");
+  ndim = (int)luaL_len(L, idx);
+  if (ndim < 1 || ndim > LUASHM_MAXDIMS)
+    luashm_error(L, "array: shape must have 1 to %d dimensions, not %d", LUASHM_MAXDIMS, ndim);
+  for (k = 0; k < ndim; k++) {
+    lua_geti(L, idx, k + 1);
+    shape[k] = wildcard && lua_isinteger(L, -1) && lua_tointeger(L, -1) == -1
+                   ? SIZE_MAX
+                   : check_dim(L, -1, k + 1);
+    lua_pop(L, 1);
+  }
+  return ndim;
+}
 
 /* ---------------------------------------------------------------------------------------
 ** Helpers for the other files
@@ -78,8 +169,7 @@ static void copy_nested(lua_State *L, const array *a, int idx, int d, unsigned c
                  luashm_array_label(L, a), d + 1, luaL_typename(L, idx));
   if (lua_rawlen(L, idx) != n)
     luashm_error(L, "array %s: copy: a table at depth %d has %I items, the shape needs %I",
-                 luashm_array_label(L, a), d + 1, (lua_Integer)lua_rawlen(L, idx),
-                 (lua_Integer)n);
+                 luashm_array_label(L, a), d + 1, (lua_Integer)lua_rawlen(L, idx), (lua_Integer)n);
   luaL_checkstack(L, 4, "array nested too deep");
   for (k = 0; k < n; k++) {
     unsigned char *q = p + (ptrdiff_t)k * array_strides(a)[d];
@@ -105,7 +195,7 @@ static void copy_flat(lua_State *L, const array *a, int idx, int d, unsigned cha
       copy_flat(L, a, idx, d + 1, q, flat);
     } else {
       int e;
-      lua_rawgeti(L, idx, (lua_Integer)++*flat);
+      lua_rawgeti(L, idx, (lua_Integer)++ * flat);
       e = luashm_array_store(L, -1, a->dtype, q);
       if (e != LUASHM_OK) luashm_array_flat_error(L, a, e, -1, *flat - 1);
       lua_pop(L, 1);
@@ -138,8 +228,8 @@ static unsigned char *full_index(lua_State *L, const array *a, int first, int na
   size_t idx[LUASHM_MAXDIMS];
   int k, bad = 0;
   if (nargs != a->ndim)
-    luashm_error(L, "array %s: %s needs %d indexes, got %d", luashm_array_label(L, a), op,
-                 a->ndim, nargs);
+    luashm_error(L, "array %s: %s needs %d indexes, got %d", luashm_array_label(L, a), op, a->ndim,
+                 nargs);
   for (k = 0; k < a->ndim; k++) {
     lua_Integer i = luaL_checkinteger(L, first + k);
     if (i < 1 || (lua_Unsigned)i > a->shape[k]) bad = 1;
@@ -217,8 +307,8 @@ static size_t clamp_range(lua_Integer n, lua_Integer first, lua_Integer last, lu
   } else {
     if (first > n) first = n;
     if (last < 1) last = 1;
-    count = first >= last ? (size_t)((lua_Unsigned)(first - last) / (0 - (lua_Unsigned)step) + 1)
-                          : 0;
+    count =
+        first >= last ? (size_t)((lua_Unsigned)(first - last) / (0 - (lua_Unsigned)step) + 1) : 0;
   }
   *start = count > 0 ? first - 1 : 0; /* an empty range starts at the first element */
   return count;
@@ -288,8 +378,8 @@ static int array_view(lua_State *L) {
       if (len == 3 && (step = spec_int(L, a, arg, 3, d)) == 0)
         return luashm_error(L, "view %s: spec %d has step 0", luashm_array_label(L, a), d + 1);
       if (len >= 2)
-        shape[nd] = clamp_range(n, spec_int(L, a, arg, 1, d), spec_int(L, a, arg, 2, d), step,
-                                &start);
+        shape[nd] =
+            clamp_range(n, spec_int(L, a, arg, 1, d), spec_int(L, a, arg, 2, d), step, &start);
     }
     /* A step only matters (and only fits) when it reaches a second element. */
     strides[nd] = shape[nd] > 1 ? st[d] * (ptrdiff_t)step : st[d];
@@ -331,8 +421,8 @@ static int array_transpose(lua_State *L) {
       lua_geti(L, 2, d + 1);
       ax = lua_tointegerx(L, -1, &isint);
       if (!isint)
-        return luashm_error(L, "transpose %s: perm[%d] is not an integer",
-                            luashm_array_label(L, a), d + 1);
+        return luashm_error(L, "transpose %s: perm[%d] is not an integer", luashm_array_label(L, a),
+                            d + 1);
       perm[d] = luashm_array_axis(L, a, ax, "transpose");
       if (seen[perm[d]]++)
         return luashm_error(L, "transpose %s: axis %d is repeated in perm",

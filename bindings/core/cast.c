@@ -10,8 +10,8 @@
 #include "kernels.h"
 
 const unsigned char luashm_dtype_kinds[LUASHM_NDTYPES] = {
-    LUASHM_KIND_INT,   LUASHM_KIND_UINT,  LUASHM_KIND_INT, LUASHM_KIND_UINT,
-    LUASHM_KIND_INT,   LUASHM_KIND_UINT,  LUASHM_KIND_INT, LUASHM_KIND_UINT,
+    LUASHM_KIND_INT,   LUASHM_KIND_UINT,  LUASHM_KIND_INT,  LUASHM_KIND_UINT,
+    LUASHM_KIND_INT,   LUASHM_KIND_UINT,  LUASHM_KIND_INT,  LUASHM_KIND_UINT,
     LUASHM_KIND_FLOAT, LUASHM_KIND_FLOAT, LUASHM_KIND_BOOL, LUASHM_KIND_FLOAT};
 
 /* ---------------------------------------------------------------------------------------
@@ -129,7 +129,7 @@ int64_t luashm_load_int(int dt, const void *p) {
     case LUASHM_I32: return *(const int32_t *)p;
     case LUASHM_U32: return *(const uint32_t *)p;
     case LUASHM_I64: return *(const int64_t *)p;
-    case LUASHM_U64: return (int64_t)*(const uint64_t *)p;
+    case LUASHM_U64: return (int64_t) * (const uint64_t *)p;
     case LUASHM_BOOL: return *(const uint8_t *)p != 0;
     default: return (int64_t)luashm_load_double(dt, p);
   }
@@ -137,9 +137,8 @@ int64_t luashm_load_int(int dt, const void *p) {
 
 static const int64_t int_lo[LUASHM_NDTYPES] = {INT8_MIN,  0, INT16_MIN, 0, INT32_MIN, 0,
                                                INT64_MIN, 0, 0,         0, 0,         0};
-static const int64_t int_hi[LUASHM_NDTYPES] = {INT8_MAX, UINT8_MAX,  INT16_MAX, UINT16_MAX,
-                                               INT32_MAX, UINT32_MAX, INT64_MAX, -1,
-                                               0,         0,          1,         0};
+static const int64_t int_hi[LUASHM_NDTYPES] = {
+    INT8_MAX, UINT8_MAX, INT16_MAX, UINT16_MAX, INT32_MAX, UINT32_MAX, INT64_MAX, -1, 0, 0, 1, 0};
 
 int luashm_store_int(int dt, void *p, int64_t i) {
   if (LUASHM_ISFLOAT(dt)) return luashm_store_double(dt, p, (double)i);
@@ -173,12 +172,12 @@ int luashm_store_double(int dt, void *p, double v) {
 ** ------------------------------------------------------------------------------------- */
 
 /* Floats into integers: truncation toward zero, saturated, NaN to 0. */
-#define SAT(N, T, LO, HI)                                    \
-  static inline T sat_##N(double v) {                        \
-    if (v != v) return 0;                                    \
-    if (v <= (double)(LO)) return (LO);                      \
-    if (v >= (double)(HI)) return (HI);                      \
-    return (T)v;                                             \
+#define SAT(N, T, LO, HI)               \
+  static inline T sat_##N(double v) {   \
+    if (v != v) return 0;               \
+    if (v <= (double)(LO)) return (LO); \
+    if (v >= (double)(HI)) return (HI); \
+    return (T)v;                        \
   }
 SAT(i8, int8_t, INT8_MIN, INT8_MAX)
 SAT(u8, uint8_t, 0, UINT8_MAX)
@@ -213,7 +212,7 @@ static inline double half_in(uint16_t h) {
 #define CVT_IH(TN, TT, FN, x) sat_##TN((double)half_in(x))
 #define CVT_BI(TN, TT, FN, x) ((TT)((x) != 0))
 #define CVT_BF(TN, TT, FN, x) ((TT)((x) != 0))
-#define CVT_BH(TN, TT, FN, x) ((TT)(((x) & 0x7fffu) != 0))
+#define CVT_BH(TN, TT, FN, x) ((TT)(((x)&0x7fffu) != 0))
 #define CVT_FI(TN, TT, FN, x) ((TT)(x))
 #define CVT_FF(TN, TT, FN, x) ((TT)(x))
 #define CVT_FH(TN, TT, FN, x) ((TT)half_in(x))
@@ -227,51 +226,51 @@ static inline double half_in(uint16_t h) {
 #define SRC_bool(x) ((uint8_t)((x) != 0))
 #define SRC_any(x) (x)
 
-#define CAST_FN(TN, TT, TC, FN, FT, FC, SRC)                                                   \
-  static LUASHM_KERNEL int cast_##FN##_##TN(unsigned char *const *a, size_t n,                 \
-                                            const ptrdiff_t *s, void *ctx) {                   \
-    size_t i;                                                                                  \
-    (void)ctx;                                                                                 \
-    if (s[0] == (ptrdiff_t)sizeof(TT) && s[1] == (ptrdiff_t)sizeof(FT)) {                      \
-      TT *o = (TT *)a[0];                                                                      \
-      const FT *x = (const FT *)a[1];                                                          \
-      for (i = 0; i < n; i++) o[i] = CVT(TN, TT, TC, FN, FC, SRC(x[i]));                       \
-    } else {                                                                                   \
-      unsigned char *o = a[0];                                                                 \
-      const unsigned char *x = a[1];                                                           \
-      for (i = 0; i < n; i++, o += s[0], x += s[1])                                            \
-        *(TT *)o = CVT(TN, TT, TC, FN, FC, SRC(*(const FT *)x));                               \
-    }                                                                                          \
-    return 0;                                                                                  \
+#define CAST_FN(TN, TT, TC, FN, FT, FC, SRC)                                                       \
+  static LUASHM_KERNEL int cast_##FN##_##TN(unsigned char *const *a, size_t n, const ptrdiff_t *s, \
+                                            void *ctx) {                                           \
+    size_t i;                                                                                      \
+    (void)ctx;                                                                                     \
+    if (s[0] == (ptrdiff_t)sizeof(TT) && s[1] == (ptrdiff_t)sizeof(FT)) {                          \
+      TT *o = (TT *)a[0];                                                                          \
+      const FT *x = (const FT *)a[1];                                                              \
+      for (i = 0; i < n; i++) o[i] = CVT(TN, TT, TC, FN, FC, SRC(x[i]));                           \
+    } else {                                                                                       \
+      unsigned char *o = a[0];                                                                     \
+      const unsigned char *x = a[1];                                                               \
+      for (i = 0; i < n; i++, o += s[0], x += s[1])                                                \
+        *(TT *)o = CVT(TN, TT, TC, FN, FC, SRC(*(const FT *)x));                                   \
+    }                                                                                              \
+    return 0;                                                                                      \
   }
 
 /* The dtypes, in enum order: name, C type, class as a target, class as a source, how a source
    value is read. Two copies, so that one can expand inside the other. */
-#define DTYPES_A(X, ...)                             \
-  X(i8, int8_t, I, I, SRC_any, __VA_ARGS__)          \
-  X(u8, uint8_t, I, I, SRC_any, __VA_ARGS__)         \
-  X(i16, int16_t, I, I, SRC_any, __VA_ARGS__)        \
-  X(u16, uint16_t, I, I, SRC_any, __VA_ARGS__)       \
-  X(i32, int32_t, I, I, SRC_any, __VA_ARGS__)        \
-  X(u32, uint32_t, I, I, SRC_any, __VA_ARGS__)       \
-  X(i64, int64_t, I, I, SRC_any, __VA_ARGS__)        \
-  X(u64, uint64_t, I, I, SRC_any, __VA_ARGS__)       \
-  X(f32, float, F, F, SRC_any, __VA_ARGS__)          \
-  X(f64, double, F, F, SRC_any, __VA_ARGS__)         \
-  X(bool, uint8_t, B, I, SRC_bool, __VA_ARGS__)      \
+#define DTYPES_A(X, ...)                        \
+  X(i8, int8_t, I, I, SRC_any, __VA_ARGS__)     \
+  X(u8, uint8_t, I, I, SRC_any, __VA_ARGS__)    \
+  X(i16, int16_t, I, I, SRC_any, __VA_ARGS__)   \
+  X(u16, uint16_t, I, I, SRC_any, __VA_ARGS__)  \
+  X(i32, int32_t, I, I, SRC_any, __VA_ARGS__)   \
+  X(u32, uint32_t, I, I, SRC_any, __VA_ARGS__)  \
+  X(i64, int64_t, I, I, SRC_any, __VA_ARGS__)   \
+  X(u64, uint64_t, I, I, SRC_any, __VA_ARGS__)  \
+  X(f32, float, F, F, SRC_any, __VA_ARGS__)     \
+  X(f64, double, F, F, SRC_any, __VA_ARGS__)    \
+  X(bool, uint8_t, B, I, SRC_bool, __VA_ARGS__) \
   X(f16, uint16_t, H, H, SRC_any, __VA_ARGS__)
-#define DTYPES_B(X, ...)                             \
-  X(i8, int8_t, I, I, SRC_any, __VA_ARGS__)          \
-  X(u8, uint8_t, I, I, SRC_any, __VA_ARGS__)         \
-  X(i16, int16_t, I, I, SRC_any, __VA_ARGS__)        \
-  X(u16, uint16_t, I, I, SRC_any, __VA_ARGS__)       \
-  X(i32, int32_t, I, I, SRC_any, __VA_ARGS__)        \
-  X(u32, uint32_t, I, I, SRC_any, __VA_ARGS__)       \
-  X(i64, int64_t, I, I, SRC_any, __VA_ARGS__)        \
-  X(u64, uint64_t, I, I, SRC_any, __VA_ARGS__)       \
-  X(f32, float, F, F, SRC_any, __VA_ARGS__)          \
-  X(f64, double, F, F, SRC_any, __VA_ARGS__)         \
-  X(bool, uint8_t, B, I, SRC_bool, __VA_ARGS__)      \
+#define DTYPES_B(X, ...)                        \
+  X(i8, int8_t, I, I, SRC_any, __VA_ARGS__)     \
+  X(u8, uint8_t, I, I, SRC_any, __VA_ARGS__)    \
+  X(i16, int16_t, I, I, SRC_any, __VA_ARGS__)   \
+  X(u16, uint16_t, I, I, SRC_any, __VA_ARGS__)  \
+  X(i32, int32_t, I, I, SRC_any, __VA_ARGS__)   \
+  X(u32, uint32_t, I, I, SRC_any, __VA_ARGS__)  \
+  X(i64, int64_t, I, I, SRC_any, __VA_ARGS__)   \
+  X(u64, uint64_t, I, I, SRC_any, __VA_ARGS__)  \
+  X(f32, float, F, F, SRC_any, __VA_ARGS__)     \
+  X(f64, double, F, F, SRC_any, __VA_ARGS__)    \
+  X(bool, uint8_t, B, I, SRC_bool, __VA_ARGS__) \
   X(f16, uint16_t, H, H, SRC_any, __VA_ARGS__)
 
 /* For target TN: one cast function from every source. */
@@ -310,22 +309,22 @@ int luashm_exact_loop(unsigned char *const *args, size_t n, const ptrdiff_t *ste
   return 0;
 }
 
-#define COPY_FN(N, T)                                                                        \
-  static LUASHM_KERNEL int copy_##N(unsigned char *const *a, size_t n, const ptrdiff_t *s,  \
-                                    void *ctx) {                                             \
-    size_t i;                                                                                \
-    (void)ctx;                                                                               \
-    if (s[0] == (ptrdiff_t)sizeof(T) && s[1] == (ptrdiff_t)sizeof(T)) {                      \
-      memmove(a[0], a[1], n * sizeof(T));                                                    \
-    } else if (s[0] == (ptrdiff_t)sizeof(T) && s[1] == 0) { /* a fill */                     \
-      T v = *(const T *)a[1], *o = (T *)a[0];                                                \
-      for (i = 0; i < n; i++) o[i] = v;                                                      \
-    } else {                                                                                 \
-      unsigned char *o = a[0];                                                               \
-      const unsigned char *x = a[1];                                                         \
-      for (i = 0; i < n; i++, o += s[0], x += s[1]) *(T *)o = *(const T *)x;                 \
-    }                                                                                        \
-    return 0;                                                                                \
+#define COPY_FN(N, T)                                                                      \
+  static LUASHM_KERNEL int copy_##N(unsigned char *const *a, size_t n, const ptrdiff_t *s, \
+                                    void *ctx) {                                           \
+    size_t i;                                                                              \
+    (void)ctx;                                                                             \
+    if (s[0] == (ptrdiff_t)sizeof(T) && s[1] == (ptrdiff_t)sizeof(T)) {                    \
+      memmove(a[0], a[1], n * sizeof(T));                                                  \
+    } else if (s[0] == (ptrdiff_t)sizeof(T) && s[1] == 0) { /* a fill */                   \
+      T v = *(const T *)a[1], *o = (T *)a[0];                                              \
+      for (i = 0; i < n; i++) o[i] = v;                                                    \
+    } else {                                                                               \
+      unsigned char *o = a[0];                                                             \
+      const unsigned char *x = a[1];                                                       \
+      for (i = 0; i < n; i++, o += s[0], x += s[1]) *(T *)o = *(const T *)x;               \
+    }                                                                                      \
+    return 0;                                                                              \
   }
 COPY_FN(1, uint8_t)
 COPY_FN(2, uint16_t)

@@ -17,42 +17,42 @@
 
 /* Floored division and remainder of signed integers; b == 0 gives 0 and sets *e. MIN / -1
    wraps to MIN (remainder 0), as NumPy and Lua give. */
-#define SIGNED_DIV(N, T, MIN)                                         \
-  static inline T sidiv_##N(T a, T b, int *e) {                        \
-    T q;                                                              \
-    if (b == 0) return (T)(*e = LUASHM_EDIVZERO, 0);                  \
-    if (b == -1) return a == (MIN) ? a : (T)-a;                       \
-    q = (T)(a / b);                                                   \
-    return (T)((a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q);     \
-  }                                                                   \
-  static inline T smod_##N(T a, T b, int *e) {                         \
-    T r;                                                              \
-    if (b == 0) return (T)(*e = LUASHM_EDIVZERO, 0);                  \
-    if (b == -1) return 0;                                            \
-    r = (T)(a % b);                                                   \
-    return (T)((r != 0 && ((r < 0) != (b < 0))) ? r + b : r);         \
+#define SIGNED_DIV(N, T, MIN)                                     \
+  static inline T sidiv_##N(T a, T b, int *e) {                   \
+    T q;                                                          \
+    if (b == 0) return (T)(*e = LUASHM_EDIVZERO, 0);              \
+    if (b == -1) return a == (MIN) ? a : (T)-a;                   \
+    q = (T)(a / b);                                               \
+    return (T)((a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q); \
+  }                                                               \
+  static inline T smod_##N(T a, T b, int *e) {                    \
+    T r;                                                          \
+    if (b == 0) return (T)(*e = LUASHM_EDIVZERO, 0);              \
+    if (b == -1) return 0;                                        \
+    r = (T)(a % b);                                               \
+    return (T)((r != 0 && ((r < 0) != (b < 0))) ? r + b : r);     \
   }
-#define UNSIGNED_DIV(N, T)                                            \
-  static inline T sidiv_##N(T a, T b, int *e) {                        \
-    if (b == 0) return (T)(*e = LUASHM_EDIVZERO, 0);                  \
-    return (T)(a / b);                                                \
-  }                                                                   \
-  static inline T smod_##N(T a, T b, int *e) {                         \
-    if (b == 0) return (T)(*e = LUASHM_EDIVZERO, 0);                  \
-    return (T)(a % b);                                                \
+#define UNSIGNED_DIV(N, T)                           \
+  static inline T sidiv_##N(T a, T b, int *e) {      \
+    if (b == 0) return (T)(*e = LUASHM_EDIVZERO, 0); \
+    return (T)(a / b);                               \
+  }                                                  \
+  static inline T smod_##N(T a, T b, int *e) {       \
+    if (b == 0) return (T)(*e = LUASHM_EDIVZERO, 0); \
+    return (T)(a % b);                               \
   }
 
 /* Integer power by squaring, wrapping; a negative exponent is an error, as in NumPy. */
-#define INT_POW(N, T, W, NEGATIVE)                                    \
-  static inline T spow_##N(T a, T b, int *e) {                        \
-    W r = 1, x = (W)a;                                                \
-    if (NEGATIVE(b)) return (T)(*e = LUASHM_ENEGPOW, 0);              \
-    while (b != 0) {                                                  \
-      if (b & 1) r = (W)(r * x);                                      \
-      x = (W)(x * x);                                                 \
-      b = (T)(b >> 1);                                                \
-    }                                                                 \
-    return (T)r;                                                      \
+#define INT_POW(N, T, W, NEGATIVE)                       \
+  static inline T spow_##N(T a, T b, int *e) {           \
+    W r = 1, x = (W)a;                                   \
+    if (NEGATIVE(b)) return (T)(*e = LUASHM_ENEGPOW, 0); \
+    while (b != 0) {                                     \
+      if (b & 1) r = (W)(r * x);                         \
+      x = (W)(x * x);                                    \
+      b = (T)(b >> 1);                                   \
+    }                                                    \
+    return (T)r;                                         \
   }
 
 SIGNED_DIV(i8, int8_t, INT8_MIN)
@@ -75,40 +75,40 @@ INT_POW(i64, int64_t, uint64_t, SIGNED_NEG)
 INT_POW(u64, uint64_t, uint64_t, UNSIGNED_NEG)
 
 /* NumPy's npy_divmod: floored quotient and remainder of floats (Python's convention). */
-#define FLOAT_DIVMOD(N, T, FMOD, FLOOR, COPYSIGN)                     \
-  static inline T divmod_##N(T a, T b, T *mod) {                      \
-    T div, m = FMOD(a, b), fl;                                        \
-    if (!b) {                                                         \
-      *mod = m;                                                       \
-      return a / b;                                                   \
-    }                                                                 \
-    div = (a - m) / b;                                                \
-    if (m) {                                                          \
-      if ((b < 0) != (m < 0)) {                                       \
-        m += b;                                                       \
-        div -= 1;                                                     \
-      }                                                               \
-    } else {                                                          \
-      m = COPYSIGN(0, b);                                             \
-    }                                                                 \
-    if (div) {                                                        \
-      fl = FLOOR(div);                                                \
-      if (div - fl > (T)0.5) fl += 1;                                 \
-    } else {                                                          \
-      fl = COPYSIGN(0, a / b);                                        \
-    }                                                                 \
-    *mod = m;                                                         \
-    return fl;                                                        \
-  }                                                                   \
-  static inline T fidiv_##N(T a, T b) {                               \
-    T m;                                                              \
-    return b ? divmod_##N(a, b, &m) : a / b;                          \
-  }                                                                   \
-  static inline T fmod_##N(T a, T b) {                                \
-    T m;                                                              \
-    if (!b) return FMOD(a, b);                                        \
-    divmod_##N(a, b, &m);                                             \
-    return m;                                                         \
+#define FLOAT_DIVMOD(N, T, FMOD, FLOOR, COPYSIGN) \
+  static inline T divmod_##N(T a, T b, T *mod) {  \
+    T div, m = FMOD(a, b), fl;                    \
+    if (!b) {                                     \
+      *mod = m;                                   \
+      return a / b;                               \
+    }                                             \
+    div = (a - m) / b;                            \
+    if (m) {                                      \
+      if ((b < 0) != (m < 0)) {                   \
+        m += b;                                   \
+        div -= 1;                                 \
+      }                                           \
+    } else {                                      \
+      m = COPYSIGN(0, b);                         \
+    }                                             \
+    if (div) {                                    \
+      fl = FLOOR(div);                            \
+      if (div - fl > (T)0.5) fl += 1;             \
+    } else {                                      \
+      fl = COPYSIGN(0, a / b);                    \
+    }                                             \
+    *mod = m;                                     \
+    return fl;                                    \
+  }                                               \
+  static inline T fidiv_##N(T a, T b) {           \
+    T m;                                          \
+    return b ? divmod_##N(a, b, &m) : a / b;      \
+  }                                               \
+  static inline T fmod_##N(T a, T b) {            \
+    T m;                                          \
+    if (!b) return FMOD(a, b);                    \
+    divmod_##N(a, b, &m);                         \
+    return m;                                     \
   }
 FLOAT_DIVMOD(f32, float, fmodf, floorf, copysignf)
 FLOAT_DIVMOD(f64, double, fmod, floor, copysign)
@@ -140,109 +140,109 @@ static inline uint16_t f2h(float f) {
 ** ------------------------------------------------------------------------------------- */
 
 /* out = EXPR(a, b) for a from operand 1, b from operand 2; e is the error code. */
-#define BINARY(NAME, T, TO, EXPR)                                                             \
-  static LUASHM_KERNEL int NAME(unsigned char *const *args, size_t n, const ptrdiff_t *s,     \
-                                void *ctx) {                                                 \
-    const ptrdiff_t z = (ptrdiff_t)sizeof(T), zo = (ptrdiff_t)sizeof(TO);                    \
-    size_t i;                                                                                \
-    int e = 0;                                                                               \
-    (void)ctx;                                                                               \
-    if (s[0] == zo && s[1] == z && s[2] == z) {                                              \
-      TO *o = (TO *)args[0];                                                                 \
-      const T *x = (const T *)args[1], *y = (const T *)args[2];                              \
-      LUASHM_IVDEP for (i = 0; i < n; i++) {                                                 \
-        T a = x[i], b = y[i];                                                                \
-        o[i] = (TO)(EXPR);                                                                   \
-      }                                                                                      \
-    } else if (s[0] == zo && s[1] == z && s[2] == 0) {                                       \
-      TO *o = (TO *)args[0];                                                                 \
-      const T *x = (const T *)args[1], b = *(const T *)args[2];                              \
-      LUASHM_IVDEP for (i = 0; i < n; i++) {                                                 \
-        T a = x[i];                                                                          \
-        o[i] = (TO)(EXPR);                                                                   \
-      }                                                                                      \
-    } else if (s[0] == zo && s[1] == 0 && s[2] == z) {                                       \
-      TO *o = (TO *)args[0];                                                                 \
-      const T a = *(const T *)args[1], *y = (const T *)args[2];                              \
-      LUASHM_IVDEP for (i = 0; i < n; i++) {                                                 \
-        T b = y[i];                                                                          \
-        o[i] = (TO)(EXPR);                                                                   \
-      }                                                                                      \
-    } else {                                                                                 \
-      unsigned char *o = args[0];                                                            \
-      const unsigned char *x = args[1], *y = args[2];                                        \
-      for (i = 0; i < n; i++, o += s[0], x += s[1], y += s[2]) {                             \
-        T a = *(const T *)x, b = *(const T *)y;                                              \
-        *(TO *)o = (TO)(EXPR);                                                               \
-      }                                                                                      \
-    }                                                                                        \
-    return e;                                                                                \
+#define BINARY(NAME, T, TO, EXPR)                                                         \
+  static LUASHM_KERNEL int NAME(unsigned char *const *args, size_t n, const ptrdiff_t *s, \
+                                void *ctx) {                                              \
+    const ptrdiff_t z = (ptrdiff_t)sizeof(T), zo = (ptrdiff_t)sizeof(TO);                 \
+    size_t i;                                                                             \
+    int e = 0;                                                                            \
+    (void)ctx;                                                                            \
+    if (s[0] == zo && s[1] == z && s[2] == z) {                                           \
+      TO *o = (TO *)args[0];                                                              \
+      const T *x = (const T *)args[1], *y = (const T *)args[2];                           \
+      LUASHM_IVDEP for (i = 0; i < n; i++) {                                              \
+        T a = x[i], b = y[i];                                                             \
+        o[i] = (TO)(EXPR);                                                                \
+      }                                                                                   \
+    } else if (s[0] == zo && s[1] == z && s[2] == 0) {                                    \
+      TO *o = (TO *)args[0];                                                              \
+      const T *x = (const T *)args[1], b = *(const T *)args[2];                           \
+      LUASHM_IVDEP for (i = 0; i < n; i++) {                                              \
+        T a = x[i];                                                                       \
+        o[i] = (TO)(EXPR);                                                                \
+      }                                                                                   \
+    } else if (s[0] == zo && s[1] == 0 && s[2] == z) {                                    \
+      TO *o = (TO *)args[0];                                                              \
+      const T a = *(const T *)args[1], *y = (const T *)args[2];                           \
+      LUASHM_IVDEP for (i = 0; i < n; i++) {                                              \
+        T b = y[i];                                                                       \
+        o[i] = (TO)(EXPR);                                                                \
+      }                                                                                   \
+    } else {                                                                              \
+      unsigned char *o = args[0];                                                         \
+      const unsigned char *x = args[1], *y = args[2];                                     \
+      for (i = 0; i < n; i++, o += s[0], x += s[1], y += s[2]) {                          \
+        T a = *(const T *)x, b = *(const T *)y;                                           \
+        *(TO *)o = (TO)(EXPR);                                                            \
+      }                                                                                   \
+    }                                                                                     \
+    return e;                                                                             \
   }
 
 /* out = EXPR(a) for a from operand 1. */
-#define UNARY(NAME, T, EXPR)                                                                  \
-  static LUASHM_KERNEL int NAME(unsigned char *const *args, size_t n, const ptrdiff_t *s,     \
-                                void *ctx) {                                                 \
-    const ptrdiff_t z = (ptrdiff_t)sizeof(T);                                                \
-    size_t i;                                                                                \
-    (void)ctx;                                                                               \
-    if (s[0] == z && s[1] == z) {                                                            \
-      T *o = (T *)args[0];                                                                   \
-      const T *x = (const T *)args[1];                                                       \
-      LUASHM_IVDEP for (i = 0; i < n; i++) {                                                 \
-        T a = x[i];                                                                          \
-        o[i] = (T)(EXPR);                                                                    \
-      }                                                                                      \
-    } else {                                                                                 \
-      unsigned char *o = args[0];                                                            \
-      const unsigned char *x = args[1];                                                      \
-      for (i = 0; i < n; i++, o += s[0], x += s[1]) {                                        \
-        T a = *(const T *)x;                                                                 \
-        *(T *)o = (T)(EXPR);                                                                 \
-      }                                                                                      \
-    }                                                                                        \
-    return 0;                                                                                \
+#define UNARY(NAME, T, EXPR)                                                              \
+  static LUASHM_KERNEL int NAME(unsigned char *const *args, size_t n, const ptrdiff_t *s, \
+                                void *ctx) {                                              \
+    const ptrdiff_t z = (ptrdiff_t)sizeof(T);                                             \
+    size_t i;                                                                             \
+    (void)ctx;                                                                            \
+    if (s[0] == z && s[1] == z) {                                                         \
+      T *o = (T *)args[0];                                                                \
+      const T *x = (const T *)args[1];                                                    \
+      LUASHM_IVDEP for (i = 0; i < n; i++) {                                              \
+        T a = x[i];                                                                       \
+        o[i] = (T)(EXPR);                                                                 \
+      }                                                                                   \
+    } else {                                                                              \
+      unsigned char *o = args[0];                                                         \
+      const unsigned char *x = args[1];                                                   \
+      for (i = 0; i < n; i++, o += s[0], x += s[1]) {                                     \
+        T a = *(const T *)x;                                                              \
+        *(T *)o = (T)(EXPR);                                                              \
+      }                                                                                   \
+    }                                                                                     \
+    return 0;                                                                             \
   }
 
 /* Three inputs (where: mask, x, y; clip: x, lo, hi): out = EXPR(m, a, b). */
-#define TERNARY(NAME, T, TM, EXPR)                                                            \
-  static LUASHM_KERNEL int NAME(unsigned char *const *args, size_t n, const ptrdiff_t *s,     \
-                                void *ctx) {                                                 \
-    const ptrdiff_t z = (ptrdiff_t)sizeof(T), zm = (ptrdiff_t)sizeof(TM);                    \
-    size_t i;                                                                                \
-    (void)ctx;                                                                               \
-    if (s[0] == z && s[1] == zm && (s[2] == z || s[2] == 0) && (s[3] == z || s[3] == 0)) {   \
-      T *o = (T *)args[0];                                                                   \
-      const TM *pm = (const TM *)args[1];                                                    \
-      const T *x = (const T *)args[2], *y = (const T *)args[3];                              \
-      const size_t ix = s[2] != 0, iy = s[3] != 0;                                           \
-      LUASHM_IVDEP for (i = 0; i < n; i++) {                                                 \
-        TM m = pm[i];                                                                        \
-        T a = x[i * ix], b = y[i * iy];                                                      \
-        o[i] = (T)(EXPR);                                                                    \
-      }                                                                                      \
-    } else {                                                                                 \
-      unsigned char *o = args[0];                                                            \
-      const unsigned char *pm = args[1], *x = args[2], *y = args[3];                         \
-      for (i = 0; i < n; i++, o += s[0], pm += s[1], x += s[2], y += s[3]) {                 \
-        TM m = *(const TM *)pm;                                                              \
-        T a = *(const T *)x, b = *(const T *)y;                                              \
-        *(T *)o = (T)(EXPR);                                                                 \
-      }                                                                                      \
-    }                                                                                        \
-    return 0;                                                                                \
+#define TERNARY(NAME, T, TM, EXPR)                                                         \
+  static LUASHM_KERNEL int NAME(unsigned char *const *args, size_t n, const ptrdiff_t *s,  \
+                                void *ctx) {                                               \
+    const ptrdiff_t z = (ptrdiff_t)sizeof(T), zm = (ptrdiff_t)sizeof(TM);                  \
+    size_t i;                                                                              \
+    (void)ctx;                                                                             \
+    if (s[0] == z && s[1] == zm && (s[2] == z || s[2] == 0) && (s[3] == z || s[3] == 0)) { \
+      T *o = (T *)args[0];                                                                 \
+      const TM *pm = (const TM *)args[1];                                                  \
+      const T *x = (const T *)args[2], *y = (const T *)args[3];                            \
+      const size_t ix = s[2] != 0, iy = s[3] != 0;                                         \
+      LUASHM_IVDEP for (i = 0; i < n; i++) {                                               \
+        TM m = pm[i];                                                                      \
+        T a = x[i * ix], b = y[i * iy];                                                    \
+        o[i] = (T)(EXPR);                                                                  \
+      }                                                                                    \
+    } else {                                                                               \
+      unsigned char *o = args[0];                                                          \
+      const unsigned char *pm = args[1], *x = args[2], *y = args[3];                       \
+      for (i = 0; i < n; i++, o += s[0], pm += s[1], x += s[2], y += s[3]) {               \
+        TM m = *(const TM *)pm;                                                            \
+        T a = *(const T *)x, b = *(const T *)y;                                            \
+        *(T *)o = (T)(EXPR);                                                               \
+      }                                                                                    \
+    }                                                                                      \
+    return 0;                                                                              \
   }
 
 /* ---------------------------------------------------------------------------------------
 ** The loops of each dtype
 ** ------------------------------------------------------------------------------------- */
 
-#define COMPARES(N, T, LT, LE, EQ)                        \
-  BINARY(lt_##N, T, uint8_t, LT(a, b))                    \
-  BINARY(le_##N, T, uint8_t, LE(a, b))                    \
-  BINARY(gt_##N, T, uint8_t, LT(b, a))                    \
-  BINARY(ge_##N, T, uint8_t, LE(b, a))                    \
-  BINARY(eq_##N, T, uint8_t, EQ(a, b))                    \
+#define COMPARES(N, T, LT, LE, EQ)     \
+  BINARY(lt_##N, T, uint8_t, LT(a, b)) \
+  BINARY(le_##N, T, uint8_t, LE(a, b)) \
+  BINARY(gt_##N, T, uint8_t, LT(b, a)) \
+  BINARY(ge_##N, T, uint8_t, LE(b, a)) \
+  BINARY(eq_##N, T, uint8_t, EQ(a, b)) \
   BINARY(ne_##N, T, uint8_t, !EQ(a, b))
 #define CLT(a, b) ((a) < (b))
 #define CLE(a, b) ((a) <= (b))
@@ -252,20 +252,20 @@ static inline uint16_t f2h(float f) {
 #define HEQ(a, b) (h2f(a) == h2f(b))
 
 /* W: an unsigned type at least as wide as T after C's promotions, for wrapping arithmetic. */
-#define INT_LOOPS(N, T, W, NEG_EXPR, ABS_EXPR)                       \
-  BINARY(add_##N, T, T, (W)a + (W)b)                                 \
-  BINARY(sub_##N, T, T, (W)a - (W)b)                                 \
-  BINARY(mul_##N, T, T, (W)a * (W)b)                                 \
-  BINARY(idiv_##N, T, T, sidiv_##N(a, b, &e))                         \
-  BINARY(mod_##N, T, T, smod_##N(a, b, &e))                           \
-  BINARY(pow_##N, T, T, spow_##N(a, b, &e))                           \
-  BINARY(minimum_##N, T, T, IMIN(a, b))                              \
-  BINARY(maximum_##N, T, T, IMAX(a, b))                              \
-  COMPARES(N, T, CLT, CLE, CEQ)                                      \
-  UNARY(abs_##N, T, ABS_EXPR)                                        \
-  UNARY(neg_##N, T, NEG_EXPR)                                        \
-  UNARY(same_##N, T, a)                                              \
-  TERNARY(where_##N, T, uint8_t, m ? a : b)                          \
+#define INT_LOOPS(N, T, W, NEG_EXPR, ABS_EXPR) \
+  BINARY(add_##N, T, T, (W)a + (W)b)           \
+  BINARY(sub_##N, T, T, (W)a - (W)b)           \
+  BINARY(mul_##N, T, T, (W)a *(W)b)            \
+  BINARY(idiv_##N, T, T, sidiv_##N(a, b, &e))  \
+  BINARY(mod_##N, T, T, smod_##N(a, b, &e))    \
+  BINARY(pow_##N, T, T, spow_##N(a, b, &e))    \
+  BINARY(minimum_##N, T, T, IMIN(a, b))        \
+  BINARY(maximum_##N, T, T, IMAX(a, b))        \
+  COMPARES(N, T, CLT, CLE, CEQ)                \
+  UNARY(abs_##N, T, ABS_EXPR)                  \
+  UNARY(neg_##N, T, NEG_EXPR)                  \
+  UNARY(same_##N, T, a)                        \
+  TERNARY(where_##N, T, uint8_t, m ? a : b)    \
   TERNARY(clip_##N, T, T, CLIP(m, a, b))
 
 #define SIGNED_LOOPS(N, T, W) INT_LOOPS(N, T, W, 0u - (W)a, a < 0 ? (T)(0u - (W)a) : a)
@@ -281,32 +281,32 @@ UNSIGNED_LOOPS(u16, uint16_t, unsigned)
    m = floor(2^32 / d) + 1, (a * m) >> 32 is floor(a / d) exactly for every a < 2^16 and
    2 <= d < 2^16 (the error a * (m - 2^32 / d) / 2^32 stays below 1 / d: libdivide's
    round-up method). */
-#define UDIV_BY_ONE(N, T)                                                                      \
-  static LUASHM_KERNEL void by_one_##N(T *o, const T *x, size_t n, uint32_t m, T d, int rem) { \
-    size_t i;                                                                                  \
-    if (rem) {                                                                                 \
-      LUASHM_IVDEP for (i = 0; i < n; i++) {                                                   \
-        T q = (T)(((uint64_t)x[i] * m) >> 32);                                                 \
-        o[i] = (T)(x[i] - q * d);                                                              \
-      }                                                                                        \
-    } else {                                                                                   \
-      LUASHM_IVDEP for (i = 0; i < n; i++) o[i] = (T)(((uint64_t)x[i] * m) >> 32);             \
-    }                                                                                          \
-  }                                                                                            \
-  static int one_##N(unsigned char *const *args, size_t n, const ptrdiff_t *s, int rem) {      \
-    T d;                                                                                       \
-    if (s[0] != (ptrdiff_t)sizeof(T) || s[1] != (ptrdiff_t)sizeof(T) || s[2] != 0 ||           \
-        (d = *(const T *)args[2]) < 2)                                                         \
-      return 0;                                                                                \
+#define UDIV_BY_ONE(N, T)                                                                       \
+  static LUASHM_KERNEL void by_one_##N(T *o, const T *x, size_t n, uint32_t m, T d, int rem) {  \
+    size_t i;                                                                                   \
+    if (rem) {                                                                                  \
+      LUASHM_IVDEP for (i = 0; i < n; i++) {                                                    \
+        T q = (T)(((uint64_t)x[i] * m) >> 32);                                                  \
+        o[i] = (T)(x[i] - q * d);                                                               \
+      }                                                                                         \
+    } else {                                                                                    \
+      LUASHM_IVDEP for (i = 0; i < n; i++) o[i] = (T)(((uint64_t)x[i] * m) >> 32);              \
+    }                                                                                           \
+  }                                                                                             \
+  static int one_##N(unsigned char *const *args, size_t n, const ptrdiff_t *s, int rem) {       \
+    T d;                                                                                        \
+    if (s[0] != (ptrdiff_t)sizeof(T) || s[1] != (ptrdiff_t)sizeof(T) || s[2] != 0 ||            \
+        (d = *(const T *)args[2]) < 2)                                                          \
+      return 0;                                                                                 \
     by_one_##N((T *)args[0], (const T *)args[1], n, (uint32_t)((UINT64_C(1) << 32) / d + 1), d, \
-               rem);                                                                           \
-    return 1;                                                                                  \
-  }                                                                                            \
-  static int idiv1_##N(unsigned char *const *args, size_t n, const ptrdiff_t *s, void *ctx) {  \
-    return one_##N(args, n, s, 0) ? 0 : idiv_##N(args, n, s, ctx);                             \
-  }                                                                                            \
-  static int mod1_##N(unsigned char *const *args, size_t n, const ptrdiff_t *s, void *ctx) {   \
-    return one_##N(args, n, s, 1) ? 0 : mod_##N(args, n, s, ctx);                              \
+               rem);                                                                            \
+    return 1;                                                                                   \
+  }                                                                                             \
+  static int idiv1_##N(unsigned char *const *args, size_t n, const ptrdiff_t *s, void *ctx) {   \
+    return one_##N(args, n, s, 0) ? 0 : idiv_##N(args, n, s, ctx);                              \
+  }                                                                                             \
+  static int mod1_##N(unsigned char *const *args, size_t n, const ptrdiff_t *s, void *ctx) {    \
+    return one_##N(args, n, s, 1) ? 0 : mod_##N(args, n, s, ctx);                               \
   }
 UDIV_BY_ONE(u8, uint8_t)
 UDIV_BY_ONE(u16, uint16_t)
@@ -315,26 +315,26 @@ UNSIGNED_LOOPS(u32, uint32_t, uint32_t)
 SIGNED_LOOPS(i64, int64_t, uint64_t)
 UNSIGNED_LOOPS(u64, uint64_t, uint64_t)
 
-#define FLOAT_LOOPS(N, T, SQRT, EXP, LOG, FLOOR, CEIL, RINT, POW, FABS)                     \
-  BINARY(add_##N, T, T, a + b)                                                              \
-  BINARY(sub_##N, T, T, a - b)                                                              \
-  BINARY(mul_##N, T, T, a * b)                                                              \
-  BINARY(div_##N, T, T, a / b)                                                              \
-  BINARY(idiv_##N, T, T, fidiv_##N(a, b))                                                   \
-  BINARY(mod_##N, T, T, fmod_##N(a, b))                                                     \
-  BINARY(pow_##N, T, T, POW(a, b))                                                          \
-  BINARY(minimum_##N, T, T, FMIN(a, b))                                                     \
-  BINARY(maximum_##N, T, T, FMAX(a, b))                                                     \
-  COMPARES(N, T, CLT, CLE, CEQ)                                                             \
-  UNARY(abs_##N, T, FABS(a))                                                                \
-  UNARY(neg_##N, T, -a)                                                                     \
-  UNARY(sqrt_##N, T, SQRT(a))                                                               \
-  UNARY(exp_##N, T, EXP(a))                                                                 \
-  UNARY(log_##N, T, LOG(a))                                                                 \
-  UNARY(floor_##N, T, FLOOR(a))                                                             \
-  UNARY(ceil_##N, T, CEIL(a))                                                               \
-  UNARY(round_##N, T, RINT(a))                                                              \
-  TERNARY(where_##N, T, uint8_t, m ? a : b)                                                 \
+#define FLOAT_LOOPS(N, T, SQRT, EXP, LOG, FLOOR, CEIL, RINT, POW, FABS) \
+  BINARY(add_##N, T, T, a + b)                                          \
+  BINARY(sub_##N, T, T, a - b)                                          \
+  BINARY(mul_##N, T, T, a *b)                                           \
+  BINARY(div_##N, T, T, a / b)                                          \
+  BINARY(idiv_##N, T, T, fidiv_##N(a, b))                               \
+  BINARY(mod_##N, T, T, fmod_##N(a, b))                                 \
+  BINARY(pow_##N, T, T, POW(a, b))                                      \
+  BINARY(minimum_##N, T, T, FMIN(a, b))                                 \
+  BINARY(maximum_##N, T, T, FMAX(a, b))                                 \
+  COMPARES(N, T, CLT, CLE, CEQ)                                         \
+  UNARY(abs_##N, T, FABS(a))                                            \
+  UNARY(neg_##N, T, -a)                                                 \
+  UNARY(sqrt_##N, T, SQRT(a))                                           \
+  UNARY(exp_##N, T, EXP(a))                                             \
+  UNARY(log_##N, T, LOG(a))                                             \
+  UNARY(floor_##N, T, FLOOR(a))                                         \
+  UNARY(ceil_##N, T, CEIL(a))                                           \
+  UNARY(round_##N, T, RINT(a))                                          \
+  TERNARY(where_##N, T, uint8_t, m ? a : b)                             \
   TERNARY(clip_##N, T, T, FCLIP(m, a, b))
 
 FLOAT_LOOPS(f32, float, sqrtf, expf, logf, floorf, ceilf, nearbyintf, powf, fabsf)
@@ -354,7 +354,7 @@ BINARY(div_f16, uint16_t, uint16_t, H2(FDIV))
 BINARY(idiv_f16, uint16_t, uint16_t, H2(fidiv_f32))
 BINARY(mod_f16, uint16_t, uint16_t, H2(fmod_f32))
 BINARY(pow_f16, uint16_t, uint16_t, H2(powf))
-#define HNAN(h) (((h) & 0x7fffu) > 0x7c00u)
+#define HNAN(h) (((h)&0x7fffu) > 0x7c00u)
 BINARY(minimum_f16, uint16_t, uint16_t, (h2f(a) <= h2f(b) || HNAN(a)) ? a : b)
 BINARY(maximum_f16, uint16_t, uint16_t, (h2f(a) >= h2f(b) || HNAN(a)) ? a : b)
 COMPARES(f16, uint16_t, HLT, HLE, HEQ)
@@ -391,37 +391,53 @@ TERNARY(clip_bool, uint8_t, uint8_t, CLIP(m != 0, a != 0, b != 0))
 ** ------------------------------------------------------------------------------------- */
 
 #define ROW_INT(N) \
-  {add_##N, sub_##N, mul_##N, NULL, idiv_##N, mod_##N, pow_##N, minimum_##N, maximum_##N}
+  { add_##N, sub_##N, mul_##N, NULL, idiv_##N, mod_##N, pow_##N, minimum_##N, maximum_##N }
 #define ROW_FLOAT(N) \
-  {add_##N, sub_##N, mul_##N, div_##N, idiv_##N, mod_##N, pow_##N, minimum_##N, maximum_##N}
+  { add_##N, sub_##N, mul_##N, div_##N, idiv_##N, mod_##N, pow_##N, minimum_##N, maximum_##N }
 #define ROW_UINT_BY_ONE(N) \
-  {add_##N, sub_##N, mul_##N, NULL, idiv1_##N, mod1_##N, pow_##N, minimum_##N, maximum_##N}
+  { add_##N, sub_##N, mul_##N, NULL, idiv1_##N, mod1_##N, pow_##N, minimum_##N, maximum_##N }
 static const luashm_loop binary[LUASHM_NDTYPES][LUASHM_NBINARY] = {
-    ROW_INT(i8),    ROW_UINT_BY_ONE(u8), ROW_INT(i16), ROW_UINT_BY_ONE(u16),
-    ROW_INT(i32),   ROW_INT(u32),   ROW_INT(i64), ROW_INT(u64),
-    ROW_FLOAT(f32), ROW_FLOAT(f64),
+    ROW_INT(i8),
+    ROW_UINT_BY_ONE(u8),
+    ROW_INT(i16),
+    ROW_UINT_BY_ONE(u16),
+    ROW_INT(i32),
+    ROW_INT(u32),
+    ROW_INT(i64),
+    ROW_INT(u64),
+    ROW_FLOAT(f32),
+    ROW_FLOAT(f64),
     {add_bool, NULL, mul_bool, NULL, NULL, NULL, NULL, minimum_bool, maximum_bool},
     ROW_FLOAT(f16)};
 
-#define ROW_CMP(N) {lt_##N, le_##N, gt_##N, ge_##N, eq_##N, ne_##N}
+#define ROW_CMP(N) \
+  { lt_##N, le_##N, gt_##N, ge_##N, eq_##N, ne_##N }
 static const luashm_loop compare[LUASHM_NDTYPES][LUASHM_NCOMPARE] = {
-    ROW_CMP(i8),  ROW_CMP(u8),  ROW_CMP(i16), ROW_CMP(u16),  ROW_CMP(i32), ROW_CMP(u32),
+    ROW_CMP(i8),  ROW_CMP(u8),  ROW_CMP(i16), ROW_CMP(u16), ROW_CMP(i32),  ROW_CMP(u32),
     ROW_CMP(i64), ROW_CMP(u64), ROW_CMP(f32), ROW_CMP(f64), ROW_CMP(bool), ROW_CMP(f16)};
 
 /* Integers: floor, ceil and round change nothing; sqrt, exp and log have no integer loop (the
    caller computes those in a float dtype, as NumPy does). */
-#define ROW_UINT(N) {abs_##N, neg_##N, NULL, NULL, NULL, same_##N, same_##N, same_##N}
+#define ROW_UINT(N) \
+  { abs_##N, neg_##N, NULL, NULL, NULL, same_##N, same_##N, same_##N }
 #define ROW_UFLOAT(N) \
-  {abs_##N, neg_##N, sqrt_##N, exp_##N, log_##N, floor_##N, ceil_##N, round_##N}
+  { abs_##N, neg_##N, sqrt_##N, exp_##N, log_##N, floor_##N, ceil_##N, round_##N }
 static const luashm_loop unary[LUASHM_NDTYPES][LUASHM_NUNARY] = {
-    ROW_UINT(i8),    ROW_UINT(u8),    ROW_UINT(i16), ROW_UINT(u16),
-    ROW_UINT(i32),   ROW_UINT(u32),   ROW_UINT(i64), ROW_UINT(u64),
-    ROW_UFLOAT(f32), ROW_UFLOAT(f64),
+    ROW_UINT(i8),
+    ROW_UINT(u8),
+    ROW_UINT(i16),
+    ROW_UINT(u16),
+    ROW_UINT(i32),
+    ROW_UINT(u32),
+    ROW_UINT(i64),
+    ROW_UINT(u64),
+    ROW_UFLOAT(f32),
+    ROW_UFLOAT(f64),
     {same_bool, NULL, NULL, NULL, NULL, same_bool, same_bool, same_bool},
     ROW_UFLOAT(f16)};
 
 #define ALL(P) \
-  {P##i8, P##u8, P##i16, P##u16, P##i32, P##u32, P##i64, P##u64, P##f32, P##f64, P##bool, P##f16}
+  { P##i8, P##u8, P##i16, P##u16, P##i32, P##u32, P##i64, P##u64, P##f32, P##f64, P##bool, P##f16 }
 static const luashm_loop wheres[LUASHM_NDTYPES] = ALL(where_);
 static const luashm_loop clips[LUASHM_NDTYPES] = ALL(clip_);
 

@@ -106,8 +106,7 @@ typedef struct luashm_iter {
 
 /* An inner loop: n elements, operand k from args[k] by steps[k] bytes. Returns 0, or a nonzero
    code that stops the iteration (luashm_iter_run returns it). */
-typedef int (*luashm_loop)(unsigned char *const *args, size_t n, const ptrdiff_t *steps,
-                           void *ctx);
+typedef int (*luashm_loop)(unsigned char *const *args, size_t n, const ptrdiff_t *steps, void *ctx);
 
 /* Loop error codes. */
 enum { LUASHM_EDIVZERO = 1, LUASHM_ENEGPOW, LUASHM_EBAD };
@@ -245,8 +244,8 @@ void luashm_cumsum(int dt, unsigned char *p, size_t n, ptrdiff_t step, uint64_t 
 /* Dot product of n elements (x: dtype dx by sx, y: dy by sy) computed in dtype ct (NumPy's
    result type): an integer (wrapping in ct) into *i, or a double into *d. Returns 1 for a
    float result. */
-int luashm_dot(int ct, int dx, const unsigned char *x, ptrdiff_t sx, int dy,
-               const unsigned char *y, ptrdiff_t sy, size_t n, int64_t *i, double *d);
+int luashm_dot(int ct, int dx, const unsigned char *x, ptrdiff_t sx, int dy, const unsigned char *y,
+               ptrdiff_t sy, size_t n, int64_t *i, double *d);
 
 /* ---------------------------------------------------------------------------------------
 ** Sorting (sort.c): ascending, NaN last. 0, or -1 when out of memory.

@@ -18,13 +18,13 @@
 
 #include "posix.h"
 
-const char *const luashm_dtype_names[LUASHM_NDTYPES] = {
-    "i8", "u8", "i16", "u16", "i32", "u32", "i64", "u64", "f32", "f64", "bool", "f16"};
+const char *const luashm_dtype_names[LUASHM_NDTYPES] = {"i8",  "u8",  "i16", "u16", "i32",  "u32",
+                                                        "i64", "u64", "f32", "f64", "bool", "f16"};
 const unsigned char luashm_dtype_sizes[LUASHM_NDTYPES] = {1, 1, 2, 2, 4, 4, 8, 8, 4, 8, 1, 2};
 
-static const char *const long_names[LUASHM_NDTYPES] = {
-    "int8",   "uint8",   "int16",   "uint16", "int32", "uint32",
-    "int64",  "uint64",  "float32", "float64", "bool_", "float16"};
+static const char *const long_names[LUASHM_NDTYPES] = {"int8",    "uint8",   "int16", "uint16",
+                                                       "int32",   "uint32",  "int64", "uint64",
+                                                       "float32", "float64", "bool_", "float16"};
 
 /* The descr NumPy writes on a little-endian machine; '<' and '=' are accepted on reading, and
    any byte order for one-byte types. */
@@ -164,7 +164,8 @@ static int parse_descr(cursor *c, luashm_npy *h) {
     }
     if (d[0] == '>') return bad(c, "big-endian descr '%s' is not supported", d);
   }
-  return bad(c, "unsupported descr '%s' (luashm has i8 u8 i16 u16 i32 u32 i64 u64 f32 f64 bool f16)", d);
+  return bad(
+      c, "unsupported descr '%s' (luashm has i8 u8 i16 u16 i32 u32 i64 u64 f32 f64 bool f16)", d);
 }
 
 static int parse_fortran(cursor *c) {
@@ -288,8 +289,7 @@ int luashm_npy_parse(const unsigned char *p, size_t avail, size_t total, luashm_
       h->count = 0;
       break;
     }
-    if (h->count > SIZE_MAX / h->shape[i])
-      return bad(&c, "shape overflows the address space");
+    if (h->count > SIZE_MAX / h->shape[i]) return bad(&c, "shape overflows the address space");
     h->count *= h->shape[i];
   }
   if (h->count > SIZE_MAX / luashm_dtype_sizes[h->dtype])

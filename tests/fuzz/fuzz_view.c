@@ -2,7 +2,8 @@
 ** libFuzzer target for strided views: the input is a value-codec message (as another process
 ** could have written it into a channel) whose first value is the view a strided Array reference
 ** carries (dtype, shape, offset, strides: untrusted), or a private array sent by value, and
-** whose second is a list of view specs a script could pass to a:view. The view is wrapped over a Block of exactly 4 KiB of heap (so
+** whose second is a list of view specs a script could pass to a:view. The view is wrapped over a
+*Block of exactly 4 KiB of heap (so
 ** ASan sees any element outside it), the specs are applied, and the result is read, reduced,
 ** written, printed, transposed and sent by value; every error must be a clean Lua error.
 */
