@@ -124,6 +124,9 @@ int luashm_array_checkshape(lua_State *L, int idx, size_t *shape, int wildcard);
 ** Iteration helpers (array_view.c)
 ** ------------------------------------------------------------------------------------- */
 
+/* Starts it over a's shape with nop operands, operand 0 being a itself (the others for the
+   caller to set, usually with luashm_array_operand). */
+void luashm_array_iter(luashm_iter *it, int nop, const array *a);
 /* Operand k of it: the array a broadcast to it's shape (it->ndim set), or -1 when its shape
    does not broadcast. */
 int luashm_array_operand(luashm_iter *it, int k, const array *a);

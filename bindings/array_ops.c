@@ -123,10 +123,7 @@ static void unalias(lua_State *L, const array *dst, operand *o, int *keep) {
   luashm_array_extent(dst, &dlo, &dhi);
   luashm_array_extent(o->a, &lo, &hi);
   if (hi <= dlo || dhi <= lo) return;
-  it.nop = 2;
-  it.ndim = dst->ndim;
-  memcpy(it.shape, dst->shape, dst->ndim * sizeof(size_t));
-  luashm_array_operand(&it, 0, dst);
+  luashm_array_iter(&it, 2, dst);
   if (luashm_array_operand(&it, 1, o->a) != 0) return; /* the broadcast error comes later */
   for (d = 0; d < it.ndim; d++)
     if (it.shape[d] > 1 && it.strides[0][d] != it.strides[1][d]) same = 0;
@@ -143,24 +140,30 @@ static void unalias(lua_State *L, const array *dst, operand *o, int *keep) {
   o->a = c;
 }
 
-/* Runs u over dst (operand 0) and the operands; raises the loop's error. */
-static void run(lua_State *L, const char *op, const array *dst, luashm_ufunc *u, operand *ops,
-                int nops, int ct) {
+/* Runs loop over dst (operand 0: the loop writes out_ctype, stored as dst's dtype or as
+   out_dtype) and the operands (read as ct unless they say otherwise); raises the loop's error;
+   leaves dst at the top, the call's result. */
+static int run(lua_State *L, const char *op, const array *dst, luashm_loop loop, int out_dtype,
+               int out_ctype, operand *ops, int nops, int ct) {
+  luashm_ufunc u;
   luashm_iter it;
-  int k, rc;
-  for (k = 0; k < nops; k++) unalias(L, dst, &ops[k], &u->flags);
-  if (u->flags) u->flags = LUASHM_ITER_KEEPORDER;
-  it.nop = nops + 1;
-  it.ndim = dst->ndim;
-  memcpy(it.shape, dst->shape, dst->ndim * sizeof(size_t));
-  luashm_array_operand(&it, 0, dst);
-  for (k = 0; k < nops; k++) add_operand(L, op, dst, &it, u, k + 1, &ops[k], ct);
-  rc = luashm_ufunc_run(&it, u);
+  int k, rc, keep = 0;
+  memset(&u, 0, sizeof u);
+  u.loop = loop;
+  u.dtype[0] = out_dtype;
+  u.ctype[0] = out_ctype;
+  for (k = 0; k < nops; k++) unalias(L, dst, &ops[k], &keep);
+  u.flags = keep ? LUASHM_ITER_KEEPORDER : 0;
+  luashm_array_iter(&it, nops + 1, dst);
+  for (k = 0; k < nops; k++) add_operand(L, op, dst, &it, &u, k + 1, &ops[k], ct);
+  rc = luashm_ufunc_run(&it, &u);
   if (rc == LUASHM_EDIVZERO)
     luashm_error(L, "%s %s: integer division by zero", op, luashm_array_label(L, dst));
   if (rc == LUASHM_ENEGPOW)
     luashm_error(L, "%s %s: integers to negative integer powers are not allowed", op,
                  luashm_array_label(L, dst));
+  lua_settop(L, 1);
+  return 1;
 }
 
 /* The operands of dst:op(x [, y]): (dst, x) or (x, y). */
@@ -193,7 +196,7 @@ static int binary_op(lua_State *L, int op) {
   array *dst = luashm_array_check(L, 1);
   const char *name = binary_names[op];
   operand o[2];
-  luashm_ufunc u;
+  luashm_loop loop;
   int ct;
   two_operands(L, o);
   if (LUASHM_ISINTLIKE(dst->dtype)) {
@@ -207,15 +210,10 @@ static int binary_op(lua_State *L, int op) {
   if (op == LUASHM_DIV && LUASHM_ISINTLIKE(ct)) ct = LUASHM_F64;
   if ((op == LUASHM_IDIV || op == LUASHM_MOD || op == LUASHM_POW) && ct == LUASHM_BOOL)
     ct = LUASHM_I8;
-  memset(&u, 0, sizeof u);
-  if ((u.loop = luashm_binary_loop(op, ct)) == NULL)
+  if ((loop = luashm_binary_loop(op, ct)) == NULL)
     return luashm_error(L, "%s %s: %s has no %s (NumPy's has none either)", name,
                         luashm_array_label(L, dst), luashm_dtype_names[ct], name);
-  u.dtype[0] = dst->dtype;
-  u.ctype[0] = ct;
-  run(L, name, dst, &u, o, 2, ct);
-  lua_settop(L, 1);
-  return 1;
+  return run(L, name, dst, loop, dst->dtype, ct, o, 2, ct);
 }
 
 static const char *const compare_names[LUASHM_NCOMPARE] = {"lt", "le", "gt", "ge", "eq", "ne"};
@@ -224,19 +222,14 @@ static int compare_op(lua_State *L, int op) {
   array *dst = luashm_array_check(L, 1);
   const char *name = compare_names[op];
   operand o[2];
-  luashm_ufunc u;
   int ct;
   if (dst->dtype != LUASHM_BOOL && dst->dtype != LUASHM_U8)
     return luashm_error(L, "%s %s: a comparison writes a bool or u8 mask, not %s", name,
                         luashm_array_label(L, dst), luashm_dtype_names[dst->dtype]);
   two_operands(L, o);
   ct = types(o, 2);
-  memset(&u, 0, sizeof u);
-  u.loop = luashm_compare_loop(op, ct);
-  u.dtype[0] = u.ctype[0] = LUASHM_BOOL; /* u8 holds the same bytes */
-  run(L, name, dst, &u, o, 2, ct);
-  lua_settop(L, 1);
-  return 1;
+  /* written as bool: a u8 mask holds the same bytes */
+  return run(L, name, dst, luashm_compare_loop(op, ct), LUASHM_BOOL, LUASHM_BOOL, o, 2, ct);
 }
 
 static const char *const unary_names[LUASHM_NUNARY] = {"abs", "neg",   "sqrt", "exp",
@@ -247,7 +240,7 @@ static int unary_op(lua_State *L, int op) {
   const char *name = unary_names[op];
   int transcendental = op == LUASHM_SQRT || op == LUASHM_EXP || op == LUASHM_LOG, ct;
   operand x;
-  luashm_ufunc u;
+  luashm_loop loop;
   if (lua_isnoneornil(L, 2))
     get_operand(L, &x, 1, "dst");
   else
@@ -264,22 +257,16 @@ static int unary_op(lua_State *L, int op) {
     ct = luashm_dtype_sizes[ct] == 1   ? LUASHM_F16
          : luashm_dtype_sizes[ct] == 2 ? LUASHM_F32
                                        : LUASHM_F64;
-  memset(&u, 0, sizeof u);
-  if ((u.loop = luashm_unary_loop(op, ct)) == NULL)
+  if ((loop = luashm_unary_loop(op, ct)) == NULL)
     return luashm_error(L, "%s %s: %s has no %s (NumPy's has none either)", name,
                         luashm_array_label(L, dst), luashm_dtype_names[ct], name);
-  u.dtype[0] = dst->dtype;
-  u.ctype[0] = ct;
-  run(L, name, dst, &u, &x, 1, ct);
-  lua_settop(L, 1);
-  return 1;
+  return run(L, name, dst, loop, dst->dtype, ct, &x, 1, ct);
 }
 
 /* dst:where(mask, x, y): dst = mask ? x : y. */
 static int array_where(lua_State *L) {
   array *dst = luashm_array_check(L, 1);
   operand o[3];
-  luashm_ufunc u;
   int ct;
   get_operand(L, &o[0], 2, "mask");
   if (o[0].a == NULL) luaL_typeerror(L, 2, "Array");
@@ -291,20 +278,13 @@ static int array_where(lua_State *L) {
     int_operand(L, "where", dst, &o[2]);
   }
   ct = types(o + 1, 2);
-  memset(&u, 0, sizeof u);
-  u.loop = luashm_where_loop(ct);
-  u.dtype[0] = dst->dtype;
-  u.ctype[0] = ct;
-  run(L, "where", dst, &u, o, 3, ct);
-  lua_settop(L, 1);
-  return 1;
+  return run(L, "where", dst, luashm_where_loop(ct), dst->dtype, ct, o, 3, ct);
 }
 
 /* dst:clip(lo, hi): either bound may be nil (none). */
 static int array_clip(lua_State *L) {
   array *dst = luashm_array_check(L, 1);
   operand o[3];
-  luashm_ufunc u;
   int ct, k;
   if (lua_isnoneornil(L, 2) && lua_isnoneornil(L, 3))
     return luashm_error(L, "clip %s: give lo, hi or both", luashm_array_label(L, dst));
@@ -345,13 +325,7 @@ static int array_clip(lua_State *L) {
       o[k].t.i = luashm_load_int(ct, lim);
     }
   }
-  memset(&u, 0, sizeof u);
-  u.loop = luashm_clip_loop(ct);
-  u.dtype[0] = dst->dtype;
-  u.ctype[0] = ct;
-  run(L, "clip", dst, &u, o, 3, ct);
-  lua_settop(L, 1);
-  return 1;
+  return run(L, "clip", dst, luashm_clip_loop(ct), dst->dtype, ct, o, 3, ct);
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -404,10 +378,7 @@ static int array_fill(lua_State *L) {
     }
 #endif
   }
-  it.nop = 2;
-  it.ndim = a->ndim;
-  memcpy(it.shape, a->shape, a->ndim * sizeof(size_t));
-  luashm_array_operand(&it, 0, a);
+  luashm_array_iter(&it, 2, a);
   it.data[1] = (unsigned char *)&x;
   for (d = 0; d < a->ndim; d++) it.strides[1][d] = 0;
   luashm_iter_prepare(&it, 0);
@@ -437,7 +408,6 @@ static const unsigned char *broadcast_element(const array *dst, const array *src
    number of elements, in C order; by the exact value rules, or as NumPy's astype (unsafe). */
 static void copy_array(lua_State *L, array *dst, int srcidx, int unsafe) {
   operand o;
-  luashm_ufunc u;
   luashm_iter it;
   get_operand(L, &o, srcidx, "src");
   if (o.a == NULL) luaL_typeerror(L, srcidx, "table or Array");
@@ -456,12 +426,8 @@ static void copy_array(lua_State *L, array *dst, int srcidx, int unsafe) {
     lua_replace(L, srcidx);
     o.a = luashm_array_to(L, srcidx);
   }
-  memset(&u, 0, sizeof u);
   if (o.a->dtype == dst->dtype || unsafe) {
-    u.loop = luashm_copy_loop(o.a->itemsize);
-    u.dtype[0] = dst->dtype;
-    u.ctype[0] = o.a->dtype;
-    run(L, "copy", dst, &u, &o, 1, o.a->dtype);
+    run(L, "copy", dst, luashm_copy_loop(o.a->itemsize), dst->dtype, o.a->dtype, &o, 1, o.a->dtype);
   } else {
     luashm_exact x;
     int keep = 0;

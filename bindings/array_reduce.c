@@ -46,10 +46,7 @@ static int sqdev_loop(unsigned char *const *args, size_t n, const ptrdiff_t *ste
 
 static void walk(const array *a, luashm_loop loop, whole *w, int flags) {
   luashm_iter it;
-  it.nop = 1;
-  it.ndim = a->ndim;
-  memcpy(it.shape, a->shape, a->ndim * sizeof(size_t));
-  luashm_array_operand(&it, 0, a);
+  luashm_array_iter(&it, 1, a);
   luashm_iter_prepare(&it, flags);
   luashm_iter_run(&it, loop, w);
 }
@@ -457,10 +454,7 @@ static int array_cumsum(lua_State *L) {
     uint64_t carry = 0;
     int dt = a->dtype;
     void *ctx[2] = {&dt, &carry};
-    it.nop = 1;
-    it.ndim = a->ndim;
-    memcpy(it.shape, a->shape, a->ndim * sizeof(size_t));
-    luashm_array_operand(&it, 0, a);
+    luashm_array_iter(&it, 1, a);
     luashm_iter_prepare(&it, LUASHM_ITER_KEEPORDER);
     luashm_iter_run(&it, cumsum_flat, ctx);
   } else {
@@ -634,6 +628,26 @@ static int array_atomic_store(lua_State *L) {
   return 0;
 }
 
+/* A float add by compare-and-swap on its bits (U: the unsigned type of T's size): the sum is
+   stored only if no other process changed the element meanwhile, else it is tried again.
+   Returns the old bits. v holds the addend's bits. */
+#define CAS_ADD(N, T, U)                                                                          \
+  static uint64_t cas_add_##N(unsigned char *p, uint64_t v) {                                     \
+    T add, cur, sum;                                                                              \
+    U want, neu;                                                                                  \
+    memcpy(&add, &v, sizeof add);                                                                 \
+    want = __atomic_load_n((U *)p, __ATOMIC_SEQ_CST);                                             \
+    do {                                                                                          \
+      memcpy(&cur, &want, sizeof cur);                                                            \
+      sum = cur + add;                                                                            \
+      memcpy(&neu, &sum, sizeof neu);                                                             \
+    } while (                                                                                     \
+        !__atomic_compare_exchange_n((U *)p, &want, neu, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)); \
+    return want;                                                                                  \
+  }
+CAS_ADD(f64, double, uint64_t)
+CAS_ADD(f32, float, uint32_t)
+
 /* Returns the old value; integers wrap modulo 2^bits; floats add in a compare-and-swap loop. */
 static int array_atomic_add(lua_State *L) {
   array *a = luashm_array_check(L, 1);
@@ -641,29 +655,9 @@ static int array_atomic_add(lua_State *L) {
   uint64_t v, old;
   atomic_value(L, a, 3, &v, 1, "atomic_add");
   if (a->dtype == LUASHM_F64) {
-    double add, cur, sum;
-    uint64_t want, neu;
-    memcpy(&add, &v, sizeof add);
-    want = __atomic_load_n((uint64_t *)p, __ATOMIC_SEQ_CST);
-    do {
-      memcpy(&cur, &want, sizeof cur);
-      sum = cur + add;
-      memcpy(&neu, &sum, sizeof neu);
-    } while (!__atomic_compare_exchange_n((uint64_t *)p, &want, neu, 0, __ATOMIC_SEQ_CST,
-                                          __ATOMIC_SEQ_CST));
-    old = want;
+    old = cas_add_f64(p, v);
   } else if (a->dtype == LUASHM_F32) {
-    float add, cur, sum;
-    uint32_t want, neu;
-    memcpy(&add, &v, sizeof add);
-    want = __atomic_load_n((uint32_t *)p, __ATOMIC_SEQ_CST);
-    do {
-      memcpy(&cur, &want, sizeof cur);
-      sum = cur + add;
-      memcpy(&neu, &sum, sizeof neu);
-    } while (!__atomic_compare_exchange_n((uint32_t *)p, &want, neu, 0, __ATOMIC_SEQ_CST,
-                                          __ATOMIC_SEQ_CST));
-    old = want;
+    old = cas_add_f32(p, v);
   } else if (a->itemsize == 4) {
     old = __atomic_fetch_add((uint32_t *)p, (uint32_t)v, __ATOMIC_SEQ_CST);
   } else {

@@ -121,12 +121,16 @@ int luashm_array_operand(luashm_iter *it, int k, const array *a) {
   return 0;
 }
 
+void luashm_array_iter(luashm_iter *it, int nop, const array *a) {
+  it->nop = nop;
+  it->ndim = a->ndim;
+  memcpy(it->shape, a->shape, a->ndim * sizeof(size_t));
+  luashm_array_operand(it, 0, a);
+}
+
 void luashm_array_copyraw(const array *dst, const array *src) {
   luashm_iter it;
-  it.nop = 2;
-  it.ndim = dst->ndim;
-  memcpy(it.shape, dst->shape, dst->ndim * sizeof(size_t));
-  luashm_array_operand(&it, 0, dst);
+  luashm_array_iter(&it, 2, dst);
   luashm_array_operand(&it, 1, src);
   luashm_iter_prepare(&it, 0);
   luashm_iter_run(&it, luashm_copy_loop(dst->itemsize), NULL);

@@ -243,6 +243,28 @@ function H.in_small_shm(size, code)
   return H.run_code("unshare -m sh -c " .. shell_quote(inner), code)
 end
 
+-- Arrays a test class makes: gives the class a tearDown that unlinks and closes the block of
+-- every array kept (a private array, with no block, is not kept), and returns new (shm.array's
+-- arguments; the array is kept), keep (keeps an array made otherwise; returns it) and the list
+-- of the arrays kept so far, in order (emptied by tearDown).
+function H.keeps_arrays(class)
+  local made = {}
+  local function keep(a)
+    if a.block then made[#made + 1] = a end
+    return a
+  end
+  function class:tearDown()
+    for i, a in ipairs(made) do
+      local b = a.block
+      pcall(b.unlink, b)
+      b:close()
+      made[i] = nil
+    end
+    collectgarbage()
+  end
+  return function(...) return keep(shm.array(...)) end, keep, made
+end
+
 -- NumPy's dtype of each luashm dtype.
 H.npdtype = { i8 = "i1", u8 = "u1", i16 = "<i2", u16 = "<u2", i32 = "<i4", u32 = "<u4",
   i64 = "<i8", u64 = "<u8", f32 = "<f4", f64 = "<f8", bool = "?", f16 = "<f2" }

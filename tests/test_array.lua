@@ -12,25 +12,9 @@ local SIZE = { i8 = 1, u8 = 1, i16 = 2, u16 = 2, i32 = 4, u32 = 4, i64 = 8, u64 
 local RANGE = { i8 = { -128, 127 }, u8 = { 0, 255 }, i16 = { -32768, 32767 }, u16 = { 0, 65535 },
   i32 = { -2147483648, 2147483647 }, u32 = { 0, 4294967295 } }
 
--- Every array a test makes goes through here, so tearDown unlinks its block.
-local made = {}
-local function new(...)
-  local a = shm.array(...)
-  made[#made + 1] = a
-  return a
-end
-
 TestArray = {}
-
-function TestArray:tearDown()
-  for _, a in ipairs(made) do
-    local b = a.block
-    pcall(b.unlink, b)
-    b:close()
-  end
-  made = {}
-  collectgarbage()
-end
+-- Every array a test makes goes through new, so tearDown unlinks its block.
+local new = H.keeps_arrays(TestArray)
 
 function TestArray:test_new_is_zero_filled_self_describing()
   local a = new("f64", { 2, 3 })

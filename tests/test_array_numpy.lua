@@ -45,22 +45,8 @@ def dump(a):
         print(repr(v))
 ]]
 
-local made = {}
-local function track(a)
-  made[#made + 1] = a
-  return a
-end
-
 TestArrayNumpy = {}
-
-function TestArrayNumpy:tearDown()
-  for _, a in ipairs(made) do
-    local b = a.block
-    pcall(b.unlink, b)
-    b:close()
-  end
-  made = {}
-end
+local _, track, made = H.keeps_arrays(TestArrayNumpy)
 
 function TestArrayNumpy:test_header_is_numpys_byte_for_byte()
   local cases, arrays = {}, {}

@@ -6,30 +6,14 @@ local lu = require "luaunit"
 local H = require "helper"
 local shm = require "luashm"
 
-local made = {}
-local function new(...)
-  local a = shm.array(...)
-  if a.block then made[#made + 1] = a end
-  return a
-end
+TestArrayViews = {}
+local new, keep = H.keeps_arrays(TestArrayViews)
 
 -- A shared array of shape whose flat element i is i (or f(i)).
 local function iota(dt, shape, f)
   local a = new(dt, shape)
   a:apply(function(_, i) return f and f(i) or i end)
   return a
-end
-
-TestArrayViews = {}
-
-function TestArrayViews:tearDown()
-  for _, a in ipairs(made) do
-    local b = a.block
-    pcall(b.unlink, b)
-    b:close()
-  end
-  made = {}
-  collectgarbage()
 end
 
 -- ---------------------------------------------------------------------------------------
@@ -92,7 +76,7 @@ function TestArrayViews:test_transpose_strides_contiguous_clone_reshape()
   H.assert_error({ "axis 4 is out of range for 3 dimensions" }, a.transpose, a, { 1, 2, 4 })
   H.assert_error({ "luashm: reshape '" .. a.name .. "': the view is not contiguous (clone it first)" }, t.reshape, t, 24)
   local c = t:clone()
-  made[#made + 1] = c
+  keep(c)
   lu.assertTrue(c.contiguous)
   lu.assertNotEquals(c.name, a.name)
   lu.assertEquals(c:reshape(24):totable()[2], a:get(2, 1, 1))
@@ -158,7 +142,7 @@ function TestArrayViews:test_every_older_operation_works_on_strided_views()
   local path = os.tmpname()
   t:save(path)
   local back = shm.load(path)
-  made[#made + 1] = back
+  keep(back)
   os.remove(path)
   lu.assertEquals(back:totable(), t:totable())
 end

@@ -6,10 +6,12 @@
 -- beside us and times one command per line read from a FIFO, so that its rounds interleave
 -- with ours; each side keeps its best round, so a busy machine slows both alike.
 local B = require "benchlib"
+package.path = (os.getenv("LUASHM_TOP") or ".") .. "/scripts/examples/?.lua;" .. package.path
+local boxblur = require "boxblur"
 
 local ROUNDS = 5
 
--- The peer: sys.argv[1] is the FIFO, then NAME=BLOCK pairs it opens as arrays (A[NAME]).
+-- The peer (B.peer): sys.argv[1] is the FIFO, then NAME=BLOCK pairs it opens as arrays (A[NAME]).
 local PEER = [[
 import sys, time, numpy as np
 A = {}
@@ -106,21 +108,10 @@ arrays.b2:add(0.5)
 -- Our side of each command
 -- ---------------------------------------------------------------------------------------
 
--- The blur of images lo..hi of the stack, with views and in-place operations: a u16
--- accumulator takes the nine shifted views, then the interior gets its integer mean.
+-- The blur of images lo..hi of the stack: scripts/examples/boxblur.lua, the example's own.
 local function blur_range(lo, hi)
-  local acc = shm.array("u16", { H - 2, W - 2 }, { private = true })
-  local stack, out = arrays.stack, arrays.out
-  for k = lo, hi do
-    local img = stack[k]
-    acc:copy(img:view({ 1, H - 2 }, { 1, W - 2 }), "unsafe")
-    for dy = 0, 2 do
-      for dx = 0, 2 do
-        if dy + dx > 0 then acc:add(img:view({ 1 + dy, H - 2 + dy }, { 1 + dx, W - 2 + dx })) end
-      end
-    end
-    out[k]:view({ 2, -2 }, { 2, -2 }):idiv(acc, 9)
-  end
+  local blur = boxblur.new(H, W)
+  for k = lo, hi do blur(arrays.stack[k], arrays.out[k]) end
 end
 
 local function blur_workers(n)
@@ -179,16 +170,9 @@ local ours = {
 -- The run
 -- ---------------------------------------------------------------------------------------
 
-local script, fifo = os.tmpname(), os.tmpname()
-local f = assert(io.open(script, "w"))
-f:write(PEER)
-f:close()
-os.remove(fifo)
-assert(os.execute("mkfifo " .. fifo))
 local argv = {}
 for k, x in pairs(arrays) do argv[#argv + 1] = k .. "=" .. x.name end
-local peer = assert(io.popen("/usr/bin/python3 " .. script .. " " .. fifo .. " " .. table.concat(argv, " ")))
-local cmd = assert(io.open(fifo, "w"))
+local peer = B.peer(PEER, table.unpack(argv))
 
 local best_o, best_p = {}, {}
 local function time_ours(op, fn)
@@ -198,9 +182,7 @@ local function time_ours(op, fn)
   best_o[op] = math.min(best_o[op] or math.huge, (B.now() - t0) * 1e9)
 end
 local function round(op, fn)
-  cmd:write(op, "\n")
-  cmd:flush()
-  best_p[op] = math.min(best_p[op] or math.huge, tonumber(peer:read("l")))
+  best_p[op] = math.min(best_p[op] or math.huge, tonumber(peer.ask(op)))
   time_ours(op, fn)
 end
 
@@ -211,13 +193,8 @@ for _ = 1, ROUNDS do
   time_ours("blur2", function() blur_workers(2) end)
 end
 -- the blur's output is NumPy's, byte for byte
-cmd:write("same\n")
-cmd:flush()
-local same = peer:read("l")
-cmd:close()
-peer:close()
-os.remove(fifo)
-os.remove(script)
+local same = peer.ask("same")
+peer.close()
 assert(same == "SAME", "the blur differs from NumPy's")
 
 local tbl_ns = math.huge

@@ -68,6 +68,35 @@ def best_ns(n, fn, rounds=3):
   return res
 end
 
+-- Starts a Python peer beside us: /usr/bin/python3 runs `code` with sys.argv[1] a FIFO it reads
+-- one command per line from, then the extra arguments; it answers each command with a line on
+-- its stdout. Returns the peer: p.ask(command) sends one and returns the answer line,
+-- p.close() ends it. So the peer's rounds interleave with ours.
+function B.peer(code, ...)
+  local script, fifo = os.tmpname(), os.tmpname()
+  local f = assert(io.open(script, "w"))
+  f:write(code)
+  f:close()
+  os.remove(fifo)
+  assert(os.execute("mkfifo " .. fifo))
+  local out = assert(io.popen("/usr/bin/python3 " .. script .. " " .. fifo .. " "
+    .. table.concat({ ... }, " ")))
+  local cmd = assert(io.open(fifo, "w"))
+  local p = {}
+  function p.ask(command)
+    cmd:write(command, "\n")
+    cmd:flush()
+    return out:read("l")
+  end
+  function p.close()
+    cmd:close()
+    out:close()
+    os.remove(fifo)
+    os.remove(script)
+  end
+  return p
+end
+
 -- One result: `ours` and `peer` in the same unit (ns per op, lower is better); goal is the
 -- largest acceptable ours/peer ratio (nil when the row only reports).
 function B.row(group, what, ours, peer_name, peer, goal, unit)

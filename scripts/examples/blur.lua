@@ -6,13 +6,15 @@
 --   luashm [-j WORKERS] scripts/examples/blur.lua [WIDTHxHEIGHT [IMAGES [PASSES [OUT.png]]]]
 --
 -- Defaults: 2000x1500, 16 images, 1 pass, ./blur.png, one worker per CPU. Each pass of the
--- blur of an image is a u16 accumulator that takes nine shifted views of the image (acc:add),
--- then the interior of the output becomes its integer mean (out:idiv(acc, 9)); the border
--- stays 0. The images themselves are made with broadcasting: a row of x and a column of y
--- give rings and a hashed noise over the whole image in a few calls.
+-- blur of an image (boxblur.lua) is a u16 accumulator that takes nine shifted views of the
+-- image (acc:add), then the interior of the output becomes its integer mean
+-- (out:idiv(acc, 9)); the border stays 0. The images themselves are made with broadcasting: a
+-- row of x and a column of y give rings and a hashed noise over the whole image in a few
+-- calls.
 local here = arg[0]:match("^(.*)/") or "."
 package.path = here .. "/?.lua;" .. package.path
 local png = require "png"
+local boxblur = require "boxblur"
 
 local W, H = 2000, 1500
 if arg[1] then
@@ -44,22 +46,13 @@ local function card(k, img)
   img:copy(t:add(noise), "unsafe")
 end
 
--- Blurs images lo..hi of the stack into out, PASSES times.
+-- Blurs images lo..hi of the stack into out, PASSES times (boxblur.lua: the blur itself).
 local function blur_images(lo, hi)
-  local acc = shm.array("u16", { H - 2, W - 2 }, { private = true })
+  local blur = boxblur.new(H, W)
   local src = shm.array("u8", { H, W }, { private = true })
   for k = lo, hi do
-    for pass = 1, PASSES do
-      local img = stack[k]
-      if pass > 1 then img = src:copy(out[k]) end
-      acc:copy(img:view({ 1, H - 2 }, { 1, W - 2 }), "unsafe")
-      for dy = 0, 2 do
-        for dx = 0, 2 do
-          if dy + dx > 0 then acc:add(img:view({ 1 + dy, H - 2 + dy }, { 1 + dx, W - 2 + dx })) end
-        end
-      end
-      out[k]:view({ 2, -2 }, { 2, -2 }):idiv(acc, 9)
-    end
+    blur(stack[k], out[k])
+    for _ = 2, PASSES do blur(src:copy(out[k]), out[k]) end
   end
 end
 

@@ -33,16 +33,6 @@ static const char *exercise =
     "  assert(l[i] == nil)\n"
     "end\n";
 
-static lua_State *fuzz_state(void) {
-  static lua_State *L = NULL;
-  if (L == NULL) {
-    L = luaL_newstate();
-    luashm_openlibs(L);
-    if (luaL_loadstring(L, exercise) != LUA_OK) abort();
-    lua_setfield(L, LUA_REGISTRYINDEX, "fuzz_list.exercise");
-  }
-  return L;
-}
 
 /* Wraps the Block at the top of the stack (pcall'd: a malformed layout raises). */
 static int wrap(lua_State *L) {
@@ -51,7 +41,7 @@ static int wrap(lua_State *L) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   char err[LUASHM_ERRLEN];
-  lua_State *L = fuzz_state();
+  lua_State *L = fuzz_state_with("fuzz_list.exercise", exercise);
   unsigned char *p = malloc(size ? size : 1);
   luashm_block *b;
   int ok, probe;

@@ -33,16 +33,6 @@ static const char *exercise =
     "end\n"
     "assert(flat[a.size + 1] == nil)\n";
 
-static lua_State *fuzz_state(void) {
-  static lua_State *L = NULL;
-  if (L == NULL) {
-    L = luaL_newstate();
-    luashm_openlibs(L);
-    if (luaL_loadstring(L, exercise) != LUA_OK) abort();
-    lua_setfield(L, LUA_REGISTRYINDEX, "fuzz_npy.exercise");
-  }
-  return L;
-}
 
 /* luashm's own header for what h says must parse back to the same description. */
 static void roundtrip(const luashm_npy *h) {
@@ -66,7 +56,7 @@ static int wrap(lua_State *L) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   char err[LUASHM_ERRLEN];
-  lua_State *L = fuzz_state();
+  lua_State *L = fuzz_state_with("fuzz_npy.exercise", exercise);
   unsigned char *p = malloc(size ? size : 1);
   luashm_block *b;
   luashm_npy h;

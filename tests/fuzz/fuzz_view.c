@@ -35,16 +35,6 @@ static const char *exercise =
     "assert(v:count() == 0, 'a filled view still has a nonzero element')\n"
     "if v.size <= 256 then shm.decode(shm.encode(v:astype('f64'))) end\n";
 
-static lua_State *fuzz_state(void) {
-  static lua_State *L = NULL;
-  if (L == NULL) {
-    L = luaL_newstate();
-    luashm_openlibs(L);
-    if (luaL_loadstring(L, exercise) != LUA_OK) abort();
-    lua_setfield(L, LUA_REGISTRYINDEX, "fuzz_view.exercise");
-  }
-  return L;
-}
 
 /* Decodes the message (arg 1: a light userdata, arg 2: its length) and wraps the Block (arg 3)
    as the view its first value describes; returns the Array and the specs. */
@@ -68,7 +58,7 @@ static int wrap(lua_State *L) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  lua_State *L = fuzz_state();
+  lua_State *L = fuzz_state_with("fuzz_view.exercise", exercise);
   unsigned char *msg = (unsigned char *)malloc(size ? size : 1);
   unsigned char *mem = (unsigned char *)calloc(BLOCK_SIZE, 1);
   luashm_block *b;
