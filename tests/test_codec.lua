@@ -252,13 +252,14 @@ function TestCodec:test_malformed_messages()
     { "", "bad version" },
     { "\2\1\0", "bad version" },
     { "\1\255\255\255\255\255\255\255\255\255\1", "more values than bytes" },
-    { "\1\1\9", "unknown value tag" },
+    { "\1\1\10", "unknown value tag" },
     { "\1\1\5\200\1ab", "string runs past the end" },
     { "\1\1\3\255\255\255\255\255\255\255\255\255\255\1", "overflows 64 bits" },
     { "\1\1\6\100", "array part longer than the message" },
     { "\1\1\6\0\4" .. ("\0"):rep(8) .. "\0", "table key is NaN" },
     { "\1\1\6\0\2\2", "unterminated table" },
     { "\1\1\7\1a\5bogus\0", "unknown kind of object 'bogus'" },
+    { "\1\1\9\4lock\0", "kind 'lock' does not travel by value" },
   }
   cases[8][1] = "\1\1\6\0\4" .. string.pack("d", 0 / 0) .. "\0\0"
   for _, c in ipairs(cases) do
