@@ -217,6 +217,7 @@ static array *checked_view(lua_State *L, int blkidx, int dt, int ndim, const siz
   if ((size_t)offset % isz != 0)
     luashm_error(L, "array: offset %I is misaligned for %s (a multiple of %d)", offset,
                  luashm_dtype_names[dt], (int)isz);
+  if (n == 0) strides = NULL; /* an empty view's strides mean nothing: C order, bounded */
   /* No view made here ever has more bytes of elements than its block: one that claims more
      (elements repeated by zero or overlapping strides) comes from elsewhere, and is refused
      before a reduction sizes anything by it. */

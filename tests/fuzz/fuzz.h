@@ -8,12 +8,15 @@
 #include <string.h>
 
 #include "core.h"
+#include "kinds.h"
 #include "lualib.h"
 
 /* Pushes a Block named "fuzz" whose data is p (size bytes; the caller owns p). */
 static inline luashm_block *fuzz_push_block(lua_State *L, unsigned char *p, size_t size) {
   luashm_block *b = (luashm_block *)lua_newuserdatauv(L, sizeof(luashm_block), 0);
   memset(b, 0, sizeof *b);
+  b->head.kind = &luashm_kind_block; /* the tag luashm_checkblock looks for */
+  b->head.b = b;
   strcpy(b->name, "fuzz");
   luaL_setmetatable(L, LUASHM_BLOCK);
   b->data = p;
