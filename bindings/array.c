@@ -56,11 +56,16 @@ const char *luashm_array_pushshape(lua_State *L, int ndim, const size_t *shape) 
 ** ------------------------------------------------------------------------------------- */
 
 void luashm_array_cstrides(int ndim, const size_t *shape, size_t itemsize, ptrdiff_t *strides) {
-  ptrdiff_t s = (ptrdiff_t)itemsize;
+  size_t s = itemsize;
   int k;
   for (k = ndim - 1; k >= 0; k--) {
-    strides[k] = s;
-    s *= (ptrdiff_t)(shape[k] ? shape[k] : 1);
+    size_t d = shape[k] ? shape[k] : 1;
+    strides[k] = (ptrdiff_t)s;
+    if (k > 0 && s > (size_t)PTRDIFF_MAX / d) { /* only an empty array gets here: (0, 2^62) */
+      for (k = 0; k < ndim; k++) strides[k] = 0;
+      return;
+    }
+    s *= d;
   }
 }
 
@@ -209,7 +214,12 @@ static array *checked_view(lua_State *L, int blkidx, int dt, int ndim, const siz
   luashm_block *b = luashm_checkblock(L, blkidx);
   size_t isz = luashm_dtype_sizes[dt], n = luashm_array_count(L, ndim, shape, isz);
   lua_Integer lo = offset, hi = offset;
+  ptrdiff_t given[LUASHM_MAXDIMS];
   int k;
+  /* The stride of a dimension of length 1 never moves: any value is NumPy's, 0 is ours (a
+     huge one would still be added once after the only element by the loops). */
+  for (k = 0; strides != NULL && k < ndim; k++) given[k] = shape[k] > 1 ? strides[k] : 0;
+  if (strides != NULL) strides = given;
   if (offset < 0) luashm_error(L, "array: offset %I is negative", offset);
   if ((lua_Unsigned)offset > b->size)
     luashm_error(L, "array: offset %I is past the end of block '%s' (size %I)", offset, b->name,
