@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core.h"
 #include "fuzz.h"
 #include "lualib.h"
 
@@ -33,10 +32,10 @@ static const char *exercise =
     "  assert(l[i] == nil)\n"
     "end\n";
 
-
-/* Wraps the Block at the top of the stack (pcall'd: a malformed layout raises). */
+/* Wraps the Block at the top of the stack through the list kind (pcall'd: a malformed layout
+   raises). */
 static int wrap(lua_State *L) {
-  return luashm_list_wrap(L);
+  return luashm_kind_list.wrap(L, 0);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -47,7 +46,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   int ok, probe;
   memcpy(p, data, size);
   ok = luashm_list_check(p, size, err) == 0;
-  probe = luashm_list_probe(p, size);
+  probe = luashm_kind_list.probe(p, size);
   if (probe && !ok) abort(); /* shm.open must never take a block the check refuses */
 
   b = fuzz_push_block(L, p, size);

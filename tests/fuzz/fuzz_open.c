@@ -14,16 +14,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core.h"
 #include "fuzz.h"
 #include "lualib.h"
 
 /* Reads that every kind's parser of untrusted bytes must survive. Nothing that takes a mutex
    in the block: no lock acquired, no channel received from, no manager's names or tostring
-   (both lock its record). A forged mutex word that looks held makes those wait for ever: a
-   hang, not a crash, and a documented limitation (README, Hardening). */
+   (both lock its record), no dict operation. A forged mutex word that looks held makes those
+   wait for ever: a hang, not a crash, and a documented limitation (README, Hardening). The
+   kind is the metatable's name ("luashm.Array" is "array"). */
 static const char *exercise =
-    "local o, kind = ...\n"
+    "local o, tname = ...\n"
+    "local kind = tname:match('^luashm%.(%a+)$'):lower()\n"
     "if kind ~= 'manager' then tostring(o) end\n"
     "if kind == 'array' then\n"
     "  o:sum()\n"
@@ -41,7 +42,7 @@ static const char *exercise =
     "end\n";
 
 /* The real path, from Lua: bytes into a fresh block, shm.open, the reads, close, unlink.
-   Returns the kind shm.open produced (by metatable name), or raises shm.open's error. */
+   Returns the metatable name of what shm.open produced, or raises shm.open's error. */
 static const char *real_path =
     "local shm, exercise, bytes = ...\n"
     "local b = shm.create(#bytes)\n"
@@ -50,15 +51,10 @@ static const char *real_path =
     "b:unlink()\n"
     "b:close()\n"
     "if not ok then error(o, 0) end\n"
-    "local kinds = { ['luashm.Array'] = 'array', ['luashm.List'] = 'list',\n"
-    "  ['luashm.Lock'] = 'lock', ['luashm.Barrier'] = 'barrier', ['luashm.Channel'] = 'channel',\n"
-    "  ['luashm.Manager'] = 'manager', ['luashm.Progress'] = 'progress',\n"
-    "  ['luashm.Block'] = 'block' }\n"
-    "local kind = kinds[debug.getmetatable(o).__name]\n"
-    "pcall(exercise, o, kind)\n"
     "local mt = debug.getmetatable(o)\n"
+    "pcall(exercise, o, mt.__name)\n"
     "if mt.__close then mt.__close(o) end\n"
-    "return kind\n";
+    "return mt.__name\n";
 
 static lua_State *fuzz_state(void) {
   static lua_State *L = NULL;
@@ -81,48 +77,39 @@ static void check_error(lua_State *L) {
   if (msg == NULL || strncmp(msg, "luashm: ", 8) != 0) abort();
 }
 
-static const luashm_kind *kind_named(const char *name) {
-  const luashm_kind *k;
-  for (k = luashm_kinds; k->name != NULL; k++)
-    if (strcmp(k->name, name) == 0) return k;
-  return NULL;
-}
-
 static int wrap(lua_State *L) {
   const luashm_kind *k = (const luashm_kind *)lua_touserdata(L, lua_upvalueindex(1));
-  return k->wrap(L);
+  return k->wrap(L, 0);
 }
 
 /* The exact path: kind_of, every probe, the wrap and the reads over a heap copy. Returns the
-   kind name, or NULL when the wrap refused the bytes. */
+   kind's metatable name, or NULL when the wrap refused the bytes. */
 static const char *exact_path(lua_State *L, const uint8_t *data, size_t size) {
   unsigned char *p = malloc(size ? size : 1);
+  const luashm_kind *const *each;
   const luashm_kind *k;
-  const char *kind, *result;
+  const char *result;
   luashm_block *b;
   memcpy(p, data, size);
-  kind = luashm_kind_of(p, size);
-  for (k = luashm_kinds; k->name != NULL; k++) k->probe(p, size);
-  result = kind;
-  k = kind_named(kind);
-  if (k != NULL) {
-    b = fuzz_push_block(L, p, size);
-    lua_pushlightuserdata(L, (void *)k);
-    lua_pushcclosure(L, wrap, 1);
-    lua_pushvalue(L, -2);
-    if (lua_pcall(L, 1, 1, 0) == LUA_OK) {
-      lua_getfield(L, LUA_REGISTRYINDEX, "fuzz_open.exercise");
-      lua_insert(L, -2);
-      lua_pushstring(L, kind);
-      if (lua_pcall(L, 2, 0, 0) != LUA_OK) check_error(L);
-    } else {
-      check_error(L);
-      result = NULL;
-    }
-    /* The heap copy is no mapping: nothing may unmap it. Collect before freeing it, since a
-       Barrier's close still touches its state. */
-    b->data = NULL;
+  k = luashm_kind_of(p, size);
+  for (each = luashm_kinds; *each != NULL; each++) (*each)->probe(p, size);
+  result = k->tname;
+  b = fuzz_push_block(L, p, size);
+  lua_pushlightuserdata(L, (void *)k);
+  lua_pushcclosure(L, wrap, 1);
+  lua_pushvalue(L, -2);
+  if (lua_pcall(L, 1, 1, 0) == LUA_OK) {
+    lua_getfield(L, LUA_REGISTRYINDEX, "fuzz_open.exercise");
+    lua_insert(L, -2);
+    lua_pushstring(L, k->tname);
+    if (lua_pcall(L, 2, 0, 0) != LUA_OK) check_error(L);
+  } else {
+    check_error(L);
+    result = NULL;
   }
+  /* The heap copy is no mapping: nothing may unmap it. Collect before freeing it, since a
+     Barrier's close still touches its state. */
+  b->data = NULL;
   lua_settop(L, 0);
   lua_gc(L, LUA_GCCOLLECT);
   free(p);
