@@ -302,6 +302,24 @@ function H.pynumber(v)
 end
 
 -- This process's pid (a forked worker's own, unlike a value captured before the fork).
+-- Sleeps s seconds in this process (a timed recv on a private, already unlinked channel: no
+-- shell, no busy loop).
+function H.sleep(s)
+  local c = shm.channel({ capacity = 64, track = false })
+  c:unlink()
+  c:recv(s)
+  c:close()
+end
+
+-- Whether process pid runs (a zombie, killed but not reaped yet, does not).
+function H.alive(pid)
+  local f = io.open("/proc/" .. pid .. "/stat")
+  if not f then return false end
+  local state = f:read("a"):match("^%d+ %b() (%a)")
+  f:close()
+  return state ~= "Z" and state ~= "X"
+end
+
 function H.mypid()
   local f = assert(io.open("/proc/self/stat"))
   local pid = f:read("n")

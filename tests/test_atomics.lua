@@ -5,13 +5,7 @@ local lu = require "luaunit"
 local H = require "helper"
 local shm = require "luashm"
 
-local have = shm.array ~= nil and shm.parallel ~= nil
-
 TestAtomics = {}
-
-function TestAtomics:setUp()
-  lu.skipIf(not have, "needs shm.array and shm.parallel")
-end
 
 function TestAtomics:tearDown()
   for _, a in ipairs(self.objs or {}) do

@@ -179,7 +179,6 @@ end
 
 -- Workers of shm.parallel, inheriting the handle by fork, one parallel after another.
 function TestBarrier:test_parallel_workers_round_after_round()
-  lu.skipIf(not shm.parallel, "needs shm.parallel")
   local bar = self:keep(shm.barrier(3))
   local b = self:keep(shm.create(3 * 8))
   for _ = 1, 2 do

@@ -25,12 +25,6 @@ function TestChannel:chan(opts)
 end
 
 -- Sleeps without a busy loop or a shell: a receive that times out.
-local function sleep(s)
-  local c = shm.channel({ capacity = 64, track = false })
-  c:unlink()
-  c:recv(s)
-  c.block:close()
-end
 
 function TestChannel:test_create_properties_tostring()
   local ch = self:chan()
@@ -116,7 +110,7 @@ function TestChannel:test_blocking_send_with_a_slow_receiver()
     local got = {}
     for v in ch:iter() do
       got[#got + 1] = v
-      if #got % 50 == 0 then sleep(0.01) end
+      if #got % 50 == 0 then H.sleep(0.01) end
     end
     return got
   end)
@@ -162,7 +156,7 @@ function TestChannel:test_shutdown_wakes_blocked_receivers_and_senders()
   local ch = self:chan({ capacity = 64 })
   local ws = {}
   for i = 1, 2 do ws[i] = shm.spawn(function() return ch:recv() end) end
-  sleep(0.1)
+  H.sleep(0.1)
   ch:shutdown()
   for i = 1, 2 do
     local ok, v, why = ws[i]:join(10)
@@ -173,7 +167,7 @@ function TestChannel:test_shutdown_wakes_blocked_receivers_and_senders()
   local full = self:chan({ capacity = 64 })
   full:send(string.rep("x", 40))
   local sender = shm.spawn(function() return pcall(full.send, full, string.rep("y", 40)) end)
-  sleep(0.1)
+  H.sleep(0.1)
   full:shutdown()
   local ok, sent, err = sender:join(10)
   lu.assertIsTrue(ok)
@@ -609,11 +603,11 @@ function TestChannel:test_spinning_receiver_is_not_counted_as_waiting()
     local ch = self:chan()
     local p = assert(io.popen(("LUASHM_SPIN_US=%d %s -e %s"):format(case.us, H.shell_quote(H.host),
       H.shell_quote("local ch = shm.open(" .. ("%q"):format(ch.name) .. ") print(ch:recv(10))"))))
-    sleep(0.3)
+    H.sleep(0.3)
     lu.assertEquals(waiting_receivers(ch), case.spinning,
       "LUASHM_SPIN_US=" .. case.us .. ": a receiver counted as waiting after 0.3 s")
     if case.us > 0 then
-      sleep(0.8) -- the budget spent, it sleeps: now it counts
+      H.sleep(0.8) -- the budget spent, it sleeps: now it counts
       lu.assertEquals(waiting_receivers(ch), 1)
     end
     ch:send("wake")

@@ -15,10 +15,6 @@ local SEED = tonumber(os.getenv("LUASHM_DICT_SOAK_SEED")) or os.time()
 -- The dicts of these tests hold one stripe below 1 MiB, 2 from 1 MiB, 4 from 2 MiB...
 local SMALL = 8192 -- one stripe, a heap of 5120 bytes: 91 entries of 56 bytes
 
-local function sleep(s)
-  H.sh("sleep " .. s)
-end
-
 -- Whether two flat tables hold the same keys and values.
 local function same(a, b)
   for k, v in pairs(a) do
@@ -139,10 +135,10 @@ function TestDict:test_add_and_replace()
   lu.assertEquals(d:get("k"), "two")
   -- An expired entry is absent for both.
   d:set("e", 1, 0.01)
-  sleep(0.05)
+  H.sleep(0.05)
   lu.assertEquals({ d:replace("e", 2) }, { false, "not found" })
   d:set("e", 1, 0.01)
-  sleep(0.05)
+  H.sleep(0.05)
   lu.assertEquals({ d:add("e", 3) }, { true })
   lu.assertEquals(d:get("e"), 3)
   lu.assertEquals(d:ttl("e"), 0)
@@ -178,7 +174,7 @@ function TestDict:test_incr_integers_wrap_floats_stay_floats()
   lu.assertEquals(d:incr("t", 1, 0, 0.05), 1)
   lu.assertEquals(d:incr("t", 1, 0, 100), 2)
   lu.assertTrue(d:ttl("t") <= 0.05)
-  sleep(0.08)
+  H.sleep(0.08)
   lu.assertEquals({ d:incr("t", 1) }, { nil, "not found" })
   checked(d)
 end
@@ -195,7 +191,7 @@ function TestDict:test_ttl_expiry_and_expire()
   lu.assertEquals({ d:ttl("nope") }, { nil, "not found" })
   lu.assertEquals(d:get("a"), "x")
   lu.assertEquals(d:count(), 2)
-  sleep(0.08)
+  H.sleep(0.08)
   lu.assertEquals(d:count(), 1)
   lu.assertEquals(d:keys(), { "b" })
   lu.assertEquals({ d:get("a") }, { nil, true })
@@ -211,7 +207,7 @@ function TestDict:test_ttl_expiry_and_expire()
   lu.assertEquals(d:ttl("h"), 0)
   -- flush_expired frees them (up to max).
   for i = 1, 5 do d:set("e" .. i, i, 0.01) end
-  sleep(0.05)
+  H.sleep(0.05)
   lu.assertEquals(d:flush_expired(2), 2)
   lu.assertEquals(d:flush_expired(), 3)
   lu.assertEquals(d:flush_expired(0), 0)
@@ -371,7 +367,7 @@ function TestDict:test_safe_set_says_no_memory_and_never_evicts()
   -- Expired entries are no live entries: safe_set takes their room.
   d:flush_all()
   for i = 1, n do d:set("t" .. i, i, 0.02) end
-  sleep(0.05)
+  H.sleep(0.05)
   for i = 1, n do lu.assertEquals(d:safe_set("s" .. i, i), true) end
   lu.assertEquals(d:count(), n)
   checked(d)
@@ -842,7 +838,7 @@ local function soak(trials, seed)
       end)
     end
     local ok1, err1 = ws[1]:join()
-    if math.random() < 0.5 then sleep(("%.4f"):format(math.random() * 0.003)) end
+    if math.random() < 0.5 then H.sleep(("%.4f"):format(math.random() * 0.003)) end
     ws[2]:kill("KILL")
     local ok2, err2 = ws[2]:join()
     -- A worker that ended otherwise than by SIGKILL met an error: a corrupt dict, most likely.

@@ -10,8 +10,6 @@ local shm = require "luashm"
 
 local slurp, lines_of = H.slurp, H.lines
 
-local function sleep(s) os.execute("sleep " .. s) end
-
 -- The prelude every script gets: READY(what) records this process's pid and the step it is
 -- about to block in, in the file named by arg[1].
 local PRELUDE = [[
@@ -43,11 +41,11 @@ local function run_interrupted(code, runner)
   while slurp(dir .. "/status") == "" and shm.now() < deadline do
     local steps = lines_of(slurp(ready))
     if #steps > sent then
-      sleep(0.2)
+      H.sleep(0.2)
       os.execute("kill -INT " .. steps[#steps]:match("^%d+"))
       sent = #steps
     end
-    sleep(0.02)
+    H.sleep(0.02)
   end
   local status = tonumber(slurp(dir .. "/status"))
   local out, err, steps = slurp(dir .. "/out"), slurp(dir .. "/err"), lines_of(slurp(ready))

@@ -237,7 +237,6 @@ end
 
 -- Robust mutexes belong to a thread: a forked child does not own what its parent holds.
 function TestLock:test_forked_child_does_not_own_the_parents_lock()
-  lu.skipIf(not shm.spawn, "needs shm.spawn")
   local lk = self:keep(shm.lock())
   lk:acquire()
   local w = shm.spawn(function()

@@ -203,7 +203,6 @@ end
 -- Forked workers (shm.spawn) record through an inherited manager; their copy never unlinks,
 -- <close> and __gc included; after the owner's shutdown their creates fail.
 function TestManager:test_forked_copy_records_and_never_unlinks()
-  if not shm.spawn then lu.skip("shm.spawn not available yet") end
   local m <close> = shm.manager()
   local mine = m:create(10)
   local w = shm.spawn(function()
@@ -227,7 +226,6 @@ function TestManager:test_forked_copy_records_and_never_unlinks()
 end
 
 function TestManager:test_worker_create_after_owner_shutdown_fails()
-  if not shm.spawn then lu.skip("shm.spawn not available yet") end
   local flag = shm.create(8)
   local m = shm.manager()
   local w = shm.spawn(function()

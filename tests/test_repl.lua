@@ -16,10 +16,6 @@ local function random_hex(n)
   return (s:gsub(".", function(c) return ("%02x"):format(c:byte()) end))
 end
 
-local function sleep(s)
-  H.sh("sleep " .. s)
-end
-
 -- A REPL in a tmux pane: start(), keys() and type() to send input, wait() for the screen.
 local Repl = {}
 Repl.__index = Repl
@@ -85,7 +81,7 @@ function Repl:wait(pred, what)
   repeat
     screen = self:screen()
     if pred(screen) then return screen end
-    sleep(0.05)
+    H.sleep(0.05)
   until os.time() > deadline
   lu.fail(("timed out waiting for %s; the screen shows:\n%s"):format(what, screen))
 end
@@ -361,7 +357,7 @@ function TestRepl:test_ctrl_c_interrupts_a_loop_and_the_repl_goes_on()
   r:start()
   r:line("spins = 0; while true do spins = spins + 1 end")
   r:wait_text("while true do")
-  sleep(0.3)
+  H.sleep(0.3)
   r:keys("C-c")
   r:wait_text("interrupted!")
   r:wait_prompt()
@@ -369,7 +365,7 @@ function TestRepl:test_ctrl_c_interrupts_a_loop_and_the_repl_goes_on()
   r:wait_line("true%s+42", true)
   -- and again: the handler is back after the first interruption
   r:line("while true do end")
-  sleep(0.3)
+  H.sleep(0.3)
   r:keys("C-c")
   r:wait(function(s) return select(2, s:gsub("interrupted!", "")) >= 2 end,
     "a second interruption")
@@ -387,7 +383,7 @@ function TestRepl:test_ctrl_c_interrupts_a_blocked_recv()
   r:line("ch = shm.channel(); ch:unlink()")
   r:line("ch:recv()")
   r:wait_text("> ch:recv()")
-  sleep(0.3)
+  H.sleep(0.3)
   r:keys("C-c")
   r:wait_text("luashm: interrupted")
   r:wait_prompt()
@@ -396,7 +392,7 @@ function TestRepl:test_ctrl_c_interrupts_a_blocked_recv()
   r:wait_line("42")
   r:line("bar = shm.barrier(2); bar:unlink(); bar:wait()")
   r:wait_text("> bar = shm.barrier(2); bar:unlink(); bar:wait()")
-  sleep(0.3)
+  H.sleep(0.3)
   r:keys("C-c")
   r:wait(function(s) return select(2, s:gsub("luashm: interrupted", "")) >= 2 end,
     "a second interruption")
@@ -406,14 +402,9 @@ function TestRepl:test_ctrl_c_interrupts_a_blocked_recv()
   lu.assertNil(r:exit_status())
 end
 
-local function alive(pid)
-  return select(2, H.sh("kill -0 " .. pid .. " 2>/dev/null")) == true
-end
-
 -- SIGINT sent to the host alone (a terminal's Ctrl-C also reaches the workers, which die of
 -- it): the REPL itself stops the workers the interrupted chunk started, and only those.
 function TestRepl:test_interrupt_stops_the_workers_the_chunk_started()
-  if not shm.spawn then lu.skip("shm.spawn has not landed") end
   local r = self.repl
   local pids = self.home .. "/pids"
   r:start()
@@ -426,17 +417,17 @@ function TestRepl:test_interrupt_stops_the_workers_the_chunk_started()
     if f then old, new = f:read("n", "n") f:close() end
     return new ~= nil
   end, "the workers' pids")
-  lu.assertTrue(alive(new))
+  lu.assertTrue(H.alive(new))
   H.sh("kill -INT " .. r:pid())
   r:wait_text("luashm: interrupted") -- join's own error (issue 20)
   r:wait_prompt()
-  lu.assertFalse(alive(new))
-  lu.assertTrue(alive(old))
+  lu.assertFalse(H.alive(new))
+  lu.assertTrue(H.alive(old))
   r:line("w0:running(), w:running()")
   r:wait_line("true%s+false", true)
   r:line("w0:kill(); w0:join()")
   r:wait_prompt()
-  r:wait(function() return not alive(old) end, "the first worker to end")
+  r:wait(function() return not H.alive(old) end, "the first worker to end")
 end
 
 function TestRepl:test_ctrl_c_cancels_the_line_being_typed()

@@ -278,7 +278,6 @@ end
 -- parent's tree: neither its exit nor its blocks' __gc unlinks anything, its parent's blocks or
 -- its own; the tree's end does.
 function TestTracker:test_gh82300_worker_exit_never_unlinks()
-  if not shm.spawn then lu.skip("shm.spawn not available yet") end
   local out = run([[
     local parent = shm.create(16)
     parent:write(0, "parent")
@@ -309,7 +308,6 @@ end
 -- The rule for a fork before any tracked create: the forking process starts its watchdog at the
 -- fork, so the worker that creates first is in the parent's tree and its block outlives it.
 function TestTracker:test_fork_before_first_create_joins_the_parents_tree()
-  if not shm.spawn then lu.skip("shm.spawn not available yet") end
   local out = run([[
     local w = shm.spawn(function()
       local b = shm.create(8)

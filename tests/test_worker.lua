@@ -8,13 +8,6 @@ local shm = require "luashm"
 local mypid = H.mypid
 
 -- Alive means running or stopped; a zombie (of init, after its parent died) is dead.
-local function alive(pid)
-  local f = io.open("/proc/" .. pid .. "/stat")
-  if not f then return false end
-  local state = f:read("a"):match("^%d+ %b() (%a)")
-  f:close()
-  return state ~= "Z" and state ~= "X"
-end
 
 local function wait_until(pred, seconds)
   local deadline = shm.now() + (seconds or 5)
@@ -188,7 +181,7 @@ function TestSpawn:test_close_stops_a_running_worker()
   do
     local w <close> = shm.spawn(spin)
     pid = w.pid
-    lu.assertTrue(alive(pid))
+    lu.assertTrue(H.alive(pid))
   end
   lu.assertNil(io.open("/proc/" .. pid .. "/stat")) -- killed and reaped
 end
@@ -518,7 +511,7 @@ local started_hosts = {}
 -- A host that a failed assertion left running is killed (its workers follow: PDEATHSIG).
 function TestHost:tearDown()
   for _, host in ipairs(started_hosts) do
-    if alive(host) then os.execute("kill -KILL " .. host) end
+    if H.alive(host) then os.execute("kill -KILL " .. host) end
   end
   started_hosts = {}
 end
@@ -553,15 +546,15 @@ local function start_host(nworkers, extra)
 end
 
 local function assert_all_gone(host, pids)
-  lu.assertTrue(wait_until(function() return not alive(host) end), "the host survived")
+  lu.assertTrue(wait_until(function() return not H.alive(host) end), "the host survived")
   for _, p in ipairs(pids) do
-    lu.assertTrue(wait_until(function() return not alive(p) end), "worker " .. p .. " survived")
+    lu.assertTrue(wait_until(function() return not H.alive(p) end), "worker " .. p .. " survived")
   end
 end
 
 function TestHost:test_no_worker_survives_sigterm_of_the_host()
   local host, pids = start_host(3)
-  for _, p in ipairs(pids) do lu.assertTrue(alive(p)) end
+  for _, p in ipairs(pids) do lu.assertTrue(H.alive(p)) end
   os.execute("kill -TERM " .. host)
   assert_all_gone(host, pids)
 end
