@@ -4,6 +4,7 @@
 */
 #include "core.h"
 #include "kinds.h"
+#include "sync.h"
 #include "parts.h"
 #include "lualib.h"
 #include "npy.h"
@@ -13,9 +14,7 @@
 
 /* shm.now(): seconds on the monotonic clock, for timing jobs and benchmarks. */
 static int module_now(lua_State *L) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec * 1e-9);
+  lua_pushnumber(L, (lua_Number)luashm_now());
   return 1;
 }
 

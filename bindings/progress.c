@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "kinds.h"
+#include "sync.h"
 
 #define LUASHM_PROGRESS "luashm.Progress"
 #define PROGRESS_ACTIVE "luashm.progress.active" /* registry: the bar this process draws */
@@ -36,12 +37,6 @@ typedef struct progress {
   int finished;
   double last; /* when it last drew */
 } progress;
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static progress_data *data_of(progress *p) {
   return (progress_data *)(p->head.b->data + LUASHM_HEADER_SIZE);
@@ -71,7 +66,7 @@ static void clock_text(char *out, size_t n, double s) {
 static void draw(progress *p, int final) {
   progress_data *d = data_of(p);
   int64_t count = __atomic_load_n(&d->count, __ATOMIC_RELAXED), total = d->total;
-  double elapsed = now_s() - d->start, frac, rate;
+  double elapsed = luashm_now() - d->start, frac, rate;
   char bar[BAR_WIDTH + 1], when[32];
   int i, fill;
   frac = total > 0 ? (double)count / (double)total : 1.0;
@@ -92,7 +87,7 @@ static void draw(progress *p, int final) {
           final ? "in" : "ETA", when, final ? "\n" : "");
   fflush(stderr);
   p->drawn = !final;
-  p->last = now_s();
+  p->last = luashm_now();
 }
 
 /* Redraws p when it is this process's bar and due; draws the final line once when done. */
@@ -105,7 +100,7 @@ static void maybe_draw(progress *p, int force) {
     p->finished = 1;
     return;
   }
-  if (force || now_s() - p->last >= DRAW_PERIOD) draw(p, 0);
+  if (force || luashm_now() - p->last >= DRAW_PERIOD) draw(p, 0);
 }
 
 int luashm_progress_tick(lua_State *L) {
@@ -149,7 +144,7 @@ static int progress_new(lua_State *L) {
   b = luashm_block_new(L, PROGRESS_SIZE, 0);
   d = (progress_data *)(b->data + LUASHM_HEADER_SIZE);
   d->total = total;
-  d->start = now_s();
+  d->start = luashm_now();
   memcpy(d->label, label, len);
   luashm_header_init(b->data, "progress", PROGRESS_VERSION);
   p = progress_push(L, getpid());

@@ -119,12 +119,6 @@ static void push_death(lua_State *L, const worker *w) {
 ** Waiting on several workers at once, interruptibly, redrawing the progress bar
 ** ------------------------------------------------------------------------------------- */
 
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 /* Is w ready: a complete frame (when frames count) or ended. */
 static int ready(worker *w, int frames) {
   return (frames && luashm_frame_ready(&w->link)) || ended(w);
@@ -154,7 +148,7 @@ static int wait_slice(worker **ws, int n, luashm_link **ks, struct pollfd *pfd, 
 static int wait_any(lua_State *L, worker **ws, int n, double timeout, int frames) {
   luashm_deadline d;
   luashm_sigint g = {0, 0};
-  double next_reap = now_s() + REAP_CHECK_MS * 1e-3;
+  double next_reap = luashm_now() + REAP_CHECK_MS * 1e-3;
   luashm_link **ks =
       (luashm_link **)lua_newuserdatauv(L, (sizeof *ks + sizeof(struct pollfd)) * (size_t)n, 0);
   struct pollfd *pfd = (struct pollfd *)(ks + n);
@@ -171,9 +165,9 @@ static int wait_any(lua_State *L, worker **ws, int n, double timeout, int frames
     if (luashm_progress_tick(L) && ms > TICK_MS) ms = TICK_MS;
     if (!g.tried) luashm_sigint_begin(&g);
     if ((rc = wait_slice(ws, n, ks, pfd, ms)) != 0) break;
-    if (now_s() >= next_reap) {
+    if (luashm_now() >= next_reap) {
       for (i = 0; i < n; i++) reap(ws[i], 0);
-      next_reap = now_s() + REAP_CHECK_MS * 1e-3;
+      next_reap = luashm_now() + REAP_CHECK_MS * 1e-3;
     }
   }
   luashm_sigint_end(&g);
@@ -229,7 +223,7 @@ static worker *spawn_worker(lua_State *L, const spawn_spec *sp) {
     luashm_error(L, "spawn: out of memory");
   }
   luashm_tracker_prefork(); /* the worker is in this process's tree */
-  fflush(NULL); /* or the child would print the parent's pending output again */
+  fflush(NULL);             /* or the child would print the parent's pending output again */
   sigfillset(&all);
   sigprocmask(SIG_SETMASK, &all, &old);
   pid = fork();
@@ -670,10 +664,10 @@ static int worker_take(lua_State *L) {
 /* w:_stop([grace_s]): SIGTERM, then SIGKILL after grace seconds (default 0.5); reaped. */
 static int worker_stop(lua_State *L) {
   worker *w = checkworker(L, 1, "stop");
-  double grace = luaL_optnumber(L, 2, 0.5), end = now_s() + grace;
+  double grace = luaL_optnumber(L, 2, 0.5), end = luashm_now() + grace;
   reap(w, 0);
   if (!w->reaped) kill(w->pid, SIGTERM);
-  while (!w->reaped && now_s() < end) {
+  while (!w->reaped && luashm_now() < end) {
     struct timespec ts = {0, 2000000};
     nanosleep(&ts, NULL);
     reap(w, 0);

@@ -31,6 +31,12 @@ static void mono_now(struct timespec *ts) {
   clock_gettime(CLOCK_MONOTONIC, ts);
 }
 
+double luashm_now(void) {
+  struct timespec ts;
+  mono_now(&ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
 void luashm_deadline_in(luashm_deadline *d, double timeout) {
   double whole;
   d->forever = !(timeout >= 0 && timeout <= LUASHM_TIMEOUT_MAX);

@@ -26,6 +26,10 @@ typedef struct luashm_deadline {
 /* The longest timeout taken as a time: anything longer (and math.huge) waits forever. */
 #define LUASHM_TIMEOUT_MAX 1e9
 
+/* Seconds on CLOCK_MONOTONIC (shared by every process of the machine): shm.now, and the
+   periods of the progress bar and the worker waits. */
+double luashm_now(void);
+
 /* Sets d to timeout seconds from now; a negative timeout (or > LUASHM_TIMEOUT_MAX) is forever. */
 void luashm_deadline_in(luashm_deadline *d, double timeout);
 
