@@ -5,6 +5,11 @@
 -- holds every completed operation and none of the half-done one.
 -- LUASHM_DICT_SOAK_TRIALS runs only the soak, with that many trials (scripts/dict_soak.sh);
 -- LUASHM_DICT_SOAK_SEED replays one.
+--
+-- What it found: the random trials found one real bug, now
+-- test_killed_replacing_a_value_that_needs_its_own_room (a replaced entry used to be freed and
+-- its room allocated again in the same step, so the undo could not restore bytes the copy had
+-- overwritten). A soak of 1000 trials (2000 SIGKILLs) then found no inconsistent state.
 local lu = require "luaunit"
 local H = require "helper"
 local shm = require "luashm"

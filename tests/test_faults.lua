@@ -6,6 +6,19 @@
 -- every fourth a fresh Block) through a channel, where every message must also arrive exactly
 -- once (the surviving host counts them). Trials run several at a time. LUASHM_FAULT_TRIALS
 -- sets the count (scripts/faults_soak.sh runs thousands); LUASHM_FAULT_SEED replays a run.
+-- Half the kills are timed from the launch (so they land in startup and the first create too),
+-- half from the moment the workers run. Receivers take messages with ch:_recv_counted, which
+-- counts each one inside the critical section of its commit, so a receiver killed anywhere is
+-- accounted exactly: none may be lost (sent, never received) or duplicated (received twice, or
+-- received without being sent beyond the one a killed sender may have committed unrecorded).
+--
+-- What it found (issue 18): its first version found 47 leaked blocks in 240 trials (the record
+-- of a manager killed while its first create started the watchdog, size-0 files killed before
+-- fallocate, blocks killed between create and record or between un-record and unlink), all
+-- fixed since. A soak of 1000 trials (2 loaded cores) after the channel's delivery rework: 389
+-- kills hit a running process, 0 blocks found, 190,327 messages sent and 190,328 received (one
+-- committed by a killed sender before it could record it), 0 lost, 0 duplicated; built with
+-- receivers that take the message off before decoding it (the old channel), 200 trials lost one.
 local lu = require "luaunit"
 local H = require "helper"
 

@@ -6,6 +6,8 @@
 ** opened by name (which never unlinks: a forged entry may name any file) reads it: m:names()
 ** and tostring (no create: a forged `used` near the end would grow the real record at every
 ** run). Every outcome must be a value or a luashm error; ASan watches every read of the record.
+** Its first run found the record's name check quoting a name that was not NUL-terminated (an
+** over-read), since fixed.
 */
 #include <stdint.h>
 #include <stdlib.h>
