@@ -1,5 +1,8 @@
 /*
-** The POSIX layer: every syscall on a shared-memory name goes through here.
+** The POSIX layer (see posix.h): names, exclusive create with reserved pages, attach, map,
+** rename, unlink. The mapping cache, the manager and the tracker also stat /dev/shm/NAME to
+** learn a block's identity, and the watchdog and the block tool reach /dev/shm through a
+** directory descriptor.
 */
 #include "posix.h"
 

@@ -13,7 +13,17 @@
 ** behind: the next process to lock the stripe gets the mutex's owner-died report and undoes the
 ** log in reverse, so the stripe is as it was before the half-done operation. flush_all is one
 ** store (the zone's generation); a stripe whose generation is behind is emptied (a redo that can
-** be repeated) by whoever locks it next. See the README section "Dict" for the layout.
+** be repeated) by whoever locks it next. Bytes copied without the log (a new entry's key and
+** value) only ever go into a block that was free when the operation began: an operation never
+** allocates after it frees (the entry a set replaces is unlinked in the same step and freed
+** last). Room-making steps (evictions) commit on their own, so a set killed after evicting
+** leaves those entries evicted.
+**
+** A key's 64-bit hash (seeded per dict from the kernel's random source) picks its stripe by its
+** top bits and its bucket by its low ones. Everything in the zone is a 32-bit offset inside its
+** stripe (the block maps at a different address in each process). A stripe's heap blocks carry
+** boundary tags, so that freeing coalesces neighbours; allocation takes the smallest free list
+** whose blocks all fit. The byte layout is in zone_impl.h.
 **
 ** Every byte of the zone is untrusted: the geometry is computed from the block's size and
 ** checked against the zone's header once, at open; every offset, size, length and link read from

@@ -6,9 +6,9 @@
 -- Defaults: 1200x800, 256 iterations, ./mandelbrot.png, one worker per CPU (-j or
 -- LUASHM_WORKERS to change). Rows cost very different amounts of work (the ones through the set
 -- iterate to the limit on every pixel), so rows are handed out dynamically: the next idle worker
--- takes the next row. MODE picks one of the two ways luashm offers:
---   pool     shm.pool():map over the row numbers (the default);
---   counter  shm.parallel workers pull row numbers from a shared atomic counter.
+-- takes the next rows. MODE picks one of the two ways luashm offers:
+--   pool     shm.pool():map over the row numbers, in its default chunks (the default);
+--   counter  shm.parallel workers pull row numbers, one at a time, from a shared atomic counter.
 -- Both draw a progress bar on a terminal and give the same bytes, whatever the worker count.
 local here = arg[0]:match("^(.*)/") or "."
 package.path = here .. "/?.lua;" .. package.path

@@ -698,7 +698,7 @@ OpenResty's `lua_shared_dict` for forked workers: a hash table of string keys (1
 bytes, any bytes) and scalar values (booleans, integers and floats kept apart, strings) in its
 own block of fixed size, openable by name, travelling by name. Every operation is atomic, and
 a process killed at any point inside one leaves the dict consistent: the next caller undoes
-the half-done operation, as a robust lock recovers (see the README section "Dict").
+the half-done operation, as a robust lock recovers.
 
 Keys hash to stripes (about one per 512 KiB of capacity, up to 64), each with its own lock,
 so workers on different keys rarely wait for each other. When a stripe is full, entries not
