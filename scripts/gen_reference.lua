@@ -18,6 +18,7 @@ local topics = H.topics()
 ------------------------------------------------------------------------------------------
 
 local paragraphs = H.paragraphs
+local anchor = H.anchor
 
 local function lines_of(s)
   local out = {}
@@ -28,12 +29,6 @@ end
 ------------------------------------------------------------------------------------------
 -- Markdown
 ------------------------------------------------------------------------------------------
-
--- GitHub's anchor of a heading: lower case, only letters, digits, spaces, '-' and '_' kept,
--- spaces as '-'.
-local function anchor(heading)
-  return (heading:lower():gsub("[^%w%- _]", ""):gsub(" ", "-"))
-end
 
 local function md_text(s)
   local out = {}

@@ -7,6 +7,7 @@
 -- or a heading leads somewhere.
 local lu = require "luaunit"
 local H = require "helper"
+local help = require "luashm.help"
 
 local q = H.shell_quote
 local README = H.read("README.md")
@@ -157,14 +158,9 @@ function TestReadme:test_layout_names_every_file()
   lu.assertEquals(missing, {}, "files the Layout section of README.md does not name")
 end
 
--- GitHub's anchor of a heading: lower case, punctuation dropped, spaces to hyphens.
-local function anchor(heading)
-  return (heading:lower():gsub("[^%w%- _]", ""):gsub(" ", "-"))
-end
-
 local function anchors(text)
   local set = {}
-  for h in (text):gmatch("\n#+ ([^\n]+)") do set[anchor(h)] = true end
+  for h in (text):gmatch("\n#+ ([^\n]+)") do set[help.anchor(h)] = true end
   return set
 end
 

@@ -229,6 +229,13 @@ function M.paragraphs(s)
   return out
 end
 
+-- GitHub's anchor of a Markdown heading (what a link to it says after '#'): lower case, only
+-- letters, digits, spaces, '-' and '_' kept, spaces as '-'. REFERENCE.md's links and the README
+-- test's link check agree through it.
+function M.anchor(heading)
+  return (heading:lower():gsub("[^%w%- _]", ""):gsub(" ", "-"))
+end
+
 -- Paragraphs as lines for a terminal: items keep their "- ".
 local function paragraphs(s)
   local out = {}

@@ -1162,6 +1162,11 @@ The paragraphs of a reference text, each joined into one line: a sequence of
 `{kind = "para" or "item", text = ...}` ("- " items are paragraphs of their own).]],
   example = [[print(#require("luashm.help").paragraphs("One\ntwo.\n\n- item")) --> 2]] },
 
+{ "luashm.help.anchor", "H.anchor(heading)", [[
+GitHub's anchor of a Markdown heading, what a link to it puts after `#`: lower case, only
+letters, digits, spaces, `-` and `_` kept, spaces as `-` (the links of `scripts/REFERENCE.md`).]],
+  example = [[print(require("luashm.help").anchor("Scaling out (MPI)")) --> scaling-out-mpi]] },
+
 { "luashm.help.summary", "H.summary(text [, markup])", [[
 The first sentence of a reference text, without its markup unless `markup` is true.]],
   example = [[print(require("luashm.help").summary("One `x`. Two.")) --> One x.]] },
