@@ -96,14 +96,13 @@ static uint64_t valid_prefix(const unsigned char *a, uint64_t used) {
 
 /* Whether the entry's name still names the file that was recorded. */
 static int entry_current(const unsigned char *e, size_t len) {
-  char name[LUASHM_NAME_MAX + 1], path[16 + LUASHM_NAME_MAX];
+  char name[LUASHM_NAME_MAX + 1];
   uint64_t dev, ino;
   struct stat st;
   memcpy(&dev, e + 2, 8);
   memcpy(&ino, e + 10, 8);
   entry_name(e, len, name);
-  snprintf(path, sizeof path, "/dev/shm/%s", name);
-  if (stat(path, &st) != 0) return 0;
+  if (luashm_shm_lstat(name, &st) != 0) return 0;
   return (uint64_t)st.st_dev == dev && (uint64_t)st.st_ino == ino;
 }
 
@@ -382,7 +381,7 @@ static int manager_make(lua_State *L) {
   manager *m = checkmanager(L, 1);
   const luashm_kind *k = (const luashm_kind *)lua_touserdata(L, lua_upvalueindex(1));
   const char *name;
-  char path[16 + LUASHM_NAME_MAX], err[LUASHM_ERRLEN];
+  char err[LUASHM_ERRLEN];
   struct stat st;
   luashm_object *o;
   int nargs = lua_gettop(L) - 1, obj, shut, status = LUA_OK;
@@ -395,8 +394,7 @@ static int manager_make(lua_State *L) {
   if (o == NULL || o->b == NULL)
     return luashm_error(L, "manager: shm.%s returned no object in a block", k->maker);
   name = o->b->name;
-  snprintf(path, sizeof path, "/dev/shm/%s", name);
-  if (stat(path, &st) != 0) memset(&st, 0, sizeof st);
+  if (luashm_shm_lstat(name, &st) != 0) memset(&st, 0, sizeof st);
   /* shm.<maker> ran Lua code (an opts metamethod...) that may have shut the manager down. */
   shut = is_shut(m);
   if (!shut) {

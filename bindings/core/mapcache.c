@@ -137,12 +137,6 @@ static void on_fork_child(void) {
   pthread_mutex_unlock(&cache.mu);
 }
 
-/* The path of name under /dev/shm, where shm_open finds it (glibc opens it with O_NOFOLLOW,
-   hence lstat). */
-static void shm_path(char *out, const char *name) {
-  snprintf(out, sizeof "/dev/shm/" + LUASHM_NAME_MAX, "/dev/shm/%s", name);
-}
-
 static int same_file(const struct stat *a, const struct stat *b) {
   return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size;
 }
@@ -152,7 +146,6 @@ static int same_file(const struct stat *a, const struct stat *b) {
    hit them again. An lstat each, so only on a miss, and at most every SWEEP_NS: a worker
    mapping a new block every few microseconds must not pay eight lstats for each. */
 static void sweep_stale(void) {
-  char path[sizeof "/dev/shm/" + LUASHM_NAME_MAX];
   luashm_mapping *e, *newer;
   struct stat st;
   struct timespec now;
@@ -163,8 +156,7 @@ static void sweep_stale(void) {
   cache.swept = t;
   for (e = cache.oldest; e != NULL; e = newer) {
     newer = e->newer;
-    shm_path(path, e->name);
-    if (lstat(path, &st) != 0 || st.st_dev != e->dev || st.st_ino != e->ino) evict(e);
+    if (luashm_shm_lstat(e->name, &st) != 0 || st.st_dev != e->dev || st.st_ino != e->ino) evict(e);
   }
 }
 
@@ -211,10 +203,9 @@ luashm_mapping *luashm_mapcache_own(const char *name, void *data, size_t size) {
 
 int luashm_mapcache_id(luashm_mapping *m, luashm_fileid *id) {
   if (m->unknown) {
-    char path[sizeof "/dev/shm/" + LUASHM_NAME_MAX];
     struct stat st;
-    shm_path(path, m->name);
-    if (lstat(path, &st) != 0 || !S_ISREG(st.st_mode) || (size_t)st.st_size != m->size)
+    if (luashm_shm_lstat(m->name, &st) != 0 || !S_ISREG(st.st_mode) ||
+        (size_t)st.st_size != m->size)
       return 0; /* asked again next time */
     m->dev = st.st_dev;
     m->ino = st.st_ino;
@@ -228,14 +219,12 @@ int luashm_mapcache_id(luashm_mapping *m, luashm_fileid *id) {
 
 int luashm_mapcache_attach(const char *name, luashm_mapping **m, void **data, size_t *size,
                            char *err) {
-  char path[sizeof "/dev/shm/" + LUASHM_NAME_MAX];
   struct stat before, after;
   luashm_mapping *e;
   int known;
   *m = NULL;
   if (idle_max() == 0) return luashm_shm_attach(name, data, size, err);
-  shm_path(path, name);
-  known = lstat(path, &before) == 0 && S_ISREG(before.st_mode) && before.st_size > 0;
+  known = luashm_shm_lstat(name, &before) == 0 && S_ISREG(before.st_mode) && before.st_size > 0;
   if (known) {
     pthread_mutex_lock(&cache.mu);
     e = take((uint64_t)before.st_dev, (uint64_t)before.st_ino, (uint64_t)before.st_size, NULL);
@@ -249,7 +238,7 @@ int luashm_mapcache_attach(const char *name, luashm_mapping **m, void **data, si
   }
   /* A miss: a new mapping, which errno and err describe if it fails. */
   if (luashm_shm_attach(name, data, size, err) != 0) return -1;
-  if (!known || lstat(path, &after) != 0 || !same_file(&before, &after) ||
+  if (!known || luashm_shm_lstat(name, &after) != 0 || !same_file(&before, &after) ||
       (size_t)before.st_size != *size)
     return 0; /* the name changed hands meanwhile: an uncached mapping */
   e = (luashm_mapping *)calloc(1, sizeof *e);

@@ -250,11 +250,15 @@ int luashm_shm_attach(const char *name, void **data, size_t *size, char *err) {
   return 0;
 }
 
-int luashm_shm_exists(const char *name) {
+int luashm_shm_lstat(const char *name, struct stat *st) {
   char path[SHM_PATH_MAX];
-  struct stat st;
   shm_path(path, name);
-  return fstatat(AT_FDCWD, path, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode);
+  return fstatat(AT_FDCWD, path, st, AT_SYMLINK_NOFOLLOW);
+}
+
+int luashm_shm_exists(const char *name) {
+  struct stat st;
+  return luashm_shm_lstat(name, &st) == 0 && S_ISREG(st.st_mode);
 }
 
 void luashm_shm_unmap(void *data, size_t size) {

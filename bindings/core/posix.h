@@ -10,6 +10,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include "luashm.h" /* LUASHM_ERRLEN: the public API's message size is the layers' too */
@@ -65,6 +66,11 @@ int luashm_shm_grow(const char *name, size_t size, char *err);
 /* Whether name is a regular file in /dev/shm (1) or not (0): never opens it, so a FIFO, a
    directory or a symbolic link is simply not a block. */
 int luashm_shm_exists(const char *name);
+
+/* What /dev/shm/name is, without following a link (shm_open does not follow one either): the
+   one lstat of a name for the callers that check a name still holds the file they recorded
+   (the tracker, the manager, the mapping cache). 0, or -1 with errno. */
+int luashm_shm_lstat(const char *name, struct stat *st);
 
 /* Releases a mapping made by create or attach. */
 void luashm_shm_unmap(void *data, size_t size);

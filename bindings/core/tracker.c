@@ -139,20 +139,13 @@ static int tracker_gone(char *err, const char *name) {
                      "that need no tracker (opts.track = false where a constructor takes it)");
 }
 
-/* lstat of /dev/shm/name (a name that passed the name rules: it stays in /dev/shm). */
-static int shm_lstat(const char *name, struct stat *st) {
-  char path[sizeof LUASHM_SHM_DIR + 1 + LUASHM_NAME_MAX];
-  snprintf(path, sizeof path, LUASHM_SHM_DIR "/%s", name);
-  return fstatat(AT_FDCWD, path, st, AT_SYMLINK_NOFOLLOW);
-}
-
 /* The record says which file went: another process of the tree may have made the name again
    in between, and its record, which may reach the watchdog before this one, must stay. */
 int luashm_tracker_unlink(const char *name, char *err) {
   luashm_fileid id = {0, 0, 0};
   struct stat st;
   int rc;
-  if (tree_socket() >= 0 && shm_lstat(name, &st) == 0) {
+  if (tree_socket() >= 0 && luashm_shm_lstat(name, &st) == 0) {
     id.dev = (uint64_t)st.st_dev;
     id.ino = (uint64_t)st.st_ino;
   }
@@ -336,10 +329,10 @@ int luashm_tracker_scan(void (*fn)(void *ud, const luashm_trackrec *r, long trac
 }
 
 const char *luashm_tracker_resolve(const luashm_trackrec *r, uid_t owner, struct stat *st) {
-  if (r->target != NULL && shm_lstat(r->target, st) == 0 && st->st_uid == owner &&
+  if (r->target != NULL && luashm_shm_lstat(r->target, st) == 0 && st->st_uid == owner &&
       luashm_track_owns_target(&r->id, st))
     return r->target;
-  if (shm_lstat(r->name, st) == 0 && st->st_uid == owner &&
+  if (luashm_shm_lstat(r->name, st) == 0 && st->st_uid == owner &&
       luashm_track_owns(r->name, &r->id, owner, st))
     return r->name;
   return NULL;
