@@ -48,8 +48,23 @@ static void fork_release(void) {
   pthread_mutex_unlock(&start_lock);
 }
 
+/* This process's pid, for the records: glibc no longer caches getpid, and a tracked create
+   sends three records. A forked child forgets it (the handler below runs in every child that
+   glibc's fork makes; the records' pid only informs the block tool). */
+static pid_t self_pid = 0;
+
+static void fork_child(void) {
+  self_pid = 0;
+  pthread_mutex_unlock(&start_lock);
+}
+
+static pid_t self(void) {
+  if (self_pid == 0) self_pid = getpid();
+  return self_pid;
+}
+
 static void install_handler(void) {
-  pthread_atfork(fork_prepare, fork_release, fork_release);
+  pthread_atfork(fork_prepare, fork_release, fork_child);
 }
 
 /* Forks the watchdog: twice, so that it is nobody's child in the tree (no zombie, and no
@@ -121,7 +136,7 @@ static int tracker_send(int op, const char *name, const char *target, uint64_t s
   m.op = (uint8_t)op;
   m.namelen = (uint8_t)n;
   m.targetlen = (uint8_t)tn;
-  m.creator = (int64_t)getpid();
+  m.creator = (int64_t)self();
   if (id != NULL) m.id = *id;
   m.id.size = size;
   memcpy(m.names, name, n);
