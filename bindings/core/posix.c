@@ -108,7 +108,13 @@ int luashm_name_check(const char *op, const char *name, size_t len, char *err) {
     return luashm_fail(err, op, "(too long)", what);
   }
   if (memchr(name, '\0', len) != NULL) return luashm_fail(err, op, "(contains NUL)", why);
-  return luashm_fail(err, op, name, why);
+  {
+    /* name is len bytes, not necessarily NUL-terminated (a name read from a message) */
+    char quoted[LUASHM_NAME_MAX + 1];
+    memcpy(quoted, name, len);
+    quoted[len] = '\0';
+    return luashm_fail(err, op, quoted, why);
+  }
 }
 
 void luashm_name_escape(char *out, size_t outlen, const char *name) {
