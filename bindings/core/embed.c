@@ -104,7 +104,7 @@ LUASHM_API luashm_mem *luashm_mem_attach(const char *name, char *err, size_t err
     luashm_fail(ebuf, "attach", name, "out of memory");
     goto fail;
   }
-  if (luashm_shm_attach(name, &data, &size, ebuf) != 0) goto fail;
+  if (luashm_shm_attach(name, &data, &size, NULL, ebuf) != 0) goto fail;
   strcpy(m->name, name);
   m->base = (unsigned char *)data;
   m->mapsize = size;

@@ -137,10 +137,6 @@ static void on_fork_child(void) {
   pthread_mutex_unlock(&cache.mu);
 }
 
-static int same_file(const struct stat *a, const struct stat *b) {
-  return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size;
-}
-
 /* Unmaps the idle mappings whose name no longer holds their file (unlinked, or made again for
    another block, by any process): their pages must not stay alive for a cache that can never
    hit them again. An lstat each, so only on a miss, and at most every SWEEP_NS: a worker
@@ -219,11 +215,12 @@ int luashm_mapcache_id(luashm_mapping *m, luashm_fileid *id) {
 
 int luashm_mapcache_attach(const char *name, luashm_mapping **m, void **data, size_t *size,
                            char *err) {
-  struct stat before, after;
+  struct stat before;
+  luashm_fileid id;
   luashm_mapping *e;
   int known;
   *m = NULL;
-  if (idle_max() == 0) return luashm_shm_attach(name, data, size, err);
+  if (idle_max() == 0) return luashm_shm_attach(name, data, size, NULL, err);
   known = luashm_shm_lstat(name, &before) == 0 && S_ISREG(before.st_mode) && before.st_size > 0;
   if (known) {
     pthread_mutex_lock(&cache.mu);
@@ -236,11 +233,13 @@ int luashm_mapcache_attach(const char *name, luashm_mapping **m, void **data, si
       return 0;
     }
   }
-  /* A miss: a new mapping, which errno and err describe if it fails. */
-  if (luashm_shm_attach(name, data, size, err) != 0) return -1;
-  if (!known || luashm_shm_lstat(name, &after) != 0 || !same_file(&before, &after) ||
-      (size_t)before.st_size != *size)
-    return 0; /* the name changed hands meanwhile: an uncached mapping */
+  /* A miss: a new mapping, which errno and err describe if it fails. It is cached under the
+     identity of the file it maps (attach's own fstat), and only when that is the file the name
+     held at the lookup: otherwise the name changed hands meanwhile (an uncached mapping). */
+  if (luashm_shm_attach(name, data, size, &id, err) != 0) return -1;
+  if (!known || id.dev != (uint64_t)before.st_dev || id.ino != (uint64_t)before.st_ino ||
+      id.size != (uint64_t)before.st_size)
+    return 0;
   e = (luashm_mapping *)calloc(1, sizeof *e);
   if (e == NULL) return 0;
   e->dev = before.st_dev;

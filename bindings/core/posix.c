@@ -217,7 +217,7 @@ static int reserve_sparse(int fd, const struct stat *st, const char *name, char 
   return 0;
 }
 
-int luashm_shm_attach(const char *name, void **data, size_t *size, char *err) {
+int luashm_shm_attach(const char *name, void **data, size_t *size, luashm_fileid *id, char *err) {
   char path[LUASHM_NAME_MAX + 2];
   struct stat st;
   int fd, e;
@@ -253,6 +253,11 @@ int luashm_shm_attach(const char *name, void **data, size_t *size, char *err) {
   if (p == MAP_FAILED) return fail_errno(err, "attach", name, e);
   *data = p;
   *size = (size_t)st.st_size;
+  if (id != NULL) {
+    id->dev = (uint64_t)st.st_dev;
+    id->ino = (uint64_t)st.st_ino;
+    id->size = (uint64_t)st.st_size;
+  }
   return 0;
 }
 

@@ -56,8 +56,9 @@ int luashm_shm_create(const char *name, const char *shown, size_t size, mode_t m
 /* Attaches an existing block read-write and maps all of it; its size comes from fstat. A sparse
    block (made with ftruncate, as Python does) gets its pages reserved first, so that a full
    /dev/shm is an error here rather than a SIGBUS on first touch; a block whose pages are all
-   there already costs no more than fstat. */
-int luashm_shm_attach(const char *name, void **data, size_t *size, char *err);
+   there already costs no more than fstat. id, when not NULL, receives the identity of the file
+   mapped (from that fstat). */
+int luashm_shm_attach(const char *name, void **data, size_t *size, luashm_fileid *id, char *err);
 
 /* Grows the block to at least size bytes and reserves the new pages (a full /dev/shm fails
    here); mappings made before keep their size. Never shrinks. */
