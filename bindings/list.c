@@ -702,7 +702,7 @@ static int list_index(lua_State *L) {
   if (LUASHM_LIKELY(lua_type(L, 2) == LUA_TNUMBER)) {
     int isint;
     lua_Integer i = lua_tointegerx(L, 2, &isint);
-    checklist(L, 1);
+    if (LUASHM_UNLIKELY(l->head.b->data == NULL)) checklist(L, 1); /* raises "is closed" */
     if (isint && i >= 1 && i <= l->n)
       slot_push(L, l, (size_t)i - 1);
     else
